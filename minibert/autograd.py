@@ -1,0 +1,499 @@
+"""Autograd-lite: a small reverse-mode automatic differentiation engine.
+
+A `Tensor` wraps an array of the active backend (NumPy or CuPy, see `backend.py`). Every
+operation on tensors that require gradients records how it was made: its parents and a
+`_backward` closure that, given the gradient of the loss with respect to the output
+(`out.grad`), adds the gradient with respect to each parent (the chain rule, one op at a time).
+`loss.backward()` then visits the recorded graph in reverse topological order.
+
+Each op below is written as: forward (a line or two of array code), then its `_backward`
+right beside it. The neural-network ops (softmax, layer_norm, gelu, cross_entropy, ...) live in
+`functional.py`, written the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import backend
+
+# ----------------------------------------------------------------------------------------------
+# Grad mode
+
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside `with no_grad():` no graph is recorded (inference, optimizer steps)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class ShapeError(ValueError):
+    """An op was given arrays whose shapes do not fit together."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _is_float(dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+def unbroadcast(grad, shape: tuple):
+    """Sum `grad` down to `shape`: the backward of NumPy broadcasting.
+
+    If x of shape (3, 1) was broadcast to (2, 3, 4) in the forward pass, each element of x was
+    used 2*4 times, so its gradient is the sum over those copies.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    grad = grad.sum(axis=tuple(range(extra))) if extra > 0 else grad
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    return grad.sum(axis=axes, keepdims=True) if axes else grad
+
+
+def _broadcast_shape(op: str, a: Tensor, b: Tensor) -> tuple:
+    try:
+        return np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ShapeError(
+            f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together"
+        ) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# The Tensor
+
+
+class Tensor:
+    """An array plus the recipe to differentiate through it.
+
+    data          the array (NumPy or CuPy), float32 by default
+    requires_grad whether gradients should flow to this tensor
+    grad          d(loss)/d(self), an array of the same shape (None until backward)
+    """
+
+    __array_priority__ = 1000  # so that `ndarray * Tensor` calls Tensor.__rmul__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, _parents=(), _op=""):
+        if isinstance(data, Tensor):
+            data = data.data
+        if dtype is None and not hasattr(data, "dtype"):
+            # Python numbers and lists become float32 unless they are integers or bools;
+            # arrays keep their dtype (float64 stays float64, which gradcheck relies on).
+            dtype = None if np.asarray(data).dtype.kind in "iub" else np.float32
+        self.data = backend.asarray(data, dtype=dtype)
+        if requires_grad and not _is_float(self.data.dtype):
+            raise TypeError(
+                f"only floating-point tensors can require gradients, got dtype {self.data.dtype}"
+            )
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._backward = None
+        self._parents = _parents
+        self._op = _op
+
+    # -- basic properties ----------------------------------------------------------------------
+    shape = property(lambda self: tuple(self.data.shape))
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: int(self.data.size))
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        op = f", op={self._op}" if self._op else ""
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}{grad}{op})"
+
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array on the host (a copy when it lives on the GPU)."""
+        return backend.to_numpy(self.data)
+
+    def item(self) -> float:
+        return self.numpy().item()
+
+    def detach(self) -> Tensor:
+        """The same data, cut off from the graph (no gradients flow through it)."""
+        return Tensor(self.data)
+
+    def astype(self, dtype) -> Tensor:
+        out = _result(self.data.astype(dtype), (self,), "astype")
+        if out.requires_grad:
+            out._backward = lambda: _accum(self, out.grad.astype(self.dtype))
+        return out
+
+    # -- backpropagation -----------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Compute d(self)/d(t) for every tensor t in the graph that requires grad.
+
+        Leaf tensors (parameters, inputs) *accumulate* into `.grad`, as in PyTorch: call
+        `zero_grad()` between steps. `grad` may be omitted only for a scalar (a loss).
+        Afterwards the graph is freed (as in PyTorch) unless `retain_graph=True`; the `.grad`
+        of intermediate tensors stays readable either way.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() called on a tensor that does not require grad: no input of the "
+                "computation had requires_grad=True (or it ran inside no_grad())"
+            )
+        xp = backend.get_array_module(self.data)
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward() without a gradient needs a scalar, but this tensor has shape "
+                    f"{self.shape}; reduce it first (e.g. .sum() or .mean()) or pass grad="
+                )
+            grad = xp.ones_like(self.data)
+        grad = xp.asarray(grad, dtype=self.dtype)
+        if grad.shape != self.data.shape:
+            raise ShapeError(f"backward: grad has shape {grad.shape}, tensor has {self.shape}")
+
+        order = self._topological_order()
+        for t in order:
+            if t._parents:  # intermediate results start from zero each backward pass
+                t.grad = None
+        self.grad = grad if self.grad is None or self._parents else self.grad + grad
+        for t in reversed(order):
+            if t._backward is not None and t.grad is not None:
+                t._backward()
+        if not retain_graph:  # drop the closures: frees the saved arrays at once
+            for t in order:
+                t._backward, t._parents = None, ()
+
+    def _topological_order(self) -> list[Tensor]:
+        """Every tensor this one depends on, parents before children (iterative DFS)."""
+        order, seen, stack = [], set(), [(self, False)]
+        while stack:
+            t, parents_done = stack.pop()
+            if parents_done:
+                order.append(t)
+                continue
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            stack.append((t, True))
+            stack.extend((p, False) for p in t._parents if p.requires_grad)
+        return order
+
+    # -- arithmetic (elementwise, broadcasting) ------------------------------------------------
+    def __add__(self, other):
+        other = as_tensor(other, like=self)
+        _broadcast_shape("add", self, other)
+        out = _result(self.data + other.data, (self, other), "add")
+
+        def _backward():
+            _accum(self, unbroadcast(out.grad, self.shape))
+            _accum(other, unbroadcast(out.grad, other.shape))
+
+        out._backward = _backward
+        return out
+
+    def __sub__(self, other):
+        other = as_tensor(other, like=self)
+        _broadcast_shape("sub", self, other)
+        out = _result(self.data - other.data, (self, other), "sub")
+
+        def _backward():
+            _accum(self, unbroadcast(out.grad, self.shape))
+            _accum(other, unbroadcast(-out.grad, other.shape))
+
+        out._backward = _backward
+        return out
+
+    def __mul__(self, other):
+        other = as_tensor(other, like=self)
+        _broadcast_shape("mul", self, other)
+        out = _result(self.data * other.data, (self, other), "mul")
+
+        def _backward():
+            _accum(self, unbroadcast(out.grad * other.data, self.shape))
+            _accum(other, unbroadcast(out.grad * self.data, other.shape))
+
+        out._backward = _backward
+        return out
+
+    def __truediv__(self, other):
+        other = as_tensor(other, like=self)
+        _broadcast_shape("div", self, other)
+        out = _result(self.data / other.data, (self, other), "div")
+
+        def _backward():  # d(a/b)/da = 1/b,  d(a/b)/db = -a/b²
+            _accum(self, unbroadcast(out.grad / other.data, self.shape))
+            _accum(other, unbroadcast(-out.grad * out.data / other.data, other.shape))
+
+        out._backward = _backward
+        return out
+
+    def __neg__(self):
+        out = _result(-self.data, (self,), "neg")
+        out._backward = lambda: _accum(self, -out.grad)
+        return out
+
+    def __pow__(self, exponent: float):
+        if isinstance(exponent, Tensor):
+            raise TypeError("pow: only a constant (Python number) exponent is supported")
+        out = _result(self.data**exponent, (self,), "pow")
+        out._backward = lambda: _accum(self, out.grad * exponent * self.data ** (exponent - 1))
+        return out
+
+    def __radd__(self, other):
+        return self + other
+
+    def __rsub__(self, other):
+        return as_tensor(other, like=self) - self
+
+    def __rmul__(self, other):
+        return self * other
+
+    def __rtruediv__(self, other):
+        return as_tensor(other, like=self) / self
+
+    # -- matrix product -------------------------------------------------------------------------
+    def __matmul__(self, other):
+        other = as_tensor(other, like=self)
+        if self.ndim < 2 or other.ndim < 2 or self.shape[-1] != other.shape[-2]:
+            raise ShapeError(
+                f"matmul: shapes {self.shape} and {other.shape} do not fit; need (..., n, k) @ "
+                f"(..., k, m) with at least 2 dimensions each"
+            )
+        try:
+            np.broadcast_shapes(self.shape[:-2], other.shape[:-2])
+        except ValueError:
+            raise ShapeError(
+                f"matmul: batch dimensions of {self.shape} and {other.shape} do not broadcast"
+            ) from None
+        out = _result(self.data @ other.data, (self, other), "matmul")
+
+        def _backward():  # Y = A B  ->  dA = dY Bᵀ,  dB = Aᵀ dY (then undo batch broadcasting)
+            if self.requires_grad:
+                _accum(self, unbroadcast(out.grad @ other.data.swapaxes(-1, -2), self.shape))
+            if other.requires_grad and other.ndim == 2:  # (..., k) @ (k, m): fold the batch
+                k, m = other.shape
+                _accum(other, self.data.reshape(-1, k).T @ out.grad.reshape(-1, m))
+            elif other.requires_grad:
+                _accum(other, unbroadcast(self.data.swapaxes(-1, -2) @ out.grad, other.shape))
+
+        out._backward = _backward
+        return out
+
+    # -- reductions -----------------------------------------------------------------------------
+    def sum(self, axis=None, keepdims: bool = False):
+        out = _result(self.data.sum(axis=axis, keepdims=keepdims), (self,), "sum")
+
+        def _backward():  # every input element contributed once: copy the gradient back
+            g = out.grad if keepdims or axis is None else _expand(out.grad, axis, self.ndim)
+            _accum(self, backend.get_array_module(g).broadcast_to(g, self.shape))
+
+        out._backward = _backward
+        return out
+
+    def mean(self, axis=None, keepdims: bool = False):
+        axes = range(self.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+        n = int(np.prod([self.shape[a] for a in axes]))
+        return self.sum(axis=axis, keepdims=keepdims) * (1.0 / max(n, 1))
+
+    def max(self, axis=None, keepdims: bool = False):
+        out = _result(self.data.max(axis=axis, keepdims=keepdims), (self,), "max")
+
+        def _backward():  # only the maximum receives gradient (shared equally between ties)
+            m = out.data if keepdims or axis is None else _expand(out.data, axis, self.ndim)
+            g = out.grad if keepdims or axis is None else _expand(out.grad, axis, self.ndim)
+            hit = (self.data == m).astype(self.dtype)
+            _accum(self, hit * g / hit.sum(axis=axis, keepdims=True))
+
+        out._backward = _backward
+        return out
+
+    # -- elementwise functions ------------------------------------------------------------------
+    def exp(self):
+        out = _result(backend.get_array_module(self.data).exp(self.data), (self,), "exp")
+        out._backward = lambda: _accum(self, out.grad * out.data)
+        return out
+
+    def log(self):
+        out = _result(backend.get_array_module(self.data).log(self.data), (self,), "log")
+        out._backward = lambda: _accum(self, out.grad / self.data)
+        return out
+
+    def sqrt(self):
+        out = _result(backend.get_array_module(self.data).sqrt(self.data), (self,), "sqrt")
+        out._backward = lambda: _accum(self, out.grad * 0.5 / out.data)
+        return out
+
+    def tanh(self):
+        out = _result(backend.get_array_module(self.data).tanh(self.data), (self,), "tanh")
+        out._backward = lambda: _accum(self, out.grad * (1 - out.data**2))
+        return out
+
+    def relu(self):
+        out = _result(self.data * (self.data > 0), (self,), "relu")
+        out._backward = lambda: _accum(self, out.grad * (self.data > 0))
+        return out
+
+    # -- shape ops ------------------------------------------------------------------------------
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape
+        try:
+            data = self.data.reshape(shape)
+        except ValueError:
+            raise ShapeError(f"reshape: cannot reshape {self.shape} into {tuple(shape)}") from None
+        out = _result(data, (self,), "reshape")
+        out._backward = lambda: _accum(self, out.grad.reshape(self.shape))
+        return out
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], tuple | list) else axes
+        axes = tuple(axes) or tuple(reversed(range(self.ndim)))
+        if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
+            raise ShapeError(f"transpose: axes {axes} are not a permutation for shape {self.shape}")
+        out = _result(self.data.transpose(axes), (self,), "transpose")
+        inverse = tuple(np.argsort([a % self.ndim for a in axes]))
+        out._backward = lambda: _accum(self, out.grad.transpose(inverse))
+        return out
+
+    def swapaxes(self, a: int, b: int):
+        axes = list(range(self.ndim))
+        axes[a], axes[b] = axes[b], axes[a]
+        return self.transpose(axes)
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def __getitem__(self, index):
+        if isinstance(index, Tensor):
+            index = index.data
+        out = _result(self.data[index], (self,), "getitem")
+
+        def _backward():  # scatter the gradient back; repeated indices must add up
+            g = backend.get_array_module(out.grad).zeros_like(self.data)
+            if _is_basic_index(index):  # slices and ints never repeat an element
+                g[index] = out.grad
+            else:
+                backend.scatter_add(g, index, out.grad)
+            _accum(self, g)
+
+        out._backward = _backward
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Graph plumbing shared by all ops
+
+
+def as_tensor(x, like: Tensor | None = None) -> Tensor:
+    """`x` as a Tensor; numbers take the dtype of `like` so float32 stays float32."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and np.isscalar(x):
+        return Tensor(backend.get_array_module(like.data).asarray(x, dtype=like.dtype))
+    return Tensor(x)
+
+
+def _result(data, parents: tuple, op: str) -> Tensor:
+    """Wrap an op's output; it joins the graph only if some parent requires grad."""
+    needs_grad = _grad_enabled and any(p.requires_grad for p in parents)
+    out = Tensor.__new__(Tensor)
+    out.data, out.grad, out._backward, out._op = data, None, None, op
+    out.requires_grad = needs_grad
+    out._parents = parents if needs_grad else ()
+    return out
+
+
+def _accum(t: Tensor, grad) -> None:
+    """Add `grad` into t.grad (a tensor used twice gets the sum of both gradients)."""
+    if not t.requires_grad:
+        return
+    if grad.dtype != t.data.dtype:
+        grad = grad.astype(t.data.dtype)
+    t.grad = grad if t.grad is None else t.grad + grad
+
+
+def _is_basic_index(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, int | slice) or p is None or p is Ellipsis for p in parts)
+
+
+def _expand(a, axis, ndim: int):
+    """Put back the reduced axes (as size 1) so `a` broadcasts against the input again."""
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    xp = backend.get_array_module(a)
+    return xp.expand_dims(a, tuple(ax % ndim for ax in axes))
+
+
+# ----------------------------------------------------------------------------------------------
+# Ops on several tensors
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along `axis`; the backward slices the gradient back into pieces."""
+    tensors = [as_tensor(t) for t in tensors]
+    xp = backend.get_array_module(tensors[0].data)
+    try:
+        data = xp.concatenate([t.data for t in tensors], axis=axis)
+    except ValueError:
+        shapes = ", ".join(str(t.shape) for t in tensors)
+        raise ShapeError(f"concatenate: shapes {shapes} do not fit along axis {axis}") from None
+    out = _result(data, tuple(tensors), "concatenate")
+
+    def _backward():
+        bounds = np.cumsum([t.shape[axis] for t in tensors])[:-1]
+        for t, g in zip(tensors, xp.split(out.grad, bounds, axis=axis), strict=True):
+            _accum(t, g)
+
+    out._backward = _backward
+    return out
+
+
+def where(condition, a, b) -> Tensor:
+    """Elementwise `a` where `condition` is true, else `b` (condition gets no gradient)."""
+    cond = condition.data if isinstance(condition, Tensor) else condition
+    if isinstance(a, Tensor) and not isinstance(b, Tensor):
+        b = as_tensor(b, like=a)  # a Python number takes the other side's dtype
+    elif isinstance(b, Tensor) and not isinstance(a, Tensor):
+        a = as_tensor(a, like=b)
+    a, b = as_tensor(a), as_tensor(b)
+    xp = backend.get_array_module(a.data, b.data)
+    try:
+        shape = np.broadcast_shapes(np.shape(cond), a.shape, b.shape)
+    except ValueError:
+        raise ShapeError(
+            f"where: condition {np.shape(cond)}, a {a.shape} and b {b.shape} do not broadcast"
+        ) from None
+    out = _result(xp.where(cond, a.data, b.data), (a, b), "where")
+
+    def _backward():
+        zero = xp.zeros((), dtype=out.grad.dtype)
+        _accum(a, unbroadcast(xp.broadcast_to(xp.where(cond, out.grad, zero), shape), a.shape))
+        _accum(b, unbroadcast(xp.broadcast_to(xp.where(cond, zero, out.grad), shape), b.shape))
+
+    out._backward = _backward
+    return out
+
+
+def masked_fill(x: Tensor, mask, value: float) -> Tensor:
+    """`x` with `value` wherever `mask` is true (e.g. -inf on padded attention positions)."""
+    return where(mask, as_tensor(value, like=x), x)
+
+
+def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+    """Make a Tensor (float32 by default for Python numbers and lists)."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)

@@ -1,0 +1,247 @@
+"""Neural-network ops for autograd-lite, each with its hand-written backward.
+
+These are the pieces BERT is made of: linear maps, embedding lookups, GELU, softmax,
+layer normalisation, dropout and the cross-entropy loss. Several are *fused*: one forward and
+one backward for the whole formula instead of a chain of small ops, which is both faster and
+numerically safer (softmax, layer_norm, cross_entropy).
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import backend
+from .autograd import ShapeError, Tensor, _accum, _result, as_tensor
+
+# ----------------------------------------------------------------------------------------------
+# Linear map and embedding lookup
+
+
+def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
+    """y = x W + b.   x: (..., in), W: (in, out), b: (out,)  ->  y: (..., out)
+
+    The leading axes are folded into one, so the backward is three plain matrix products:
+    dx = dy Wᵀ,  dW = xᵀ dy,  db = sum of dy over all rows.
+    """
+    if x.shape[-1] != W.shape[0]:
+        raise ShapeError(f"linear: input {x.shape} does not fit weight {W.shape} (in={W.shape[0]})")
+    x2 = x.data.reshape(-1, W.shape[0])
+    y = x2 @ W.data
+    if b is not None:
+        y = y + b.data
+    parents = (x, W) if b is None else (x, W, b)
+    out = _result(y.reshape(*x.shape[:-1], W.shape[1]), parents, "linear")
+
+    def _backward():
+        dy = out.grad.reshape(-1, W.shape[1])
+        if x.requires_grad:
+            _accum(x, (dy @ W.data.T).reshape(x.shape))
+        if W.requires_grad:
+            _accum(W, x2.T @ dy)
+        if b is not None:
+            _accum(b, dy.sum(axis=0))
+
+    out._backward = _backward
+    return out
+
+
+def embedding(weight: Tensor, ids) -> Tensor:
+    """Row lookup: weight (vocab, dim), ids (...) int  ->  (..., dim).
+
+    The backward scatter-adds each row's gradient into the rows that were read; a token that
+    occurs twice gets the sum of both gradients.
+    """
+    ids = ids.data if isinstance(ids, Tensor) else backend.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= weight.shape[0]):
+        raise IndexError(
+            f"embedding: ids must lie in [0, {weight.shape[0]}), got min {int(ids.min())} and "
+            f"max {int(ids.max())} (is the tokenizer's vocabulary bigger than the model's?)"
+        )
+    out = _result(weight.data[ids], (weight,), "embedding")
+
+    def _backward():
+        g = backend.get_array_module(out.grad).zeros_like(weight.data)
+        backend.scatter_add(g, ids.reshape(-1), out.grad.reshape(-1, weight.shape[1]))
+        _accum(weight, g)
+
+    out._backward = _backward
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Activations
+
+
+def erf(x):
+    """The error function on arrays, accurate to 1.5e-7 (Abramowitz & Stegun 7.1.26).
+
+    NumPy has no erf. This rational approximation is below float32's resolution near 1, which
+    is all BERT's GELU needs; erf is odd, so we compute it for |x| and restore the sign.
+    """
+    xp = backend.get_array_module(x)
+    a1, a2, a3, a4, a5, p = (0.254829592, -0.284496736, 1.421413741, -1.453152027,
+                             1.061405429, 0.3275911)
+    ax = xp.abs(x)
+    t = 1.0 / (1.0 + p * ax)
+    poly = ((((a5 * t + a4) * t + a3) * t + a2) * t + a1) * t
+    return xp.sign(x) * (1.0 - poly * xp.exp(-ax * ax))
+
+
+def gelu(x: Tensor) -> Tensor:
+    """Exact GELU, as BERT uses: x·Φ(x), with Φ the standard normal CDF = ½(1 + erf(x/√2))."""
+    xp = backend.get_array_module(x.data)
+    cdf = 0.5 * (1.0 + erf(x.data * (1.0 / math.sqrt(2.0))))
+    out = _result((x.data * cdf).astype(x.dtype), (x,), "gelu")
+
+    def _backward():  # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ the normal density
+        pdf = xp.exp(-0.5 * x.data * x.data) * (1.0 / math.sqrt(2.0 * math.pi))
+        _accum(x, out.grad * (cdf + x.data * pdf))
+
+    out._backward = _backward
+    return out
+
+
+def relu(x: Tensor) -> Tensor:
+    return x.relu()
+
+
+def tanh(x: Tensor) -> Tensor:
+    return x.tanh()
+
+
+# ----------------------------------------------------------------------------------------------
+# Softmax family
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis`; the max is subtracted first so exp cannot overflow."""
+    xp = backend.get_array_module(x.data)
+    e = xp.exp(x.data - x.data.max(axis=axis, keepdims=True))
+    out = _result(e / e.sum(axis=axis, keepdims=True), (x,), "softmax")
+
+    def _backward():  # Jacobian-vector product: y ⊙ (dy − Σ dy·y)
+        y, dy = out.data, out.grad
+        _accum(x, y * (dy - (dy * y).sum(axis=axis, keepdims=True)))
+
+    out._backward = _backward
+    return out
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """log(softmax(x)) computed as x − max − log Σ exp(x − max): no log(0), no overflow."""
+    xp = backend.get_array_module(x.data)
+    shifted = x.data - x.data.max(axis=axis, keepdims=True)
+    out = _result(shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True)), (x,),
+                  "log_softmax")
+
+    def _backward():  # dy − softmax(x) · Σ dy
+        _accum(x, out.grad - xp.exp(out.data) * out.grad.sum(axis=axis, keepdims=True))
+
+    out._backward = _backward
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalisation and regularisation
+
+
+def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Tensor:
+    """Normalise the last axis to mean 0, variance 1, then scale by gamma and shift by beta.
+
+    x: (..., d), gamma and beta: (d,). The backward is fused: with x̂ the normalised input and
+    g = dy·gamma,   dx = (g − mean(g) − x̂·mean(g·x̂)) / std.
+    """
+    if gamma.shape != x.shape[-1:] or beta.shape != x.shape[-1:]:
+        raise ShapeError(
+            f"layer_norm: gamma {gamma.shape} and beta {beta.shape} must both be ({x.shape[-1]},) "
+            f"for input {x.shape}"
+        )
+    xp = backend.get_array_module(x.data)
+    mu = x.data.mean(axis=-1, keepdims=True)
+    var = ((x.data - mu) ** 2).mean(axis=-1, keepdims=True)
+    rstd = 1.0 / xp.sqrt(var + eps)
+    xhat = (x.data - mu) * rstd
+    out = _result(xhat * gamma.data + beta.data, (x, gamma, beta), "layer_norm")
+
+    def _backward():
+        dy = out.grad
+        if x.requires_grad:
+            g = dy * gamma.data
+            mean_g = g.mean(axis=-1, keepdims=True)
+            mean_gx = (g * xhat).mean(axis=-1, keepdims=True)
+            _accum(x, (g - mean_g - xhat * mean_gx) * rstd)
+        rows = tuple(range(dy.ndim - 1))
+        _accum(gamma, (dy * xhat).sum(axis=rows))
+        _accum(beta, dy.sum(axis=rows))
+
+    out._backward = _backward
+    return out
+
+
+def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout).
+
+    Off in evaluation (`training=False`) and for p=0. The mask comes from `rng` (default: the
+    global generator seeded by `minibert.manual_seed`), so runs are reproducible.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    rng = backend.rng() if rng is None else rng
+    keep = (rng.random(x.shape) >= p).astype(x.dtype) * (1.0 / (1.0 - p))
+    out = _result(x.data * keep, (x,), "dropout")
+    out._backward = lambda: _accum(x, out.grad * keep)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Loss
+
+
+def cross_entropy(logits: Tensor, target, ignore_index: int = -100) -> Tensor:
+    """Mean negative log-likelihood of the target classes.
+
+    logits: (..., C) unnormalised scores; target: (...) class ids. Positions whose target equals
+    `ignore_index` (-100, as in MLM labels) count neither in the sum nor in the mean. If every
+    position is ignored the loss is 0 and so is the gradient.
+    Backward (fused): (softmax(logits) − onehot(target)) / n_valid on the counted rows.
+    """
+    t = target.data if isinstance(target, Tensor) else backend.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: target must hold integer class ids, got {t.dtype}")
+    if logits.shape[:-1] != t.shape:
+        raise ShapeError(
+            f"cross_entropy: logits {logits.shape} need target of shape {logits.shape[:-1]}, "
+            f"got {t.shape}"
+        )
+    xp = backend.get_array_module(logits.data)
+    C = logits.shape[-1]
+    z = logits.data.reshape(-1, C)
+    t = t.reshape(-1)
+    valid = t != ignore_index
+    if bool(((t[valid] < 0) | (t[valid] >= C)).any()):
+        raise IndexError(f"cross_entropy: target ids must be in [0, {C}) or {ignore_index}")
+    safe_t = xp.where(valid, t, 0)
+    shifted = z - z.max(axis=1, keepdims=True)
+    logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    n = max(int(valid.sum()), 1)
+    picked = logp[xp.arange(len(t)), safe_t] * valid
+    out = _result(xp.asarray(-picked.sum() / n, dtype=logits.dtype), (logits,), "cross_entropy")
+
+    def _backward():
+        g = xp.exp(logp)
+        g[xp.arange(len(t)), safe_t] -= 1.0
+        g *= (valid[:, None] * (out.grad / n)).astype(g.dtype)
+        _accum(logits, g.reshape(logits.shape))
+
+    out._backward = _backward
+    return out
+
+
+def mse_loss(pred: Tensor, target) -> Tensor:
+    """Mean squared error (built from basic ops; its gradient comes for free)."""
+    diff = pred - as_tensor(target, like=pred)
+    return (diff * diff).mean()
