@@ -1,0 +1,182 @@
+"""The neural-network ops: gradients, numerical stability, and mathematical invariants."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
+
+import minibert
+from minibert import functional as F
+from minibert import gradcheck
+
+
+def T(rng, *shape, scale=1.0):
+    return minibert.tensor(rng.standard_normal(shape) * scale, requires_grad=True,
+                           dtype=np.float64)
+
+
+# -- gradients -------------------------------------------------------------------------------
+
+
+def test_linear(rng, backend_name):
+    assert gradcheck(F.linear, T(rng, 2, 3, 4), T(rng, 4, 5), T(rng, 5))
+    assert gradcheck(lambda x, W: F.linear(x, W), T(rng, 3, 4), T(rng, 4, 2))
+
+
+def test_embedding_scatter_adds_repeated_ids(rng, backend_name):
+    W = T(rng, 6, 3)
+    ids = np.array([[1, 1, 5], [0, 1, 1]])  # id 1 appears four times
+    assert gradcheck(lambda W: F.embedding(W, ids), W)
+    W.grad = None
+    F.embedding(W, ids).sum().backward()
+    grad = minibert.to_numpy(W.grad)
+    assert grad[1].tolist() == [4.0] * 3 and grad[2].tolist() == [0.0] * 3
+
+
+def test_embedding_rejects_out_of_range_and_float_ids():
+    W = minibert.tensor(np.zeros((4, 2)), requires_grad=True)
+    with pytest.raises(IndexError, match=r"\[0, 4\)"):
+        F.embedding(W, np.array([0, 4]))
+    with pytest.raises(TypeError, match="integers"):
+        F.embedding(W, np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("name", ["gelu", "relu", "tanh"])
+def test_activations(name, rng, backend_name):
+    assert gradcheck(getattr(F, name), T(rng, 3, 5, scale=2.0))
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_softmax_and_log_softmax(axis, rng, backend_name):
+    assert gradcheck(lambda x: F.softmax(x, axis=axis), T(rng, 3, 4, 5))
+    assert gradcheck(lambda x: F.log_softmax(x, axis=axis), T(rng, 3, 4, 5))
+
+
+def test_layer_norm(rng, backend_name):
+    assert gradcheck(lambda x, g, b: F.layer_norm(x, g, b, eps=1e-5),
+                     T(rng, 2, 3, 6), T(rng, 6), T(rng, 6))
+
+
+def test_cross_entropy_with_ignore_index(rng, backend_name):
+    target = np.array([[1, -100, 3], [0, 2, -100]])
+    assert gradcheck(lambda z: F.cross_entropy(z, target), T(rng, 2, 3, 4))
+
+
+def test_dropout_backward_uses_the_same_mask(rng):
+    x = T(rng, 4, 5)
+    minibert.manual_seed(3)
+    y = F.dropout(x, 0.5)
+    y.sum().backward()
+    kept = minibert.to_numpy(y.data) != 0
+    assert np.allclose(minibert.to_numpy(x.grad), kept * 2.0)
+
+
+# -- values and stability ----------------------------------------------------------------------
+
+
+def test_erf_matches_math_erf_to_float32_precision():
+    xs = np.linspace(-6, 6, 20001)
+    exact = np.array([math.erf(v) for v in xs])
+    assert np.abs(F.erf(xs) - exact).max() < 2e-7
+
+
+def test_gelu_is_the_exact_erf_form():
+    xs = np.array([-3.0, -1.0, 0.0, 0.5, 2.0])
+    expected = [v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in xs]
+    assert np.allclose(F.gelu(minibert.tensor(xs)).numpy(), expected, atol=3e-7)
+
+
+def test_softmax_is_stable_for_huge_logits():
+    z = minibert.tensor([[1000.0, 1001.0, -1000.0]])
+    p = F.softmax(z).numpy()
+    assert np.all(np.isfinite(p)) and np.allclose(p.sum(), 1.0)
+    assert np.all(np.isfinite(F.log_softmax(z).numpy()))
+
+
+def test_cross_entropy_matches_the_definition():
+    z = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [5.0, 1.0, 0.0]])
+    t = np.array([0, 2, -100])
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    expected = -(logp[0, 0] + logp[1, 2]) / 2  # the ignored row counts in neither sum nor mean
+    assert np.isclose(F.cross_entropy(minibert.tensor(z), t).item(), expected)
+
+
+def test_cross_entropy_with_nothing_to_predict_is_zero():
+    z = minibert.tensor(np.ones((2, 3)), requires_grad=True)
+    loss = F.cross_entropy(z, np.array([-100, -100]))
+    loss.backward()
+    assert loss.item() == 0.0 and not np.any(z.grad)
+
+
+def test_cross_entropy_errors():
+    z = minibert.tensor(np.ones((2, 3)))
+    with pytest.raises(minibert.ShapeError, match="target of shape"):
+        F.cross_entropy(z, np.array([0, 1, 2]))
+    with pytest.raises(IndexError, match=r"\[0, 3\)"):
+        F.cross_entropy(z, np.array([0, 7]))
+    with pytest.raises(TypeError, match="integer"):
+        F.cross_entropy(z, np.array([0.0, 1.0]))
+
+
+def test_layer_norm_shape_error():
+    with pytest.raises(minibert.ShapeError, match="layer_norm"):
+        F.layer_norm(minibert.tensor(np.ones((2, 4))), minibert.tensor(np.ones(3)),
+                     minibert.tensor(np.zeros(3)))
+
+
+def test_dropout_is_seeded_and_off_in_eval():
+    x = minibert.tensor(np.ones((50, 50), dtype=np.float32))
+    minibert.manual_seed(7)
+    a = F.dropout(x, 0.3).numpy()
+    minibert.manual_seed(7)
+    b = F.dropout(x, 0.3).numpy()
+    assert np.array_equal(a, b)
+    assert 0.25 < (a == 0).mean() < 0.35
+    assert np.isclose(a.mean(), 1.0, atol=0.05)  # inverted dropout keeps the expectation
+    assert F.dropout(x, 0.3, training=False) is x
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        F.dropout(x, 1.0)
+
+
+# -- properties on random shapes (hypothesis) ----------------------------------------------------
+
+finite = st.floats(-50, 50, allow_nan=False, width=64)
+matrices = arrays(np.float64, array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6),
+                  elements=finite)
+
+
+@settings(max_examples=60, deadline=None)
+@given(matrices)
+def test_softmax_is_a_distribution_and_shift_invariant(a):
+    p = F.softmax(minibert.tensor(a)).numpy()
+    assert np.all(p >= 0) and np.allclose(p.sum(axis=-1), 1.0)
+    assert np.allclose(F.softmax(minibert.tensor(a + 7.5)).numpy(), p, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(matrices)
+def test_log_softmax_is_log_of_softmax_and_normalised(a):
+    logp = F.log_softmax(minibert.tensor(a)).numpy()
+    assert np.all(logp <= 1e-12)
+    assert np.allclose(np.exp(logp).sum(axis=-1), 1.0)
+    assert np.allclose(np.exp(logp), F.softmax(minibert.tensor(a)).numpy(), atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=8),
+              elements=st.floats(-50, 50, allow_nan=False, width=64)))
+def test_layer_norm_gives_zero_mean_unit_variance(a):
+    d = a.shape[-1]
+    if np.any(a.std(axis=-1) < 1e-3):  # constant rows have no variance to normalise
+        return
+    y = F.layer_norm(minibert.tensor(a), minibert.tensor(np.ones(d)),
+                     minibert.tensor(np.zeros(d)), eps=1e-12).numpy()
+    assert np.allclose(y.mean(axis=-1), 0.0, atol=1e-9)
+    assert np.allclose(y.var(axis=-1), 1.0, atol=1e-6)
+    # gamma and beta are an affine map applied afterwards
+    g, b = np.linspace(0.5, 2, d), np.linspace(-1, 1, d)
+    y2 = F.layer_norm(minibert.tensor(a), minibert.tensor(g), minibert.tensor(b)).numpy()
+    assert np.allclose(y2, y * g + b, atol=1e-9)

@@ -1,0 +1,46 @@
+"""gradcheck itself: it must catch a wrong backward and say where."""
+
+import numpy as np
+import pytest
+
+import minibert
+from minibert import GradcheckError, gradcheck
+from minibert.autograd import _accum, _result
+
+
+def wrong_square(x):
+    """x² with a deliberately wrong backward (forgets the factor 2)."""
+    out = _result(x.data**2, (x,), "wrong_square")
+    out._backward = lambda: _accum(x, out.grad * x.data)
+    return out
+
+
+def test_gradcheck_accepts_a_correct_backward(rng):
+    x = minibert.tensor(rng.standard_normal((3, 2)), requires_grad=True, dtype=np.float64)
+    assert gradcheck(lambda x: x * x, x)
+
+
+def test_gradcheck_catches_a_wrong_backward_and_reports_the_worst_element():
+    x = minibert.tensor(np.array([[1.0, -4.0], [2.0, 0.5]]), requires_grad=True)
+    x = x.astype(np.float64).detach()
+    x.requires_grad = True
+    with pytest.raises(GradcheckError) as e:
+        gradcheck(lambda x: wrong_square(x).sum(), x)
+    report = str(e.value)
+    assert "element (0, 1)" in report  # |2x − x| is largest where |x| is largest
+    assert "analytic" in report and "numeric" in report
+    assert gradcheck(lambda x: wrong_square(x).sum(), x, raise_exception=False) is False
+
+
+def test_gradcheck_rejects_float32_and_inputs_without_grad():
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(lambda x: x * x, minibert.tensor([1.0], requires_grad=True))
+    with pytest.raises(ValueError, match="requires_grad"):
+        gradcheck(lambda x: x * x, minibert.tensor(np.ones(2)))
+
+
+def test_gradcheck_restores_the_inputs(rng):
+    a = rng.standard_normal((2, 3))
+    x = minibert.tensor(a.copy(), requires_grad=True)
+    gradcheck(lambda x: (x * x).sum(), x)
+    assert np.array_equal(x.numpy(), a)
