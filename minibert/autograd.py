@@ -60,12 +60,15 @@ def unbroadcast(grad, shape: tuple):
     If x of shape (3, 1) was broadcast to (2, 3, 4) in the forward pass, each element of x was
     used 2*4 times, so its gradient is the sum over those copies.
     """
+    # BEGIN EXERCISE 6.1: sum grad over the leading axes that broadcasting added, then (keepdims)
+    #   over the axes where shape has size 1 but grad does not
     if grad.shape == shape:
         return grad
     extra = grad.ndim - len(shape)
     grad = grad.sum(axis=tuple(range(extra))) if extra > 0 else grad
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     return grad.sum(axis=axes, keepdims=True) if axes else grad
+    # END EXERCISE
 
 
 def _broadcast_shape(op: str, a: Tensor, b: Tensor) -> tuple:
@@ -180,6 +183,9 @@ class Tensor:
 
     def _topological_order(self) -> list[Tensor]:
         """Every tensor this one depends on, parents before children (iterative DFS)."""
+        # BEGIN EXERCISE 6.5: return every tensor reachable through _parents (that requires grad)
+        #   exactly once, each after all of its parents; use an explicit stack, not recursion
+        #   (graphs can be thousands deep)
         order, seen, stack = [], set(), [(self, False)]
         while stack:
             t, parents_done = stack.pop()
@@ -192,6 +198,7 @@ class Tensor:
             stack.append((t, True))
             stack.extend((p, False) for p in t._parents if p.requires_grad)
         return order
+        # END EXERCISE
 
     # -- arithmetic (elementwise, broadcasting) ------------------------------------------------
     def __add__(self, other):
@@ -224,8 +231,11 @@ class Tensor:
         out = _result(self.data * other.data, (self, other), "mul")
 
         def _backward():
+            # BEGIN EXERCISE 6.2: d(a*b)/da = b and d(a*b)/db = a; multiply by out.grad, unbroadcast
+            #   to each input's shape, and _accum into self and other
             _accum(self, unbroadcast(out.grad * other.data, self.shape))
             _accum(other, unbroadcast(out.grad * self.data, other.shape))
+            # END EXERCISE
 
         out._backward = _backward
         return out
@@ -283,6 +293,8 @@ class Tensor:
         out = _result(self.data @ other.data, (self, other), "matmul")
 
         def _backward():  # Y = A B  ->  dA = dY Bᵀ,  dB = Aᵀ dY (then undo batch broadcasting)
+            # BEGIN EXERCISE 6.3: for Y = A @ B, dA = dY @ Bᵀ and dB = Aᵀ @ dY (swapaxes(-1, -2)
+            #   transposes the last two axes); unbroadcast the batch axes
             if self.requires_grad:
                 _accum(self, unbroadcast(out.grad @ other.data.swapaxes(-1, -2), self.shape))
             if other.requires_grad and other.ndim == 2:  # (..., k) @ (k, m): fold the batch
@@ -290,6 +302,7 @@ class Tensor:
                 _accum(other, self.data.reshape(-1, k).T @ out.grad.reshape(-1, m))
             elif other.requires_grad:
                 _accum(other, unbroadcast(self.data.swapaxes(-1, -2) @ out.grad, other.shape))
+            # END EXERCISE
 
         out._backward = _backward
         return out
@@ -299,8 +312,12 @@ class Tensor:
         out = _result(self.data.sum(axis=axis, keepdims=keepdims), (self,), "sum")
 
         def _backward():  # every input element contributed once: copy the gradient back
+            # BEGIN EXERCISE 6.4: each input element contributed once to its sum, so it gets
+            #   out.grad copied back; put reduced axes back (_expand) unless keepdims, then
+            #   broadcast to self.shape
             g = out.grad if keepdims or axis is None else _expand(out.grad, axis, self.ndim)
             _accum(self, backend.get_array_module(g).broadcast_to(g, self.shape))
+            # END EXERCISE
 
         out._backward = _backward
         return out

@@ -62,9 +62,13 @@ def embedding(weight: Tensor, ids) -> Tensor:
     out = _result(weight.data[ids], (weight,), "embedding")
 
     def _backward():
+        # BEGIN EXERCISE 2.1: start from zeros shaped like the table and add each row of out.grad
+        #   into the row of its id with backend.scatter_add (a plain g[ids] += ... loses repeated
+        #   ids)
         g = backend.get_array_module(out.grad).zeros_like(weight.data)
         backend.scatter_add(g, ids.reshape(-1), out.grad.reshape(-1, weight.shape[1]))
         _accum(weight, g)
+        # END EXERCISE
 
     out._backward = _backward
     return out
@@ -96,8 +100,11 @@ def gelu(x: Tensor) -> Tensor:
     out = _result((x.data * cdf).astype(x.dtype), (x,), "gelu")
 
     def _backward():  # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ the normal density
+        # BEGIN EXERCISE 4.2: the derivative of x·Φ(x) is Φ(x) + x·φ(x), with φ(x) =
+        #   exp(-x²/2)/√(2π); multiply by out.grad and _accum into x
         pdf = xp.exp(-0.5 * x.data * x.data) * (1.0 / math.sqrt(2.0 * math.pi))
         _accum(x, out.grad * (cdf + x.data * pdf))
+        # END EXERCISE
 
     out._backward = _backward
     return out
@@ -117,6 +124,9 @@ def tanh(x: Tensor) -> Tensor:
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along `axis`; the max is subtracted first so exp cannot overflow."""
+    # BEGIN EXERCISE 3.1: forward: subtract the max along axis, exp, divide by the sum (keepdims);
+    #   backward: dx = y * (dy - sum(dy * y, axis, keepdims)); wrap with _result and set
+    #   out._backward
     xp = backend.get_array_module(x.data)
     e = xp.exp(x.data - x.data.max(axis=axis, keepdims=True))
     out = _result(e / e.sum(axis=axis, keepdims=True), (x,), "softmax")
@@ -127,6 +137,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 
     out._backward = _backward
     return out
+    # END EXERCISE
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -166,6 +177,8 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Te
     out = _result(xhat * gamma.data + beta.data, (x, gamma, beta), "layer_norm")
 
     def _backward():
+        # BEGIN EXERCISE 4.1: with g = dy·gamma, dx = (g - mean(g) - x̂·mean(g·x̂)) · rstd (means
+        #   over the last axis); dgamma = Σ dy·x̂ and dbeta = Σ dy over all axes but the last
         dy = out.grad
         if x.requires_grad:
             g = dy * gamma.data
@@ -175,6 +188,7 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Te
         rows = tuple(range(dy.ndim - 1))
         _accum(gamma, (dy * xhat).sum(axis=rows))
         _accum(beta, dy.sum(axis=rows))
+        # END EXERCISE
 
     out._backward = _backward
     return out
@@ -190,11 +204,14 @@ def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
+    # BEGIN EXERCISE 4.3: draw uniform numbers with rng.random(x.shape), keep where >= p, scale kept
+    #   values by 1/(1-p); the backward multiplies out.grad by the same mask
     rng = backend.rng() if rng is None else rng
     keep = (rng.random(x.shape) >= p).astype(x.dtype) * (1.0 / (1.0 - p))
     out = _result(x.data * keep, (x,), "dropout")
     out._backward = lambda: _accum(x, out.grad * keep)
     return out
+    # END EXERCISE
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,10 +249,13 @@ def cross_entropy(logits: Tensor, target, ignore_index: int = -100) -> Tensor:
     out = _result(xp.asarray(-picked.sum() / n, dtype=logits.dtype), (logits,), "cross_entropy")
 
     def _backward():
+        # BEGIN EXERCISE 5.1: the gradient is (softmax(z) - onehot(target)) / n on counted rows and
+        #   0 on ignored ones; softmax(z) = exp(logp); scale by out.grad, reshape to logits.shape
         g = xp.exp(logp)
         g[xp.arange(len(t)), safe_t] -= 1.0
         g *= (valid[:, None] * (out.grad / n)).astype(g.dtype)
         _accum(logits, g.reshape(logits.shape))
+        # END EXERCISE
 
     out._backward = _backward
     return out

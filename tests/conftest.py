@@ -48,3 +48,27 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# -- learner exercises: `pytest --exercise 6.2` runs only the tests tagged with that exercise --
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--exercise",
+        default=None,
+        metavar="ID",
+        help="run only the tests of learner exercise ID (e.g. 6.2), or 'all' for every one",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = config.getoption("--exercise")
+    if not wanted:
+        return
+    selected, deselected = [], []
+    for item in items:
+        tags = {m.args[0] for m in item.iter_markers("exercise") if m.args}
+        (selected if tags and (wanted == "all" or wanted in tags) else deselected).append(item)
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = selected

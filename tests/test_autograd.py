@@ -27,7 +27,11 @@ BINARY = {
 SHAPES = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (2, 3, 4)), ((1, 4), (3, 1))]
 
 
-@pytest.mark.parametrize("op", BINARY)
+@pytest.mark.exercise("6.1")
+@pytest.mark.parametrize(
+    "op", [pytest.param(op, marks=pytest.mark.exercise("6.2")) if op == "mul" else op
+           for op in BINARY]
+)
 @pytest.mark.parametrize("shapes", SHAPES, ids=str)
 def test_binary_ops_with_broadcasting(op, shapes, rng, backend_name):
     a, b = T(rng, *shapes[0]), T(rng, *shapes[1], positive=(op == "div"))
@@ -37,6 +41,18 @@ def test_binary_ops_with_broadcasting(op, shapes, rng, backend_name):
     assert a.grad.shape == a.shape and b.grad.shape == b.shape  # reduced back to each input
 
 
+@pytest.mark.exercise("6.1")
+def test_unbroadcast_sums_over_the_broadcast_axes():
+    from minibert.autograd import unbroadcast
+
+    g = np.ones((2, 3, 4))
+    assert unbroadcast(g, (2, 3, 4)) is g
+    assert unbroadcast(g, (4,)).tolist() == [6.0] * 4
+    assert unbroadcast(g, (3, 1)).tolist() == [[8.0]] * 3
+    assert unbroadcast(g, (1, 1, 4)).shape == (1, 1, 4)
+
+
+@pytest.mark.exercise("6.2")
 def test_ops_with_python_numbers_on_either_side(rng):
     x = T(rng, 3)
     assert gradcheck(lambda x: 2.0 * x - 1.0 + 3.0 / (x * x + 1.0) - x / 4.0, x)
@@ -65,13 +81,18 @@ def test_unary_ops(name, rng, backend_name):
     [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((2, 1, 3, 4), (3, 4, 2))],
     ids=str,
 )
+@pytest.mark.exercise("6.3")
 def test_matmul_batched_and_broadcasting(a_shape, b_shape, rng, backend_name):
     assert gradcheck(lambda a, b: a @ b, T(rng, *a_shape), T(rng, *b_shape))
 
 
 @pytest.mark.parametrize("axis", [None, 0, 1, -1, (0, 2)])
 @pytest.mark.parametrize("keepdims", [False, True])
-@pytest.mark.parametrize("reduction", ["sum", "mean", "max"])
+@pytest.mark.parametrize(
+    "reduction",
+    [pytest.param("sum", marks=pytest.mark.exercise("6.4")),
+     pytest.param("mean", marks=pytest.mark.exercise("6.4")), "max"],
+)
 def test_reductions(reduction, axis, keepdims, rng, backend_name):
     x = T(rng, 2, 3, 4)
     assert gradcheck(lambda x: getattr(x, reduction)(axis=axis, keepdims=keepdims), x)
@@ -117,6 +138,7 @@ def test_concatenate_where_masked_fill(rng, backend_name):
 # -- the engine's rules -----------------------------------------------------------------------
 
 
+@pytest.mark.exercise("6.5")
 def test_gradients_accumulate_when_a_tensor_is_used_twice():
     x = minibert.tensor([2.0, -1.0], requires_grad=True)
     y = x * x + x  # x feeds two ops: dy/dx = 2x + 1
@@ -134,6 +156,7 @@ def test_leaf_gradients_accumulate_across_backward_calls_until_zeroed():
     assert x.grad.tolist() == [3.0, 3.0]
 
 
+@pytest.mark.exercise("6.5")
 def test_intermediate_gradients_are_fresh_each_pass():
     x = minibert.tensor([1.0], requires_grad=True)
     h = x * 2.0
@@ -144,6 +167,7 @@ def test_intermediate_gradients_are_fresh_each_pass():
     assert x.grad.tolist() == [16.0]  # the leaf accumulated: 8 + 8
 
 
+@pytest.mark.exercise("6.5")
 def test_deep_graph_does_not_hit_the_recursion_limit():
     x = minibert.tensor([1.0], requires_grad=True)
     y = x

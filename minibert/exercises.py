@@ -1,0 +1,223 @@
+"""Learner exercises cut out of the real source.
+
+The pieces a learner should write themselves are marked in the package source:
+
+    def _backward():
+        # BEGIN EXERCISE 6.2: the backward of mul. d(a*b)/da = b ... (what to do, and a hint)
+        _accum(self, unbroadcast(out.grad * other.data, self.shape))
+        ...
+        # END EXERCISE
+
+and the tests that check each piece carry ``@pytest.mark.exercise("6.2")``.
+
+- ``minibert exercises build DIR`` writes a learner copy of the project in which every region is
+  replaced by ``raise NotImplementedError("Exercise 6.2: <what to do, and a hint>")``.
+- ``minibert exercises check 6.2`` runs that exercise's tests (``pytest --exercise 6.2``).
+- ``minibert exercises verify`` proves the exercises are sound: for each one, a copy with just
+  that region stubbed must fail its tests, and the solution must pass them.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN EXERCISE (?P<id>\d+\.\d+): (?P<hint>.+?)\s*$")
+END = re.compile(r"^[ \t]*# END EXERCISE\s*$")
+
+# What a learner copy contains (the rest of a checkout is tooling or build output).
+PROJECT_PARTS = ("minibert", "tests", "lessons", "notebooks", "exercises", "pyproject.toml",
+                 "README.md", "Makefile")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
+
+
+class ExerciseError(ValueError):
+    """A malformed exercise region, an unknown exercise id, or a failed soundness check."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str
+    hint: str
+    path: Path  # relative to the project root
+    begin: int  # 0-based line numbers of the BEGIN and END markers
+    end: int
+
+    @property
+    def sort_key(self):
+        return tuple(int(p) for p in self.id.split("."))
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The folder holding pyproject.toml and minibert/ (the current one, or above it)."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "minibert").is_dir():
+            return d
+    # Fall back to the checkout this module was imported from.
+    return Path(__file__).resolve().parents[1]
+
+
+HINT_MORE = re.compile(r"^[ \t]*#   (?P<more>.+?)\s*$")  # a hint continues on "#   ..." lines
+
+
+@dataclass(frozen=True)
+class _Region:
+    id: str
+    hint: str
+    indent: str
+    begin: int  # 0-based line of BEGIN
+    end: int  # 0-based line of END
+
+
+def _regions(text: str, where: str) -> list[_Region]:
+    """The marked regions of one source file, checking that markers pair up."""
+    lines = text.splitlines()
+    regions, i = [], 0
+    while i < len(lines):
+        m = BEGIN.match(lines[i])
+        if END.match(lines[i]):
+            raise ExerciseError(f"{where}:{i + 1}: END EXERCISE without a BEGIN")
+        if not m:
+            i += 1
+            continue
+        hint, j = [m["hint"]], i + 1
+        while j < len(lines) and HINT_MORE.match(lines[j]):
+            hint.append(HINT_MORE.match(lines[j])["more"])
+            j += 1
+        while j < len(lines) and not END.match(lines[j]):
+            if BEGIN.match(lines[j]):
+                raise ExerciseError(f"{where}:{j + 1}: BEGIN EXERCISE inside exercise {m['id']}")
+            j += 1
+        if j == len(lines):
+            raise ExerciseError(f"{where}:{i + 1}: exercise {m['id']} has no END EXERCISE")
+        regions.append(_Region(m["id"], " ".join(hint), m["indent"], i, j))
+        i = j + 1
+    return regions
+
+
+def find_exercises(root: Path) -> list[Exercise]:
+    """Every marked region under root/minibert, in teaching order (by id)."""
+    found: dict[str, Exercise] = {}
+    for path in sorted((root / "minibert").rglob("*.py")):
+        rel = path.relative_to(root)
+        if path.name == "exercises.py":  # this module's docstring shows the markers
+            continue
+        for r in _regions(path.read_text(encoding="utf-8"), str(rel)):
+            if r.id in found:
+                raise ExerciseError(f"exercise {r.id} is marked twice: {found[r.id].path} "
+                                    f"and {rel}")
+            found[r.id] = Exercise(r.id, r.hint, rel, r.begin, r.end)
+    return sorted(found.values(), key=lambda e: e.sort_key)
+
+
+def stub_text(text: str, only: set[str] | None = None, where: str = "<source>") -> str:
+    """Replace exercise regions (all, or those in `only`) by a NotImplementedError."""
+    lines = text.splitlines(keepends=True)
+    for r in reversed(_regions(text, where)):  # from the bottom, so line numbers stay valid
+        if only is None or r.id in only:
+            message = f"Exercise {r.id}: {r.hint}"
+            lines[r.begin : r.end + 1] = [f"{r.indent}raise NotImplementedError({message!r})\n"]
+    return "".join(lines)
+
+
+def copy_project(root: Path, dest: Path, stub: set[str] | None | bool = None) -> None:
+    """Copy the project to dest; stub=None stubs every exercise, a set only those, False none."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in PROJECT_PARTS:
+        src = root / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=_IGNORE, dirs_exist_ok=True)
+        elif src.is_file():
+            shutil.copy2(src, dest / part)
+    if stub is False:
+        return
+    for ex_file in {e.path for e in find_exercises(root)}:
+        target = dest / ex_file
+        source = target.read_text(encoding="utf-8")
+        target.write_text(stub_text(source, stub, str(ex_file)), encoding="utf-8")
+
+
+def build(dest: Path, root: Path | None = None) -> list[Exercise]:
+    """Write the learner copy of the project into `dest` (which must not exist or be empty)."""
+    root = root or project_root()
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise ExerciseError(f"{dest} exists and is not empty; choose a new folder")
+    exercises = find_exercises(root)
+    copy_project(root, dest, stub=None)
+    return exercises
+
+
+def _pytest(project: Path, exercise_id: str, quiet: bool = True) -> subprocess.CompletedProcess:
+    """Run the tests tagged with `exercise_id` inside `project` (its own copy of minibert)."""
+    cmd = [sys.executable, "-m", "pytest", "tests", "--exercise", exercise_id, "-p",
+           "no:cacheprovider", "--tb=line" if quiet else "--tb=short", "-q"]
+    # cwd first on sys.path: the copy's minibert is imported, not the installed one.
+    return subprocess.run(cmd, cwd=project, capture_output=quiet, text=True,
+                          env={**_clean_env(), "PYTHONPATH": str(project)})
+
+
+def _clean_env() -> dict:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def check(exercise_id: str, root: Path | None = None) -> int:
+    """Run one exercise's tests with readable output; returns pytest's exit code."""
+    root = root or project_root()
+    ids = {e.id for e in find_exercises(root)}
+    # A learner copy has no markers left (they were replaced), so accept any tagged id there.
+    if ids and exercise_id not in ids:
+        raise ExerciseError(f"unknown exercise {exercise_id!r}; known: {', '.join(sorted(ids))}")
+    return _pytest(root, exercise_id, quiet=False).returncode
+
+
+def verify(root: Path | None = None, ids: list[str] | None = None, log=print) -> dict:
+    """Prove each exercise sound; returns {id: "ok"} or raises ExerciseError listing failures.
+
+    For each exercise: the solved project passes its tagged tests; a copy with only that region
+    stubbed fails them. Finally a fully stubbed learner copy must still import.
+    """
+    root = root or project_root()
+    exercises = [e for e in find_exercises(root) if ids is None or e.id in ids]
+    problems, results = [], {}
+    with tempfile.TemporaryDirectory(prefix="minibert-exercises-") as tmp:
+        solved = Path(tmp) / "solved"
+        copy_project(root, solved, stub=False)
+        for ex in exercises:
+            ok = _pytest(solved, ex.id)
+            if ok.returncode == 5:
+                problems.append(f"{ex.id}: no test is tagged @pytest.mark.exercise({ex.id!r})")
+                continue
+            if ok.returncode != 0:
+                problems.append(f"{ex.id}: the solution fails its own tests:\n{ok.stdout[-800:]}")
+                continue
+            stubbed = Path(tmp) / f"stub-{ex.id}"
+            copy_project(root, stubbed, stub={ex.id})
+            bad = _pytest(stubbed, ex.id)
+            if bad.returncode == 0:
+                problems.append(f"{ex.id}: its tests still pass with the region stubbed out")
+            else:
+                results[ex.id] = "ok"
+                log(f"exercise {ex.id}: solution passes, stub fails   ({ex.path})")
+            shutil.rmtree(stubbed)
+        learner = Path(tmp) / "learner"
+        copy_project(root, learner, stub=None)
+        modules = sorted({".".join(e.path.with_suffix("").parts) for e in find_exercises(root)})
+        imp = subprocess.run([sys.executable, "-c", "; ".join(f"import {m}" for m in modules)],
+                             cwd=learner, capture_output=True, text=True,
+                             env={**_clean_env(), "PYTHONPATH": str(learner)})
+        if imp.returncode != 0:
+            problems.append(f"the learner copy does not import:\n{imp.stderr[-800:]}")
+        else:
+            log(f"learner copy imports ({len(modules)} modules with exercises)")
+    if problems:
+        raise ExerciseError("exercise soundness check failed:\n- " + "\n- ".join(problems))
+    return results
