@@ -1,0 +1,166 @@
+"""Pictures that explain: attention maps, hidden-state norms, loss curves, probabilities.
+
+Every helper takes plain arrays (NumPy, CuPy or minibert Tensors — all are brought to the host),
+draws on a new matplotlib Figure and returns it, so lessons can save it and tests can inspect its
+axes, labels and data. Nothing here needs a screen: figures are made without pyplot's GUI, so it
+works headless (the Agg canvas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from . import backend
+
+
+def _host(a) -> np.ndarray:
+    return backend.to_numpy(a.data if hasattr(a, "data") and hasattr(a, "grad") else a)
+
+
+def _figure(width: float = 6.0, height: float = 4.0) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # attach a headless canvas so fig.savefig works anywhere
+    return fig
+
+
+def attention_heatmap(attention, tokens: Sequence[str], title: str = "Attention") -> Figure:
+    """One head's attention map: row i shows how much token i attends to each token j.
+
+    attention: (seq, seq), rows sum to 1. tokens: the seq token strings.
+    """
+    a = _host(attention)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] != len(tokens):
+        raise ValueError(f"attention_heatmap: need a (seq, seq) map for {len(tokens)} tokens, "
+                         f"got shape {a.shape}; pick one example and one head first")
+    fig = _figure(1.0 + 0.45 * len(tokens), 0.8 + 0.4 * len(tokens))
+    ax = fig.add_subplot()
+    im = ax.imshow(a, cmap="viridis", vmin=0.0, vmax=max(float(a.max()), 1e-9))
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90)
+    ax.set_yticks(range(len(tokens)), tokens)
+    ax.set_xlabel("attends to (key)")
+    ax.set_ylabel("token (query)")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="attention weight")
+    return fig
+
+
+def hidden_state_norms(hidden_states: Sequence, tokens: Sequence[str],
+                       title: str = "Hidden-state norm per layer") -> Figure:
+    """‖h‖ of every token after every layer: how the representation grows and changes.
+
+    hidden_states: L+1 arrays of shape (seq, hidden) — the embeddings, then each layer's output.
+    """
+    norms = np.stack([np.linalg.norm(_host(h), axis=-1) for h in hidden_states])  # (L+1, seq)
+    if norms.shape[1] != len(tokens):
+        raise ValueError(f"hidden_state_norms: states have {norms.shape[1]} positions but "
+                         f"{len(tokens)} tokens were given")
+    fig = _figure(1.0 + 0.45 * len(tokens), 3.5)
+    ax = fig.add_subplot()
+    im = ax.imshow(norms, cmap="magma", aspect="auto")
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90)
+    ax.set_yticks(range(len(norms)), ["emb"] + [f"L{i}" for i in range(1, len(norms))])
+    ax.set_xlabel("token")
+    ax.set_ylabel("layer")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="L2 norm")
+    return fig
+
+
+def loss_curve(history: dict | Sequence[float], title: str = "Training loss") -> Figure:
+    """Loss against step; `history` is a list of losses or a dict with "step"/"loss" lists
+    (optionally "eval_step"/"eval_loss" for a second curve)."""
+    if isinstance(history, dict):
+        loss = np.asarray(history["loss"], dtype=float)
+        steps = np.asarray(history.get("step", range(1, len(loss) + 1)))
+    else:
+        loss = np.asarray(history, dtype=float)
+        steps = np.arange(1, len(loss) + 1)
+    if loss.size == 0:
+        raise ValueError("loss_curve: the history holds no losses yet")
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot(steps, loss, label="train (per step)", alpha=0.5)
+    if loss.size >= 10:  # a moving average shows the trend through batch-to-batch noise
+        k = max(2, loss.size // 20)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], smooth, label=f"train (mean of {k})")
+    if isinstance(history, dict) and history.get("eval_loss"):
+        ax.plot(history["eval_step"], history["eval_loss"], "o-", label="evaluation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def probability_bars(probs, labels: Sequence[str], title: str = "P(class | text)") -> Figure:
+    """The class probability distribution of one prediction; the argmax bar is highlighted."""
+    p = _host(probs).astype(float).reshape(-1)
+    if p.size != len(labels):
+        raise ValueError(f"probability_bars: {p.size} probabilities for {len(labels)} labels")
+    fig = _figure(5.0, 0.6 + 0.45 * len(labels))
+    ax = fig.add_subplot()
+    colors = ["tab:orange" if i == int(p.argmax()) else "tab:blue" for i in range(p.size)]
+    ax.barh(range(p.size), p, color=colors)
+    ax.set_yticks(range(p.size), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability")
+    ax.set_title(title)
+    for i, v in enumerate(p):
+        ax.text(min(v + 0.02, 0.9), i, f"{v:.2f}", va="center")
+    return fig
+
+
+def pca_2d(x) -> np.ndarray:
+    """Project rows of x (n, d) onto their two main directions (PCA via SVD): (n, 2)."""
+    x = _host(x).astype(np.float64)
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def embedding_projection(embeddings, labels: Sequence[str] | None = None,
+                         texts: Sequence[str] | None = None,
+                         title: str = "Sentence embeddings (PCA)") -> Figure:
+    """Sentence embeddings (n, d) in 2-D; points coloured by label, optionally annotated."""
+    xy = pca_2d(embeddings)
+    fig = _figure(6.5, 5.0)
+    ax = fig.add_subplot()
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1])
+    else:
+        for name in sorted(set(labels)):
+            idx = [i for i, lab in enumerate(labels) if lab == name]
+            ax.scatter(xy[idx, 0], xy[idx, 1], label=name)
+        ax.legend()
+    for i, t in enumerate(texts or []):
+        ax.annotate(t[:30], xy[i], fontsize=7)
+    ax.set_xlabel("first principal component")
+    ax.set_ylabel("second principal component")
+    ax.set_title(title)
+    return fig
+
+
+def confusion_matrix_plot(matrix, labels: Sequence[str], title: str = "Confusion matrix") -> Figure:
+    """Counts of (true class, predicted class); the diagonal holds the correct predictions."""
+    m = _host(matrix)
+    if m.shape != (len(labels), len(labels)):
+        raise ValueError(f"confusion_matrix_plot: matrix {m.shape} for {len(labels)} labels")
+    fig = _figure(1.5 + 0.9 * len(labels), 1.2 + 0.8 * len(labels))
+    ax = fig.add_subplot()
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, str(int(m[i, j])), ha="center", va="center",
+                    color="white" if m[i, j] > m.max() / 2 else "black")
+    return fig
