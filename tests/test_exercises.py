@@ -1,0 +1,67 @@
+"""The learner exercises are sound: each stub fails its tests, each solution passes them."""
+
+import subprocess
+import sys
+
+import pytest
+
+from minibert import exercises as ex
+
+ROOT = ex.project_root()
+
+
+def test_regions_are_well_formed_and_numerous():
+    found = ex.find_exercises(ROOT)
+    assert len(found) >= 11
+    assert len({e.id for e in found}) == len(found)
+    assert all(e.hint for e in found)
+
+
+def test_stub_replaces_the_region_with_the_hint():
+    src = (
+        "def f(x):\n"
+        "    # BEGIN EXERCISE 9.9: double x\n"
+        "    #   (multiply by two)\n"
+        "    return 2 * x\n"
+        "    # END EXERCISE\n"
+    )
+    out = ex.stub_text(src)
+    assert "return 2 * x" not in out
+    assert "raise NotImplementedError('Exercise 9.9: double x (multiply by two)')" in out
+    namespace = {}
+    exec(compile(out, "<stub>", "exec"), namespace)
+    with pytest.raises(NotImplementedError, match="Exercise 9.9"):
+        namespace["f"](1)
+    assert ex.stub_text(src, only={"1.1"}) == src
+
+
+@pytest.mark.parametrize(
+    "src,message",
+    [
+        ("# BEGIN EXERCISE 1.1: a\nx = 1\n", "no END"),
+        ("x = 1\n# END EXERCISE\n", "without a BEGIN"),
+        ("# BEGIN EXERCISE 1.1: a\n# BEGIN EXERCISE 1.2: b\n# END EXERCISE\n", "inside"),
+    ],
+)
+def test_malformed_regions_are_reported_with_their_line(src, message):
+    with pytest.raises(ex.ExerciseError, match=message):
+        ex.stub_text(src, where="file.py")
+
+
+def test_build_writes_an_importable_learner_copy(tmp_path):
+    made = ex.build(tmp_path / "learner", ROOT)
+    source = (tmp_path / "learner" / "minibert" / "autograd.py").read_text()
+    assert "BEGIN EXERCISE" not in source and "NotImplementedError(\"Exercise 6.2" in source
+    out = subprocess.run([sys.executable, "-c", "import minibert"], cwd=tmp_path / "learner",
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert len(made) == len(ex.find_exercises(ROOT))
+    with pytest.raises(ex.ExerciseError, match="not empty"):
+        ex.build(tmp_path / "learner", ROOT)
+
+
+@pytest.mark.slow
+def test_every_exercise_is_sound():
+    """For each exercise: the solution passes its tagged tests, the stub fails them."""
+    results = ex.verify(ROOT, log=lambda *_: None)
+    assert set(results) == {e.id for e in ex.find_exercises(ROOT)}
