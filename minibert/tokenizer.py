@@ -1,0 +1,686 @@
+"""Turning text into token ids x_0 ... x_m, exactly as BERT does.
+
+Three layers, each usable on its own:
+
+1. ``BasicTokenizer`` — the "words and punctuation" tokenizer. It cleans the text (drops control
+   characters and U+FFFD, turns every kind of space into " "), puts spaces around CJK ideographs,
+   optionally lower-cases and strips accents, then splits on whitespace and on every punctuation
+   character.   "Héllo, wörld!"  ->  ["hello", ",", "world", "!"]
+
+2. ``wordpiece`` — cuts one word into sub-word pieces from a vocabulary, greedily taking the
+   longest piece that is in the vocabulary; pieces that continue a word carry a "##" prefix.
+   With a vocabulary holding study, ##ing, neuro, ##pl, ##astic, ##ity:
+   "studying neuroplasticity" -> ["study", "##ing", "neuro", "##pl", "##astic", "##ity"].
+   (BERT's own vocabulary knows "studying" whole and gives "ne ##uro ##pl ##astic ##ity".)
+
+3. ``Tokenizer`` — the front users call: special tokens ([CLS] a [SEP] b [SEP]), truncation,
+   padding to NumPy arrays, decoding, loading and saving a ``vocab.txt``. ``Tokenizer.train``
+   learns a new WordPiece vocabulary (see ``wordpiece_trainer.py``).
+
+Reference: with a real BERT ``vocab.txt`` the ids are identical to those of Hugging Face's
+pure-Python BERT tokenizer (``BertTokenizerLegacy`` in transformers 5, ``BertTokenizer`` in 4.x);
+tests/test_tokenizer_parity.py checks that on WikiText-2 and on a list of hard strings.
+Known differences from the Rust ``tokenizers`` library (we follow the Python one):
+
+- Character classes come from Python's ``unicodedata`` while Rust uses its own Unicode tables
+  (another Unicode version). Code points whose category changed between versions (recently
+  assigned emoji and letters) can be split or dropped differently.
+- Longest-first truncation of a pair on a tie: Python removes the odd token from the *second*
+  sequence, Rust from the *first* (see ``truncate_longest_first``).
+- ``decode`` only re-joins "##" pieces; it does not "clean up" spaces before punctuation as
+  transformers' ``clean_up_tokenization_spaces`` does ("hello , world" stays as is).
+
+This module needs only the standard library and NumPy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from minibert.wordpiece_trainer import train_wordpiece
+
+# BERT's special tokens, by role. Their ids come from the vocabulary file.
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+
+# The reference turns words longer than this (in code points) into [UNK] without trying.
+MAX_INPUT_CHARS_PER_WORD = 100
+
+
+# ----------------------------------------------------------------------------------------------
+# Character classes (BERT's definitions, not Python's str methods)
+
+
+def is_whitespace(char: str) -> bool:
+    """True for " ", \\t, \\n, \\r and every Unicode space separator (category Zs)."""
+    return char in " \t\n\r" or unicodedata.category(char) == "Zs"
+
+
+def is_control(char: str) -> bool:
+    """True for Unicode "other" characters (categories C*: controls, format characters such as
+    zero-width joiners, surrogates, private use, unassigned). \\t \\n \\r count as whitespace."""
+    return char not in "\t\n\r" and unicodedata.category(char).startswith("C")
+
+
+@cache
+def is_punctuation(char: str) -> bool:
+    """True for Unicode punctuation (categories P*) and for every ASCII character that is not a
+    letter, digit, space or control: BERT also splits off symbols such as $ + < = > ^ ` | ~."""
+    cp = ord(char)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+def is_cjk(cp: int) -> bool:
+    """True if code point `cp` is a CJK ideograph. Chinese is written without spaces, so BERT
+    treats each ideograph as a word of its own. (Hangul, kana are not in these blocks.)"""
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0x2A700 <= cp <= 0x2B73F
+        or 0x2B740 <= cp <= 0x2B81F
+        or 0x2B820 <= cp <= 0x2CEAF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x2F800 <= cp <= 0x2FA1F
+    )
+
+
+class _CleanTable(dict):
+    """A ``str.translate`` table: code point -> what to write instead (None deletes it).
+
+    There are a million code points, so the table is filled lazily: the first time translate
+    meets a character, __missing__ classifies it once; afterwards it is a C-speed dict lookup.
+    """
+
+    def __init__(self, split_cjk: bool):
+        super().__init__()
+        self.split_cjk = split_cjk
+
+    def __missing__(self, cp: int):
+        char = chr(cp)
+        if cp == 0 or cp == 0xFFFD or is_control(char):
+            out = None  # drop NUL, the replacement character and invisible control/format chars
+        elif is_whitespace(char):
+            out = " "  # no-break space, ideographic space, tab ... all become " "
+        elif self.split_cjk and is_cjk(cp):
+            out = f" {char} "
+        else:
+            out = char
+        self[cp] = out
+        return out
+
+
+def strip_accents(word: str) -> str:
+    """'Crème brûlée' -> 'Creme brulee': decompose (NFD) and drop the combining marks (Mn)."""
+    if word.isascii():  # ASCII has no accents; skip the work for most English words
+        return word
+    return "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
+
+
+def split_on_punctuation(word: str) -> list[str]:
+    """'hello,world!!' -> ['hello', ',', 'world', '!', '!']: each punctuation char is a token."""
+    pieces: list[str] = []
+    start_new = True
+    for char in word:
+        if is_punctuation(char):
+            pieces.append(char)
+            start_new = True
+        elif start_new:
+            pieces.append(char)
+            start_new = False
+        else:
+            pieces[-1] += char
+    return pieces
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. Words and punctuation
+
+
+class BasicTokenizer:
+    """BERT's pre-tokenizer: text -> words and punctuation marks, no vocabulary involved.
+
+    lowercase: lower-case every word (uncased BERT).
+    strip_accents: drop accents; None means "do it when lower-casing", as in the original BERT.
+    tokenize_chinese_chars: make every CJK ideograph a word of its own.
+    never_split: words returned as they are (not lower-cased, not split on punctuation).
+    """
+
+    def __init__(
+        self,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        tokenize_chinese_chars: bool = True,
+        never_split: Iterable[str] = (),
+    ):
+        self.lowercase = lowercase
+        self.strip_accents = lowercase if strip_accents is None else strip_accents
+        self.tokenize_chinese_chars = tokenize_chinese_chars
+        self.never_split = frozenset(never_split)
+        self._table = _CleanTable(tokenize_chinese_chars)
+
+    def split_words(self, text: str) -> list[str]:
+        """Clean `text`, split on whitespace: 'a\\u00a0b\\u200bc 中文' -> ['a', 'bc', '中', '文'].
+
+        The chunks still have their case, accents and punctuation; `normalize_word` handles those.
+        """
+        text = text.translate(self._table)
+        # NFC composes "e" + U+0301 into "é", so both spellings give the same tokens.
+        text = unicodedata.normalize("NFC", text)
+        return text.split()
+
+    def normalize_word(self, word: str) -> list[str]:
+        """One whitespace-free chunk -> its tokens: lower-case, strip accents, split punctuation."""
+        if word in self.never_split:
+            return [word]
+        if self.lowercase:
+            word = word.lower()
+        if self.strip_accents:
+            word = strip_accents(word)
+        if word in self.never_split:  # the reference checks again after lower-casing
+            return [word]
+        # .split(): in rare cases lower() or NFD leave a whitespace character inside a piece.
+        return [t for piece in split_on_punctuation(word) for t in piece.split()]
+
+    def tokenize(self, text: str) -> list[str]:
+        """'Hello, WORLD!' -> ['hello', ',', 'world', '!'] (with lowercase=True)."""
+        _check_text(text)
+        return [t for word in self.split_words(text) for t in self.normalize_word(word)]
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. WordPiece
+
+
+def wordpiece(
+    word: str,
+    vocab: dict[str, int] | set[str],
+    unk_token: str = UNK,
+    max_input_chars_per_word: int = MAX_INPUT_CHARS_PER_WORD,
+) -> list[str]:
+    """Split one word into the vocabulary's pieces, greedy longest-match-first.
+
+    'unaffable' -> ['un', '##aff', '##able']. At each position take the longest substring that
+    is in `vocab` ("##" + substring after the first piece), then continue after it. If some
+    position has no match at all the whole word becomes [unk_token], as does a word longer than
+    `max_input_chars_per_word` (that also bounds the quadratic search).
+    """
+    if len(word) > max_input_chars_per_word:
+        return [unk_token]
+    pieces = []
+    start = 0
+    while start < len(word):
+        end = len(word)
+        piece = None
+        while end > start:  # shrink the candidate from the right until the vocab knows it
+            candidate = word[start:end] if start == 0 else "##" + word[start:end]
+            if candidate in vocab:
+                piece = candidate
+                break
+            end -= 1
+        if piece is None:
+            return [unk_token]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. The Tokenizer front
+
+
+class VocabError(ValueError):
+    """A vocabulary file or list that cannot be used (duplicates, missing special tokens...)."""
+
+
+def load_vocab(path: str | os.PathLike) -> list[str]:
+    """Read a BERT ``vocab.txt``: one token per line, the line number (from 0) is its id."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"vocabulary file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise VocabError(f"{path}: not UTF-8 text ({e})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    tokens = [line[:-1] if line.endswith("\r") else line for line in lines]  # tolerate CRLF
+    _check_vocab(tokens, where=str(path))
+    return tokens
+
+
+def _check_vocab(tokens: Sequence[str], where: str) -> None:
+    """Raise VocabError naming `where` and the line (1-based) of the first problem."""
+    first_line: dict[str, int] = {}
+    for i, token in enumerate(tokens):
+        if not isinstance(token, str):
+            raise VocabError(f"{where}: entry {i + 1} is {type(token).__name__}, not str")
+        if token == "":
+            raise VocabError(f"{where}, line {i + 1}: empty token")
+        if token in first_line:
+            raise VocabError(
+                f"{where}, line {i + 1}: duplicate token {token!r} "
+                f"(first on line {first_line[token]})"
+            )
+        first_line[token] = i + 1
+    missing = [t for t in SPECIAL_TOKENS if t not in first_line]
+    if missing:
+        raise VocabError(
+            f"{where}: the vocabulary has no {', '.join(missing)} "
+            f"(a BERT vocabulary needs all of {', '.join(SPECIAL_TOKENS)})"
+        )
+
+
+def _check_text(text, name: str = "text") -> None:
+    if isinstance(text, str):
+        return
+    hint = " (decode the bytes first, e.g. b.decode('utf-8'))" if isinstance(text, bytes) else ""
+    raise TypeError(f"{name} must be a str, got {type(text).__name__}{hint}")
+
+
+def truncate_longest_first(len_a: int, len_b: int, num_to_remove: int) -> tuple[int, int]:
+    """How many tokens to cut from the end of sequences a and b: (cut_a, cut_b).
+
+    Cut from the longer one until both are the same length, then from both alternately. When
+    the split is uneven the extra token comes from b, as in transformers' Python tokenizers (the
+    Rust ``tokenizers`` takes it from a). E.g. (5, 2, 4) -> (3, 1) and (3, 3, 3) -> (1, 2).
+    """
+    first = min(abs(len_a - len_b), num_to_remove)  # evens out the lengths
+    rest = num_to_remove - first  # split between the two
+    if len_a > len_b:
+        return first + rest // 2, rest - rest // 2
+    return rest // 2, first + rest - rest // 2
+
+
+@dataclass
+class Encoding:
+    """One encoded text (or text pair), ready for BERT.
+
+    input_ids: [CLS] a [SEP] (or [CLS] a [SEP] b [SEP]) as vocabulary ids.
+    token_type_ids: 0 for [CLS], a and its [SEP]; 1 for b and the last [SEP].
+    tokens: the same sequence as strings.
+    num_truncated: how many tokens of a and b were cut to fit max_length.
+    """
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    tokens: list[str]
+    num_truncated: int = 0
+
+    @property
+    def attention_mask(self) -> list[int]:
+        return [1] * len(self.input_ids)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+class BatchEncoding(dict):
+    """A dict of int64 arrays of shape (batch, length): input_ids, token_type_ids,
+    attention_mask (1 = real token, 0 = padding). Also: ``num_truncated`` (int64, one per row)
+    and ``tokens`` (list of token lists, without padding)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], num_truncated: np.ndarray, tokens):
+        super().__init__(arrays)
+        self.num_truncated = num_truncated
+        self.tokens = tokens
+
+    def __getattr__(self, name):  # batch.input_ids as well as batch["input_ids"]
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Tokenizer:
+    """BERT's tokenizer: text -> token ids, with [CLS]/[SEP], truncation and padding.
+
+    vocab: the tokens, position = id (what ``load_vocab`` returns). Must hold the five special
+    tokens [PAD] [UNK] [CLS] [SEP] [MASK].
+    lowercase, strip_accents, tokenize_chinese_chars: see ``BasicTokenizer``.
+    model_max_length: the default ``max_length`` when truncating (512 for BERT); None = no limit.
+    """
+
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        tokenize_chinese_chars: bool = True,
+        model_max_length: int | None = None,
+    ):
+        if isinstance(vocab, (str, bytes)) or not isinstance(vocab, Sequence):
+            raise TypeError("vocab must be a list of tokens; use Tokenizer.from_vocab_file(path)")
+        _check_vocab(vocab, where="vocabulary")
+        self.ids_to_tokens: list[str] = list(vocab)
+        self.vocab: dict[str, int] = {t: i for i, t in enumerate(self.ids_to_tokens)}
+        self.lowercase = lowercase
+        self._strip_accents = strip_accents  # kept as given, for save_pretrained
+        self.model_max_length = model_max_length
+        self.basic = BasicTokenizer(lowercase, strip_accents, tokenize_chinese_chars)
+
+        self.pad_token, self.unk_token, self.cls_token = PAD, UNK, CLS
+        self.sep_token, self.mask_token = SEP, MASK
+        self.pad_token_id, self.unk_token_id = self.vocab[PAD], self.vocab[UNK]
+        self.cls_token_id, self.sep_token_id = self.vocab[CLS], self.vocab[SEP]
+        self.mask_token_id = self.vocab[MASK]
+        self.special_tokens = list(SPECIAL_TOKENS)
+        self.special_ids = {self.vocab[t] for t in SPECIAL_TOKENS}
+
+        # A special token written in the text ("the[MASK]sat") is kept whole, as in transformers:
+        # the text is cut around it before any other processing. Case-sensitive: "[mask]" is text.
+        alternatives = sorted(SPECIAL_TOKENS, key=len, reverse=True)
+        self._special_pattern = re.compile("(" + "|".join(map(re.escape, alternatives)) + ")")
+        # Words repeat a lot (Zipf's law), so remember each chunk's pieces: chunk -> (tokens, ids).
+        self._cache: dict[str, tuple[list[str], list[int]]] = {}
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_vocab_file(cls, path: str | os.PathLike, lowercase: bool = True, **kwargs):
+        """Load a BERT ``vocab.txt``. kwargs: strip_accents, tokenize_chinese_chars,
+        model_max_length."""
+        return cls(load_vocab(path), lowercase=lowercase, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | os.PathLike):
+        """Load ``vocab.txt`` and the settings in ``tokenizer_config.json`` (do_lower_case,
+        strip_accents, tokenize_chinese_chars, model_max_length) from a model directory."""
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"model directory not found: {model_dir}")
+        config_path = model_dir / "tokenizer_config.json"
+        config = {}
+        if config_path.is_file():
+            try:
+                config = json.loads(config_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{config_path}: invalid JSON ({e})") from None
+        max_len = config.get("model_max_length")
+        if not isinstance(max_len, int) or max_len > 10**6:  # HF writes a huge int for "none"
+            max_len = None
+        return cls.from_vocab_file(
+            model_dir / "vocab.txt",
+            lowercase=config.get("do_lower_case", True),
+            strip_accents=config.get("strip_accents"),
+            tokenize_chinese_chars=config.get("tokenize_chinese_chars", True),
+            model_max_length=max_len,
+        )
+
+    def save_vocab(self, path: str | os.PathLike) -> Path:
+        """Write the vocabulary, one token per line in id order; returns the path."""
+        path = Path(path)
+        path.write_text("".join(t + "\n" for t in self.ids_to_tokens), encoding="utf-8")
+        return path
+
+    def save_pretrained(self, model_dir: str | os.PathLike) -> list[Path]:
+        """Write ``vocab.txt`` and ``tokenizer_config.json`` (readable by ``from_pretrained``
+        and by transformers' BertTokenizer); returns the two paths."""
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": self.lowercase,
+            "strip_accents": self._strip_accents,
+            "tokenize_chinese_chars": self.basic.tokenize_chinese_chars,
+            "unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS,
+            "mask_token": MASK,
+        }
+        if self.model_max_length is not None:
+            config["model_max_length"] = self.model_max_length
+        config_path = model_dir / "tokenizer_config.json"
+        config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        return [self.save_vocab(model_dir / "vocab.txt"), config_path]
+
+    @classmethod
+    def train(
+        cls,
+        lines_or_files,
+        vocab_size: int = 30522,
+        min_frequency: int = 2,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        tokenize_chinese_chars: bool = True,
+        model_max_length: int | None = None,
+        criterion: str = "frequency",
+    ) -> Tokenizer:
+        """Learn a WordPiece vocabulary of at most `vocab_size` tokens from a corpus.
+
+        lines_or_files: a path (str or Path) to a text file, or an iterable whose items are
+        lines of text (str) or file paths (pathlib.Path / os.PathLike).
+        min_frequency: a pair of pieces must occur at least this often to be merged.
+        criterion: which pair to merge next, "frequency" (most frequent pair, as Hugging Face's
+        trainer) or "likelihood" (the classic count(ab) / (count(a) count(b))); see
+        ``wordpiece_trainer`` for why frequency is the default.
+        The vocabulary holds the special tokens, every character seen, then the merged pieces
+        in the order they were learned. It can come out smaller than `vocab_size` when no pair
+        is frequent enough to merge.
+        """
+        basic = BasicTokenizer(lowercase, strip_accents, tokenize_chinese_chars)
+        # Count whitespace chunks first, then normalize each distinct chunk only once.
+        chunk_counts: Counter[str] = Counter()
+        for line in _iter_lines(lines_or_files):
+            chunk_counts.update(basic.split_words(line))
+        word_counts: Counter[str] = Counter()
+        for chunk, n in chunk_counts.items():
+            for word in basic.normalize_word(chunk):
+                if len(word) <= MAX_INPUT_CHARS_PER_WORD:  # longer words are [UNK] anyway
+                    word_counts[word] += n
+        vocab = train_wordpiece(word_counts, vocab_size, min_frequency, SPECIAL_TOKENS, criterion)
+        return cls(vocab, lowercase, strip_accents, tokenize_chinese_chars, model_max_length)
+
+    # -- text -> tokens -------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.ids_to_tokens)
+
+    def __len__(self) -> int:
+        return len(self.ids_to_tokens)
+
+    def _word_pieces(self, chunk: str) -> tuple[list[str], list[int]]:
+        """One whitespace-free chunk -> (WordPiece tokens, ids), cached."""
+        cached = self._cache.get(chunk)
+        if cached is None:
+            tokens = []
+            for word in self.basic.normalize_word(chunk):
+                tokens += wordpiece(word, self.vocab, UNK)
+            cached = (tokens, [self.vocab[t] for t in tokens])
+            if len(self._cache) >= 1 << 18:  # keep memory bounded on endless odd input
+                self._cache.clear()
+            self._cache[chunk] = cached
+        return cached
+
+    def _tokens_and_ids(self, text: str) -> tuple[list[str], list[int]]:
+        tokens: list[str] = []
+        ids: list[int] = []
+        # split() with a capturing group alternates: text, special, text, special, ..., text
+        for i, part in enumerate(self._special_pattern.split(text)):
+            if i % 2 == 1:
+                tokens.append(part)
+                ids.append(self.vocab[part])
+                continue
+            for chunk in self.basic.split_words(part):
+                chunk_tokens, chunk_ids = self._word_pieces(chunk)
+                tokens += chunk_tokens
+                ids += chunk_ids
+        return tokens, ids
+
+    def tokenize(self, text: str) -> list[str]:
+        """'studying neuroplasticity' -> ['studying', 'ne', '##uro', ...] (no [CLS]/[SEP])."""
+        _check_text(text)
+        return self._tokens_and_ids(text)[0]
+
+    def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
+        """A token or list of tokens -> id(s); unknown tokens get the [UNK] id."""
+        if isinstance(tokens, str):
+            return self.vocab.get(tokens, self.unk_token_id)
+        return [self.vocab.get(t, self.unk_token_id) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids) -> str | list[str]:
+        """An id or sequence of ids (list, NumPy array) -> token(s). Raises IndexError for ids
+        outside 0 .. vocab_size-1."""
+        if isinstance(ids, (int, np.integer)):
+            return self._id_to_token(int(ids))
+        return [self._id_to_token(int(i)) for i in np.asarray(ids).reshape(-1)]
+
+    def _id_to_token(self, i: int) -> str:
+        if not 0 <= i < len(self.ids_to_tokens):
+            raise IndexError(f"token id {i} is outside the vocabulary (size {self.vocab_size})")
+        return self.ids_to_tokens[i]
+
+    # -- encoding -------------------------------------------------------------------------------
+
+    def encode(
+        self,
+        text: str,
+        text_pair: str | None = None,
+        max_length: int | None = None,
+        truncation: bool = True,
+    ) -> Encoding:
+        """Text (or a pair) -> Encoding: [CLS] a [SEP] or [CLS] a [SEP] b [SEP].
+
+        max_length: the most tokens in total, special tokens included (default:
+        model_max_length). If the tokens do not fit and `truncation` is True, tokens are cut
+        from the end, from the longer of a and b first (``truncate_longest_first``).
+        """
+        _check_text(text)
+        if text_pair is not None:
+            _check_text(text_pair, "text_pair")
+        num_special = 2 if text_pair is None else 3
+        if max_length is None:
+            max_length = self.model_max_length
+        elif not isinstance(max_length, int) or isinstance(max_length, bool):
+            raise TypeError(f"max_length must be an int, got {type(max_length).__name__}")
+        if max_length is not None and max_length < num_special:
+            raise ValueError(
+                f"max_length={max_length} leaves no room: "
+                f"{'a pair' if text_pair is not None else 'one text'} needs {num_special} "
+                f"special tokens ([CLS] ... [SEP]{' ... [SEP]' if text_pair is not None else ''})"
+            )
+
+        tokens_a, ids_a = self._tokens_and_ids(text)
+        tokens_b, ids_b = self._tokens_and_ids(text_pair) if text_pair is not None else ([], [])
+        num_truncated = 0
+        if truncation and max_length is not None:
+            excess = len(ids_a) + len(ids_b) + num_special - max_length
+            if excess > 0:
+                cut_a, cut_b = truncate_longest_first(len(ids_a), len(ids_b), excess)
+                tokens_a, ids_a = tokens_a[: len(ids_a) - cut_a], ids_a[: len(ids_a) - cut_a]
+                tokens_b, ids_b = tokens_b[: len(ids_b) - cut_b], ids_b[: len(ids_b) - cut_b]
+                num_truncated = excess
+
+        tokens = [CLS, *tokens_a, SEP]
+        input_ids = [self.cls_token_id, *ids_a, self.sep_token_id]
+        token_type_ids = [0] * len(input_ids)
+        if text_pair is not None:
+            tokens += [*tokens_b, SEP]
+            input_ids += [*ids_b, self.sep_token_id]
+            token_type_ids += [1] * (len(ids_b) + 1)
+        return Encoding(input_ids, token_type_ids, tokens, num_truncated)
+
+    def batch_encode(
+        self,
+        texts: Sequence[str],
+        text_pairs: Sequence[str] | None = None,
+        max_length: int | None = None,
+        truncation: bool = True,
+        padding: str = "longest",
+    ) -> BatchEncoding:
+        """Encode many texts (or pairs) into int64 arrays of shape (batch, length).
+
+        padding="longest" pads every row with [PAD] to the longest row; "max_length" pads to
+        `max_length` (or model_max_length). attention_mask is 1 on real tokens, 0 on padding.
+        """
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+            raise TypeError(f"texts must be a list of str, got {type(texts).__name__}")
+        if text_pairs is not None:
+            if isinstance(text_pairs, (str, bytes)) or not isinstance(text_pairs, Sequence):
+                kind = type(text_pairs).__name__
+                raise TypeError(f"text_pairs must be a list of str, got {kind}")
+            if len(text_pairs) != len(texts):
+                raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
+        if padding not in ("longest", "max_length"):
+            raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
+        pairs = text_pairs if text_pairs is not None else [None] * len(texts)
+        encodings = [
+            self.encode(a, b, max_length, truncation) for a, b in zip(texts, pairs, strict=True)
+        ]
+
+        longest = max((len(e) for e in encodings), default=0)
+        width = longest
+        if padding == "max_length":
+            width = max_length if max_length is not None else self.model_max_length
+            if width is None:
+                raise ValueError('padding="max_length" needs max_length (or model_max_length)')
+            if longest > width:  # only possible with truncation=False
+                raise ValueError(
+                    f"a row has {longest} tokens, more than max_length={width}; "
+                    "use truncation=True or padding='longest'"
+                )
+        input_ids = np.full((len(encodings), width), self.pad_token_id, dtype=np.int64)
+        token_type_ids = np.zeros((len(encodings), width), dtype=np.int64)
+        attention_mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            n = len(e)
+            input_ids[row, :n] = e.input_ids
+            token_type_ids[row, :n] = e.token_type_ids
+            attention_mask[row, :n] = 1
+        arrays = {
+            "input_ids": input_ids,
+            "token_type_ids": token_type_ids,
+            "attention_mask": attention_mask,
+        }
+        num_truncated = np.array([e.num_truncated for e in encodings], dtype=np.int64)
+        return BatchEncoding(arrays, num_truncated, [e.tokens for e in encodings])
+
+    # -- ids -> text ----------------------------------------------------------------------------
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        """Ids -> text: join tokens with spaces and glue "##" pieces to the piece before.
+        [101, 2817, 2075, 102] -> 'studying'. Lower-casing and accents are not undone."""
+        if isinstance(ids, (str, bytes)):
+            raise TypeError("decode takes token ids (ints), not text")
+        ids = np.asarray(ids)
+        if ids.ndim != 1 and ids.size:
+            raise ValueError(f"decode takes one sequence of ids; got shape {ids.shape}")
+        tokens = self.convert_ids_to_tokens(ids)
+        if skip_special_tokens:
+            tokens = [t for t in tokens if t not in SPECIAL_TOKENS]
+        return " ".join(tokens).replace(" ##", "").strip()
+
+    def batch_decode(self, rows, skip_special_tokens: bool = True) -> list[str]:
+        """``decode`` for each row of a 2-D array or list of id lists (padding is special)."""
+        return [self.decode(row, skip_special_tokens) for row in rows]
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase})"
+
+
+def _iter_lines(lines_or_files) -> Iterable[str]:
+    """Yield text lines from a file path, or from an iterable of lines and/or Path objects."""
+    if isinstance(lines_or_files, (str, os.PathLike)):
+        lines_or_files = [Path(lines_or_files)]
+    if isinstance(lines_or_files, bytes):
+        raise TypeError("lines_or_files must be a path or an iterable of str lines / Paths")
+    for item in lines_or_files:
+        if isinstance(item, os.PathLike):
+            with open(item, encoding="utf-8") as f:
+                yield from f
+        elif isinstance(item, str):
+            yield item
+        else:
+            raise TypeError(f"expected a str line or a Path, got {type(item).__name__}")

