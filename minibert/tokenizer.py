@@ -217,6 +217,10 @@ def wordpiece(
     position has no match at all the whole word becomes [unk_token], as does a word longer than
     `max_input_chars_per_word` (that also bounds the quadratic search).
     """
+    # BEGIN EXERCISE 1.1: WordPiece. A word longer than max_input_chars_per_word is [unk_token].
+    #   Else from start = 0: try word[start:end] for end from len(word) down, with "##" in front
+    #   when start > 0; take the first candidate found in vocab and continue at end. If no
+    #   candidate matches, the whole word is [unk_token].
     if len(word) > max_input_chars_per_word:
         return [unk_token]
     pieces = []
@@ -235,6 +239,7 @@ def wordpiece(
         pieces.append(piece)
         start = end
     return pieces
+    # END EXERCISE
 
 
 # ----------------------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ def test_helpers():
 # -- 2. WordPiece --------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("1.1")
 def test_wordpiece_greedy_longest_match():
     vocab = set(VOCAB)
     assert wordpiece("unaffable", vocab) == ["un", "##aff", "##able"]
@@ -105,6 +106,7 @@ def test_wordpiece_greedy_longest_match():
     assert wordpiece("cats", vocab) == ["cat", "##s"]
 
 
+@pytest.mark.exercise("1.1")
 def test_wordpiece_unknown_and_too_long_words():
     vocab = set(VOCAB)
     assert wordpiece("cat€", vocab) == ["[UNK]"]  # one uncovered character spoils the word
