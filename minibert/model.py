@@ -1,0 +1,480 @@
+"""BERT, top to bottom in the order the data flows.
+
+    token ids (batch, seq)
+      -> embeddings      e_i = word[id_i] + position[i] + segment[type_i], LayerNorm, dropout
+      -> L encoder layers, each:
+             multi-head self-attention   (every token looks at every real token)
+             residual + LayerNorm        ("add & norm", after the sub-layer as in BERT)
+             feed-forward with GELU      (the same small MLP applied to every token)
+             residual + LayerNorm
+      -> hidden states   (batch, seq, hidden): one vector per token
+      -> pooler          tanh(dense(hidden state of [CLS])): one vector per sequence
+      -> a head          the prediction network: logits -> softmax -> probabilities
+
+The classes follow that order: BertConfig, BertEmbeddings, scaled_dot_product_attention,
+MultiHeadSelfAttention, BertLayer, BertModel, then the heads (BertForSequenceClassification,
+BertForTokenClassification, BertForMaskedLM). Loading and saving real checkpoints
+(`from_pretrained`, `save_pretrained`) is in checkpoint.py; the parameter names here are ours,
+and checkpoint.py has the table that maps them to the Hugging Face names.
+
+Shapes use B = batch, T = sequence length, H = hidden size, h = number of heads,
+d = head size (H / h), V = vocabulary size, C = number of classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import functional as F
+from .autograd import Tensor, no_grad
+from .backend import get_array_module, to_numpy
+from .nn import Dropout, Embedding, LayerNorm, Linear, Module, Parameter
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class BertConfig:
+    """The hyper-parameters of a BERT model: the fields of a Hugging Face `config.json`.
+
+    The defaults are BERT-base. `id2label` / `label2id` name the classes of a classification
+    head (as in Hugging Face); `num_labels` follows from them. Fields this class does not know
+    (e.g. "transformers_version") are kept in `extra` and written back unchanged.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 0
+    classifier_dropout: float | None = None  # None: use hidden_dropout_prob
+    num_labels: int = 2
+    id2label: dict[int, str] | None = None
+    label2id: dict[str, int] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.id2label is not None:  # JSON keys are strings: {"0": "negative", ...}
+            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+            self.num_labels = len(self.id2label)
+        elif self.label2id is not None:
+            self.id2label = {int(v): str(k) for k, v in self.label2id.items()}
+            self.num_labels = len(self.id2label)
+        else:
+            self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
+        if sorted(self.id2label) != list(range(self.num_labels)):
+            raise ValueError(
+                f"BertConfig: id2label keys must be 0..n-1, got {sorted(self.id2label)}"
+            )
+        self.label2id = {name: i for i, name in self.id2label.items()}
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"BertConfig: hidden_size {self.hidden_size} is not a multiple of "
+                f"num_attention_heads {self.num_attention_heads}"
+            )
+        if self.hidden_act != "gelu":
+            raise ValueError(
+                f"BertConfig: hidden_act {self.hidden_act!r} is not supported; minibert implements "
+                "BERT's exact (erf) 'gelu'"
+            )
+        if self.extra.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("BertConfig: only position_embedding_type 'absolute' is supported")
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BertConfig:
+        """From the contents of a Hugging Face `config.json`; unknown keys go to `extra`."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        extra = {k: v for k, v in d.items() if k not in known}
+        if "id2label" in kwargs and "num_labels" in kwargs:
+            del kwargs["num_labels"]  # id2label decides (as in Hugging Face)
+        return cls(**kwargs, extra=extra)
+
+    def to_dict(self) -> dict:
+        """The `config.json` contents: every field (label maps with string keys) plus `extra`."""
+        d = dict(self.extra)
+        for f in dataclasses.fields(self):
+            if f.name not in ("extra", "num_labels", "id2label", "label2id"):
+                d[f.name] = getattr(self, f.name)
+        d["id2label"] = {str(i): name for i, name in sorted(self.id2label.items())}
+        d["label2id"] = {name: i for i, name in sorted(self.id2label.items())}
+        d.setdefault("model_type", "bert")
+        return d
+
+
+# ----------------------------------------------------------------------------------------------
+# Embeddings: e_i = word[id_i] + position[i] + segment[type_i]
+
+
+class BertEmbeddings(Module):
+    """Token ids -> one vector per token.   ids (B, T) -> (B, T, H)
+
+    A token's vector is the sum of three learned vectors: what the token is (word), where it
+    is (position: attention itself does not see order), and which sentence of a pair it
+    belongs to (segment, from token_type_ids). Then LayerNorm and dropout.
+    """
+
+    def __init__(self, config: BertConfig):
+        H, std = config.hidden_size, config.initializer_range
+        self.word_embeddings = Embedding(config.vocab_size, H, std)
+        self.position_embeddings = Embedding(config.max_position_embeddings, H, std)
+        self.token_type_embeddings = Embedding(config.type_vocab_size, H, std)
+        if config.pad_token_id is not None:  # [PAD] starts as the zero vector, as in HF
+            self.word_embeddings.weight.data[config.pad_token_id] = 0
+        self.layer_norm = LayerNorm(config.hidden_size, config.layer_norm_eps)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids) -> Tensor:
+        T = input_ids.shape[1]
+        xp = get_array_module(self.word_embeddings.weight.data)
+        positions = xp.arange(T)  # 0, 1, ..., T-1 for every sequence (broadcast over B)
+        e = (
+            self.word_embeddings(input_ids)  # (B, T, H)
+            + self.position_embeddings(positions)  # (T, H)
+            + self.token_type_embeddings(token_type_ids)  # (B, T, H)
+        )
+        return self.dropout(self.layer_norm(e))
+
+
+# ----------------------------------------------------------------------------------------------
+# Self-attention
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask_bias=None,
+                                 dropout_p: float = 0.0, training: bool = False):
+    """softmax(q kᵀ / √d + mask_bias) v, for every head at once.
+
+    q, k, v:    (B, h, T, d)   queries, keys, values
+    mask_bias:  (B, 1, 1, T)   0 for real keys, a huge negative number for padded keys, so
+                               that after the softmax padded keys get exactly 0 attention
+    returns     context (B, h, T, d) and the attention probabilities (B, h, T, T), where
+                probs[b, head, i, j] is how much token i attends to token j (rows sum to 1)
+    """
+    d = q.shape[-1]
+    scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(d))  # (B, h, T, T): query · key
+    if mask_bias is not None:
+        scores = scores + mask_bias
+    probs = F.softmax(scores, axis=-1)
+    context = F.dropout(probs, dropout_p, training) @ v  # weighted average of the values
+    return context, probs
+
+
+class MultiHeadSelfAttention(Module):
+    """Every token gathers information from every (real) token.   (B, T, H) -> (B, T, H)
+
+    The hidden size H is split into h heads of size d = H/h; each head has its own view
+    (slice of the query/key/value projections) and attends independently. The heads' outputs
+    are concatenated again and mixed by the output projection.
+    """
+
+    def __init__(self, config: BertConfig):
+        H, std = config.hidden_size, config.initializer_range
+        self.num_heads, self.head_size = config.num_attention_heads, config.head_size
+        self.query = Linear(H, H, std=std)
+        self.key = Linear(H, H, std=std)
+        self.value = Linear(H, H, std=std)
+        self.output = Linear(H, H, std=std)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, x: Tensor, mask_bias=None) -> tuple[Tensor, Tensor]:
+        B, T, H = x.shape
+
+        def split_heads(t):  # (B, T, H) -> (B, h, T, d)
+            return t.reshape(B, T, self.num_heads, self.head_size).transpose(0, 2, 1, 3)
+
+        q, k, v = split_heads(self.query(x)), split_heads(self.key(x)), split_heads(self.value(x))
+        context, probs = scaled_dot_product_attention(
+            q, k, v, mask_bias, self.dropout_p, self.training
+        )
+        context = context.transpose(0, 2, 1, 3).reshape(B, T, H)  # concatenate the heads
+        return self.output(context), probs
+
+
+# ----------------------------------------------------------------------------------------------
+# One encoder layer
+
+
+class BertLayer(Module):
+    """Attention, then a per-token feed-forward network; each followed by add & norm.
+
+        x = LayerNorm(x + Dropout(Attention(x)))
+        x = LayerNorm(x + Dropout(W₂ GELU(W₁ x + b₁) + b₂))        (B, T, H) -> (B, T, H)
+
+    The residual (x + ...) lets information and gradients pass the layer unchanged; the
+    LayerNorm after it (BERT's "post-LN") keeps every token vector at a steady scale.
+    """
+
+    def __init__(self, config: BertConfig):
+        H, std = config.hidden_size, config.initializer_range
+        self.attention = MultiHeadSelfAttention(config)
+        self.attention_norm = LayerNorm(H, config.layer_norm_eps)
+        self.ffn_in = Linear(H, config.intermediate_size, std=std)  # W₁: widen (H -> 4H)
+        self.ffn_out = Linear(config.intermediate_size, H, std=std)  # W₂: back (4H -> H)
+        self.ffn_norm = LayerNorm(H, config.layer_norm_eps)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: Tensor, mask_bias=None) -> tuple[Tensor, Tensor]:
+        a, probs = self.attention(x, mask_bias)
+        x = self.attention_norm(x + self.dropout(a))
+        f = self.ffn_out(F.gelu(self.ffn_in(x)))
+        x = self.ffn_norm(x + self.dropout(f))
+        return x, probs
+
+
+# ----------------------------------------------------------------------------------------------
+# The encoder: embeddings, L layers, pooler
+
+
+@dataclass
+class BertOutput:
+    """What `BertModel` returns.
+
+    last_hidden_state  (B, T, H)      one vector per token, after the last layer
+    pooler_output      (B, H)         tanh(dense([CLS] vector)), or None without a pooler
+    hidden_states      L+1 × (B, T, H) the embeddings' output, then each layer's (on request)
+    attentions         L × (B, h, T, T) each layer's attention probabilities (on request)
+    """
+
+    last_hidden_state: Tensor
+    pooler_output: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+class BertPreTrainedModel(Module):
+    """What every model class shares: a config, and loading/saving checkpoints."""
+
+    config: BertConfig
+    hf_architecture = "BertModel"  # the transformers class that reads what save_pretrained writes
+
+    @classmethod
+    def from_pretrained(cls, path_or_name, **overrides):
+        """Load a checkpoint directory (config.json + model.safetensors) or a shortcut name
+        such as "all-MiniLM-L6-v2". `overrides` replace config fields (e.g. num_labels=3,
+        hidden_dropout_prob=0.0). Returns the model in eval mode. See checkpoint.py."""
+        from .checkpoint import load_pretrained
+
+        return load_pretrained(cls, path_or_name, **overrides)
+
+    def save_pretrained(self, path) -> None:
+        """Write config.json and model.safetensors (Hugging Face names and layout) to `path`."""
+        from .checkpoint import save_pretrained
+
+        save_pretrained(self, path)
+
+
+class BertModel(BertPreTrainedModel):
+    """The BERT encoder.  input_ids (B, T) -> BertOutput (last_hidden_state (B, T, H), ...)"""
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.layers = [BertLayer(config) for _ in range(config.num_hidden_layers)]
+        # The pooler summarises a sequence by its [CLS] vector, trained for BERT's
+        # next-sentence task; heads that work per token (masked LM) have none.
+        H = config.hidden_size
+        self.pooler = Linear(H, H, std=config.initializer_range) if add_pooling_layer else None
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None,
+                output_hidden_states: bool = False, output_attentions: bool = False) -> BertOutput:
+        """input_ids, attention_mask (1 = real token, 0 = padding), token_type_ids (segment
+        0 or 1): integer arrays (B, T), NumPy/CuPy arrays or lists. Missing mask: all tokens
+        are real. Missing token_type_ids: all 0."""
+        # the array module (numpy or cupy) where the parameters live: the ids must go there too
+        xp = get_array_module(self.embeddings.word_embeddings.weight.data)
+        input_ids = _as_ids(xp, input_ids, "input_ids")
+        B, T = input_ids.shape
+        if T > self.config.max_position_embeddings:
+            raise ValueError(
+                f"BertModel: input has {T} tokens but this model knows only "
+                f"{self.config.max_position_embeddings} positions (max_position_embeddings); "
+                "truncate the input (e.g. the tokenizer's max_length)"
+            )
+        attention_mask = (xp.ones((B, T), dtype=np.int64) if attention_mask is None
+                          else _as_ids(xp, attention_mask, "attention_mask", (B, T)))
+        token_type_ids = (xp.zeros((B, T), dtype=np.int64) if token_type_ids is None
+                          else _as_ids(xp, token_type_ids, "token_type_ids", (B, T)))
+
+        # Padding mask as an additive bias on the attention scores: 0 where key j is a real
+        # token, the most negative float where it is padding (exp of it is exactly 0).
+        # Without padding there is nothing to mask, and we skip the work.
+        mask_bias = None
+        if not bool(attention_mask.all()):
+            dtype = self.embeddings.word_embeddings.weight.dtype
+            mask_bias = (1 - attention_mask[:, None, None, :]).astype(dtype) * xp.finfo(dtype).min
+
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        hidden_states, attentions = [x], []
+        for layer in self.layers:
+            x, probs = layer(x, mask_bias)
+            hidden_states.append(x)
+            attentions.append(probs)
+
+        pooled = self.pooler(x[:, 0]).tanh() if self.pooler is not None else None  # [CLS]
+        return BertOutput(
+            last_hidden_state=x,
+            pooler_output=pooled,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+
+def _as_ids(xp, a, name: str, shape=None):
+    """An integer array (B, T) on the model's device, from an array, a Tensor or a list."""
+    a = xp.asarray(a.data if isinstance(a, Tensor) else a)
+    if a.dtype.kind not in "iub":
+        raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{name} must have shape (batch, seq), got {a.shape}; for one "
+                         "sequence use [ids]")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{name} has shape {a.shape}, input_ids has {shape}")
+    return a.astype(np.int64, copy=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Heads: the prediction networks on top of the encoder
+
+
+@dataclass
+class HeadOutput:
+    """What a head returns: logits (unnormalised scores), and the loss when labels were given.
+
+    loss    scalar Tensor (mean cross-entropy over labelled positions), or None
+    logits  (B, C) per sequence, (B, T, C) per token, or (B, T, V) for the masked LM
+    """
+
+    loss: Tensor | None
+    logits: Tensor
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+class _Head(BertPreTrainedModel):
+    """Shared by the heads: the encoder is `.bert` (θ); everything else is the head (ω)."""
+
+    bert: BertModel
+
+    def _loss(self, logits: Tensor, labels):
+        if labels is None:
+            return None
+        labels = _as_labels(get_array_module(logits.data), labels, logits.shape[:-1])
+        return F.cross_entropy(logits, labels)
+
+    def predict_proba(self, input_ids, attention_mask=None, token_type_ids=None) -> np.ndarray:
+        """The softmax distribution over classes as a NumPy array (dropout off, no graph)."""
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                logits = self.forward(input_ids, attention_mask, token_type_ids).logits
+                return to_numpy(F.softmax(logits, axis=-1).data)
+        finally:
+            self.train(was_training)
+
+    def predict(self, input_ids, attention_mask=None, token_type_ids=None) -> np.ndarray:
+        """The most probable class id (argmax of the logits), as a NumPy int array."""
+        return self.predict_proba(input_ids, attention_mask, token_type_ids).argmax(axis=-1)
+
+
+def _as_labels(xp, labels, shape):
+    labels = xp.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if labels.shape != shape:
+        raise ValueError(f"labels must have shape {shape}, got {labels.shape}")
+    return labels.astype(np.int64, copy=False)
+
+
+class BertForSequenceClassification(_Head):
+    """One label per sequence: dropout + linear on the pooled [CLS] vector.
+
+    input_ids (B, T) -> logits (B, C), C = config.num_labels; labels (B,) class ids.
+    """
+
+    hf_architecture = "BertForSequenceClassification"
+
+    def __init__(self, config: BertConfig):
+        self.config = config
+        self.bert = BertModel(config)
+        p = config.classifier_dropout
+        self.dropout = Dropout(config.hidden_dropout_prob if p is None else p)
+        self.classifier = Linear(config.hidden_size, config.num_labels,
+                                 std=config.initializer_range)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_hidden_states, output_attentions)
+        logits = self.classifier(self.dropout(out.pooler_output))  # (B, C)
+        return HeadOutput(self._loss(logits, labels), logits, out.hidden_states, out.attentions)
+
+
+class BertForTokenClassification(_Head):
+    """One label per token (named entities, ...): dropout + linear on every hidden state.
+
+    input_ids (B, T) -> logits (B, T, C); labels (B, T), -100 where there is nothing to
+    predict (padding, [CLS], [SEP], word-pieces after the first).
+    """
+
+    hf_architecture = "BertForTokenClassification"
+
+    def __init__(self, config: BertConfig):
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=False)
+        p = config.classifier_dropout
+        self.dropout = Dropout(config.hidden_dropout_prob if p is None else p)
+        self.classifier = Linear(config.hidden_size, config.num_labels,
+                                 std=config.initializer_range)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_hidden_states, output_attentions)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, C)
+        return HeadOutput(self._loss(logits, labels), logits, out.hidden_states, out.attentions)
+
+
+class BertForMaskedLM(_Head):
+    """Predict the hidden word at each [MASK]: BERT's pre-training task.
+
+    transform: dense + GELU + LayerNorm on every hidden state, then the decoder scores every
+    word of the vocabulary. The decoder's weight *is* the word-embedding table (tied, as in
+    BERT: a word's input vector is also its output vector), plus a bias of its own.
+    input_ids (B, T) -> logits (B, T, V); labels (B, T): the original id at masked
+    positions, -100 everywhere else.
+    """
+
+    hf_architecture = "BertForMaskedLM"
+
+    def __init__(self, config: BertConfig):
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=False)
+        H = config.hidden_size
+        self.transform = Linear(H, H, std=config.initializer_range)
+        self.transform_norm = LayerNorm(H, config.layer_norm_eps)
+        self.decoder_bias = Parameter(np.zeros(config.vocab_size, dtype=np.float32))
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_hidden_states, output_attentions)
+        h = self.transform_norm(F.gelu(self.transform(out.last_hidden_state)))  # (B, T, H)
+        E = self.bert.embeddings.word_embeddings.weight  # (V, H), tied
+        logits = F.linear(h, E.T, self.decoder_bias)  # (B, T, V): h · e_w + b_w for each word w
+        return HeadOutput(self._loss(logits, labels), logits, out.hidden_states, out.attentions)
