@@ -1,0 +1,174 @@
+"""Benchmark one training step (forward + backward + AdamW) of minibert against PyTorch on CPU.
+
+    python benchmarks/bench_train_step.py            # L=2/H=128 and L=4/H=256, batch 32, seq 128
+    python benchmarks/bench_train_step.py --quick    # L=2/H=128 only, batch 8, seq 64
+    python benchmarks/bench_train_step.py --threads 4 --steps 5
+
+Both frameworks train the same model, a BertForSequenceClassification with vocabulary 30522,
+H/64 attention heads and intermediate size 4H (minibert's own, and transformers' running on
+PyTorch), on the same random batch, with the same number of threads. Each framework runs in a
+subprocess of its own, so that its peak memory (ru_maxrss) is its own and one framework's
+thread pools cannot slow the other. Reported per configuration: tokens/s for each, the ratio
+minibert/PyTorch, and the peak resident memory of each process (after-import baseline in
+brackets: PyTorch alone takes a few hundred MB just to import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VOCAB = 30522
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _batch(batch: int, seq: int, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, VOCAB, size=(batch, seq), dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP], as in real data
+    mask = np.ones((batch, seq), dtype=np.int64)
+    labels = rng.integers(0, 2, size=batch, dtype=np.int64)
+    return ids, mask, labels
+
+
+def _time_steps(step, warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def worker_minibert(layers, hidden, batch, seq, steps, threads) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import minibert
+    from minibert.model import BertConfig, BertForSequenceClassification
+    from minibert.optim import AdamW, weight_decay_groups
+
+    baseline = _rss_mb()
+    minibert.manual_seed(0)
+    config = BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
+                        num_labels=2)
+    model = BertForSequenceClassification(config).train()
+    optimizer = AdamW(weight_decay_groups(model.named_parameters(), 0.01), lr=1e-4)
+    ids, mask, labels = _batch(batch, seq)
+
+    def step():
+        optimizer.zero_grad()
+        out = model(ids, mask, labels=labels)
+        out.loss.backward()
+        optimizer.step()
+
+    seconds = _time_steps(step, warmup=1, steps=steps)
+    return {"seconds_per_step": seconds, "baseline_mb": baseline, "peak_mb": _rss_mb(),
+            "params": model.num_parameters()}
+
+
+def worker_torch(layers, hidden, batch, seq, steps, threads) -> dict:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.set_num_threads(threads)
+    baseline = _rss_mb()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
+                        num_labels=2)
+    model = BertForSequenceClassification(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    ids, mask, labels = (torch.from_numpy(a) for a in _batch(batch, seq))
+
+    def step():
+        optimizer.zero_grad()
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        optimizer.step()
+
+    seconds = _time_steps(step, warmup=1, steps=steps)
+    return {"seconds_per_step": seconds, "baseline_mb": baseline, "peak_mb": _rss_mb(),
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def run_worker(framework, layers, hidden, batch, seq, steps, threads) -> dict:
+    """Run one measurement in a fresh Python process; returns its JSON result."""
+    env = dict(os.environ, **{v: str(threads) for v in THREAD_VARS})
+    cmd = [sys.executable, __file__, "--worker", framework, "--layers", str(layers),
+           "--hidden", str(hidden), "--batch", str(batch), "--seq", str(seq),
+           "--steps", str(steps), "--threads", str(threads)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small and fast: L=2/H=128, "
+                        "batch 8, seq 64, 2 steps")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (after 1 warm-up)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads for both frameworks (default: all cores)")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--seq", type=int, default=None)
+    parser.add_argument("--worker", choices=["minibert", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--layers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--hidden", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        fn = worker_minibert if args.worker == "minibert" else worker_torch
+        result = fn(args.layers, args.hidden, args.batch, args.seq, args.steps, args.threads)
+        print(json.dumps(result))
+        return
+
+    configs = [(2, 128)] if args.quick else [(2, 128), (4, 256)]
+    batch = args.batch or (8 if args.quick else 32)
+    seq = args.seq or (64 if args.quick else 128)
+    steps = args.steps or (2 if args.quick else 3)
+    tokens = batch * seq
+    print(f"one training step (forward + backward + AdamW), batch {batch} x seq {seq} = "
+          f"{tokens} tokens, vocab {VOCAB}, {args.threads} thread(s), {steps} timed steps; "
+          f"python {sys.version.split()[0]}")
+    header = (f"{'config':<10} {'params':>8} {'minibert tok/s':>15} {'torch tok/s':>12} "
+              f"{'ratio':>7} {'minibert peak MB':>18} {'torch peak MB':>15}")
+    print(header)
+    print("-" * len(header))
+    for layers, hidden in configs:
+        res = {fw: run_worker(fw, layers, hidden, batch, seq, steps, args.threads)
+               for fw in ("minibert", "torch")}
+        cells = {}
+        for fw, r in res.items():
+            if "error" in r:
+                cells[fw] = ("error", "-")
+                print(f"  {fw}: {r['error']}", file=sys.stderr)
+            else:
+                cells[fw] = (f"{tokens / r['seconds_per_step']:,.0f}",
+                             f"{r['peak_mb']:,.0f} ({r['baseline_mb']:,.0f})")
+        ok = all("error" not in r for r in res.values())
+        ratio = (f"{res['torch']['seconds_per_step'] / res['minibert']['seconds_per_step']:.2f}"
+                 if ok else "-")
+        params = next((f"{r['params'] / 1e6:.1f}M" for r in res.values() if "params" in r), "-")
+        print(f"{f'L={layers}/H={hidden}':<10} {params:>8} {cells['minibert'][0]:>15} "
+              f"{cells['torch'][0]:>12} {ratio:>7} {cells['minibert'][1]:>18} "
+              f"{cells['torch'][1]:>15}")
+    print("ratio = minibert tokens/s / PyTorch tokens/s (1.00 = as fast); peak MB = ru_maxrss "
+          "of each process, (after-import baseline)")
+
+
+if __name__ == "__main__":
+    main()

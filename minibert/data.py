@@ -1,0 +1,413 @@
+"""Data: from files on disk to the integer arrays a BERT model eats.
+
+Two kinds of data are read here:
+
+* **labelled text** for fine-tuning (``read_labelled``): TSV, CSV or JSONL with a text column,
+  a label column and, for sentence-pair tasks, a second text column. Label *names* are mapped
+  to ids 0..C-1 in sorted order (``label_names``), and that list travels with the model as
+  ``config.id2label``.
+* **raw text** for pre-training (``read_text_corpus``, ``chunk_corpus``): one document per line,
+  cut into pieces that fit the model, then masked by the MLM collator (``mask_tokens``).
+
+Everything random takes a NumPy ``Generator`` (or a seed), so that a run can be repeated
+exactly. This module knows the tokenizer's outputs (arrays of ids), but nothing about models.
+
+Shapes: B = batch size, T = tokens in the longest row of the batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IGNORE_INDEX = -100  # label of a position the loss must skip (cross_entropy's ignore_index)
+
+
+class DataError(ValueError):
+    """A data file or dataset that cannot be used as it is; the message says where and why."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Labelled text
+
+
+@dataclass
+class LabelledData:
+    """Texts with one label each (label names as strings, as read from the file).
+
+    texts:      the first (or only) text of each example
+    labels:     the label name of each example, e.g. "Sports" or "1"
+    text_pairs: the second text of each example for sentence-pair tasks, else None
+    source:     where the examples came from (used in error messages)
+    """
+
+    texts: list[str]
+    labels: list[str]
+    text_pairs: list[str] | None = None
+    source: str = "<memory>"
+
+    def __post_init__(self):
+        if len(self.texts) != len(self.labels):
+            raise DataError(f"{self.source}: {len(self.texts)} texts but {len(self.labels)} "
+                            "labels")
+        if self.text_pairs is not None and len(self.text_pairs) != len(self.texts):
+            raise DataError(f"{self.source}: {len(self.texts)} texts but "
+                            f"{len(self.text_pairs)} text pairs")
+        self.labels = [str(label) for label in self.labels]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices) -> LabelledData:
+        """The examples at `indices`, in that order."""
+        idx = [int(i) for i in indices]
+        pairs = None if self.text_pairs is None else [self.text_pairs[i] for i in idx]
+        return LabelledData([self.texts[i] for i in idx], [self.labels[i] for i in idx],
+                            pairs, self.source)
+
+
+def label_names(labels: Iterable[str]) -> list[str]:
+    """The distinct label names in a fixed order: the position of a name is its id.
+
+    Sorted, so the mapping never depends on the order of the file. Names that are all integers
+    ("0", "1", "10") sort as numbers, so "2" comes before "10".
+    """
+    names = sorted(set(map(str, labels)))
+    if names and all(_is_int(n) for n in names):
+        names.sort(key=int)
+    return names
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+    except ValueError:
+        return False
+    return True
+
+
+def encode_labels(labels: Sequence[str], label2id: dict[str, int],
+                  source: str = "data") -> np.ndarray:
+    """Label names -> int64 ids (shape (N,)). Names that `label2id` lacks are an error that
+    lists them: a classifier cannot predict a class it was never trained on."""
+    unknown = sorted(set(map(str, labels)) - set(label2id))
+    if unknown:
+        raise DataError(
+            f"{source} has {len(unknown)} label(s) that the training data never saw: "
+            f"{', '.join(map(repr, unknown[:20]))}{' ...' if len(unknown) > 20 else ''}. "
+            f"Known labels: {', '.join(map(repr, label2id))}"
+        )
+    return np.array([label2id[str(label)] for label in labels], dtype=np.int64)
+
+
+def _format_of(path: Path, format: str | None) -> str:
+    if format is not None:
+        fmt = format.lower()
+    else:
+        fmt = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl",
+               ".ndjson": "jsonl", ".json": "jsonl"}.get(path.suffix.lower(), "")
+        if not fmt:
+            raise DataError(f"{path}: cannot tell the format from the extension "
+                            f"{path.suffix!r}; pass format='tsv', 'csv' or 'jsonl'")
+    if fmt not in ("tsv", "csv", "jsonl"):
+        raise DataError(f"unknown format {format!r}; use 'tsv', 'csv' or 'jsonl'")
+    return fmt
+
+
+def read_labelled(
+    path: str | os.PathLike,
+    text_column: str | int = "text",
+    label_column: str | int = "label",
+    text_pair_column: str | int | None = None,
+    *,
+    header: bool = True,
+    format: str | None = None,
+    quoting: bool = True,
+) -> LabelledData:
+    """Read labelled examples from a TSV, CSV or JSONL file.
+
+    Columns are chosen by name (from the header line, or the keys of each JSON object) or, for
+    a file without a header (``header=False``), by 0-based index. For example AG News:
+    ``read_labelled("ag_news/train_subset.tsv", 0, 1, header=False)``.
+
+    format: "tsv", "csv" or "jsonl"; by default taken from the file extension.
+    quoting: TSV/CSV fields may be wrapped in double quotes, with "" for a quote inside (the
+        CSV convention). Set False for files where a " is just a character.
+    Blank lines are skipped. Raises DataError for an empty file, an unknown column (listing the
+    available ones), or a row without text or label (naming the file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    fmt = _format_of(path, format)
+    columns = {"text": text_column, "label": label_column}
+    if text_pair_column is not None:
+        columns["text_pair"] = text_pair_column
+    if fmt == "jsonl":
+        rows = _jsonl_rows(path, columns)
+    else:
+        rows = _delimited_rows(path, columns, "\t" if fmt == "tsv" else ",", header, quoting)
+
+    texts, labels, pairs = [], [], []
+    for line, values in rows:
+        for role in columns:
+            if values[role] is None or str(values[role]).strip() == "":
+                raise DataError(f"{path}, line {line}: the {role} column "
+                                f"{columns[role]!r} is missing or empty")
+        texts.append(str(values["text"]))
+        labels.append(str(values["label"]))
+        if text_pair_column is not None:
+            pairs.append(str(values["text_pair"]))
+    if not texts:
+        raise DataError(f"{path}: no examples (the file is empty"
+                        f"{' apart from its header' if header and fmt != 'jsonl' else ''})")
+    return LabelledData(texts, labels, pairs if text_pair_column is not None else None,
+                        str(path))
+
+
+def _delimited_rows(path: Path, columns: dict, delimiter: str, header: bool, quoting: bool):
+    """Yield (line number, {role: value or None}) for each non-blank row of a TSV/CSV file."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter,
+                            quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
+        index = None
+        if header:
+            names = next(reader, None)
+            if names is None:
+                raise DataError(f"{path}: the file is empty (expected a header line)")
+            index = {role: _column_index(col, names, path) for role, col in columns.items()}
+        else:
+            for role, col in columns.items():
+                if not isinstance(col, int):
+                    raise DataError(f"{path}: with header=False, columns are chosen by 0-based "
+                                    f"index, but the {role} column is {col!r}")
+            index = dict(columns)
+        for row in reader:
+            if not row or all(not field.strip() for field in row):
+                continue
+            yield reader.line_num, {role: row[i] if i < len(row) else None
+                                    for role, i in index.items()}
+
+
+def _column_index(col: str | int, names: list[str], path: Path) -> int:
+    if isinstance(col, int):
+        if not 0 <= col < len(names):
+            raise DataError(f"{path}: column index {col} is out of range; the header has "
+                            f"{len(names)} columns: {names}")
+        return col
+    if col not in names:
+        raise DataError(f"{path}: no column named {col!r}; available columns: "
+                        f"{', '.join(map(repr, names))}")
+    return names.index(col)
+
+
+def _jsonl_rows(path: Path, columns: dict):
+    """Yield (line number, {role: value or None}) for each JSON object line of a JSONL file."""
+    checked = False
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {line_no}: invalid JSON ({e.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}, line {line_no}: expected a JSON object, "
+                                f"got {type(record).__name__}")
+            if not checked:  # the first record defines the columns, like a header line
+                for role, col in columns.items():
+                    if col not in record:
+                        raise DataError(f"{path}: no column named {col!r} (the {role} column); "
+                                        f"available columns: {', '.join(map(repr, record))}")
+                checked = True
+            yield line_no, {role: record.get(col) for role, col in columns.items()}
+
+
+def train_validation_split(data: LabelledData, validation_fraction: float = 0.1, seed: int = 0,
+                           stratify: bool = True) -> tuple[LabelledData, LabelledData]:
+    """Split into (train, validation), seeded. Stratified: every label keeps (about) the same
+    share in both parts, and every label with at least 2 examples appears in both. Each part
+    keeps the file order."""
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    rng = np.random.default_rng(seed)
+    labels = np.array(data.labels)
+    groups = [np.flatnonzero(labels == name) for name in label_names(data.labels)] if stratify \
+        else [np.arange(len(data))]
+    val = []
+    for idx in groups:
+        n_val = int(round(validation_fraction * len(idx)))
+        if stratify and len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)
+        val.append(rng.permutation(idx)[:n_val])
+    val_idx = np.sort(np.concatenate(val)) if val else np.array([], dtype=np.int64)
+    train_idx = np.setdiff1d(np.arange(len(data)), val_idx)
+    if len(val_idx) == 0 or len(train_idx) == 0:
+        raise DataError(f"{data.source}: {len(data)} examples are too few to split "
+                        f"with validation_fraction={validation_fraction}")
+    return data.subset(train_idx), data.subset(val_idx)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batching
+
+
+def batch_indices(num_examples: int, batch_size: int,
+                  rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Cut 0..num_examples-1 into batches of `batch_size` (the last one may be smaller).
+    With a generator the order is shuffled first (a new order each call); without, kept."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = rng.permutation(num_examples) if rng is not None else np.arange(num_examples)
+    return [order[i:i + batch_size] for i in range(0, num_examples, batch_size)]
+
+
+def _texts_at(data: LabelledData, idx: list[int]) -> tuple[list[str], list[str] | None]:
+    texts = [data.texts[i] for i in idx]
+    pairs = None if data.text_pairs is None else [data.text_pairs[i] for i in idx]
+    return texts, pairs
+
+
+def classification_batch(tokenizer, data: LabelledData, indices, label2id: dict[str, int],
+                         max_length: int | None = None) -> dict[str, np.ndarray]:
+    """Tokenize the examples at `indices` into one padded batch.
+
+    Returns int64 arrays input_ids, token_type_ids, attention_mask (B, T), padded to the
+    longest row (T ≤ max_length); labels (B,); num_truncated (B,): tokens cut per row.
+    """
+    idx = [int(i) for i in indices]
+    texts, pairs = _texts_at(data, idx)
+    enc = tokenizer.batch_encode(texts, pairs, max_length=max_length, truncation=True,
+                                 padding="longest")
+    return {
+        "input_ids": enc["input_ids"],
+        "token_type_ids": enc["token_type_ids"],
+        "attention_mask": enc["attention_mask"],
+        "labels": encode_labels([data.labels[i] for i in idx], label2id, data.source),
+        "num_truncated": np.asarray(enc.num_truncated, dtype=np.int64),
+    }
+
+
+def count_truncated(tokenizer, data: LabelledData, max_length: int,
+                    chunk_size: int = 512) -> int:
+    """How many examples have more than `max_length` tokens (and so will be truncated)."""
+    n = 0
+    for idx in batch_indices(len(data), chunk_size):
+        texts, pairs = _texts_at(data, idx.tolist())
+        enc = tokenizer.batch_encode(texts, pairs, max_length=max_length, truncation=True)
+        n += int((np.asarray(enc.num_truncated) > 0).sum())
+    return n
+
+
+# ----------------------------------------------------------------------------------------------
+# Raw text for pre-training
+
+
+def read_text_corpus(path: str | os.PathLike) -> list[str]:
+    """One document (or paragraph) per line; blank and whitespace-only lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    if not lines:
+        raise DataError(f"{path}: no text (the file is empty or blank)")
+    return lines
+
+
+def chunk_corpus(tokenizer, lines: Iterable[str], max_length: int) -> list[np.ndarray]:
+    """Tokenize each line and cut it into pieces of at most `max_length` tokens, each wrapped
+    as [CLS] piece [SEP]: a long paragraph becomes several training sequences instead of
+    losing everything after the first max_length tokens. Returns int64 arrays of ids."""
+    if max_length < 3:
+        raise ValueError(f"max_length must be >= 3 ([CLS] + a token + [SEP]), got {max_length}")
+    room = max_length - 2
+    chunks = []
+    for line in lines:
+        ids = tokenizer.encode(line, truncation=False).input_ids[1:-1]  # without [CLS]/[SEP]
+        for start in range(0, len(ids), room):
+            piece = ids[start:start + room]
+            chunks.append(np.array([tokenizer.cls_token_id, *piece, tokenizer.sep_token_id],
+                                   dtype=np.int64))
+    return chunks
+
+
+def pad_sequences(sequences: Sequence[np.ndarray], pad_token_id: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Pad 1-D id arrays to the longest: (input_ids (B, T), attention_mask (B, T)), int64."""
+    width = max(len(s) for s in sequences)
+    input_ids = np.full((len(sequences), width), pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, s in enumerate(sequences):
+        input_ids[row, :len(s)] = s
+        attention_mask[row, :len(s)] = 1
+    return input_ids, attention_mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Masked language modelling
+
+
+def mask_tokens(input_ids: np.ndarray, special_ids, mask_token_id: int, vocab_size: int,
+                rng: np.random.Generator, mlm_probability: float = 0.15
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """BERT's masking for the masked-language-model task.
+
+    input_ids: (B, T) int token ids, padding included. special_ids: the ids never to mask
+    ([CLS], [SEP], [PAD], ... — padding is special, so it is never chosen).
+    Each ordinary token is chosen with probability `mlm_probability` (15%). A chosen token is
+      * replaced by [MASK]           with probability 0.8,
+      * replaced by a random token   with probability 0.1 (an ordinary token, never special),
+      * kept as it is                with probability 0.1.
+    The model must predict the original token at every chosen position, so it cannot just
+    copy its input, and it learns a useful vector for every token, not only for [MASK].
+
+    Returns (masked_ids (B, T), labels (B, T)): labels hold the original id where a token was
+    chosen and -100 (ignored by the loss) everywhere else. `input_ids` is not modified.
+    """
+    input_ids = np.asarray(input_ids)
+    special = np.isin(input_ids, list(special_ids))
+    chosen = (rng.random(input_ids.shape) < mlm_probability) & ~special
+    labels = np.where(chosen, input_ids, IGNORE_INDEX)
+
+    action = rng.random(input_ids.shape)  # one draw decides what happens to a chosen token
+    to_mask = chosen & (action < 0.8)
+    to_random = chosen & (action >= 0.8) & (action < 0.9)  # the other 10% stay unchanged
+
+    ordinary = np.setdiff1d(np.arange(vocab_size), list(special_ids))
+    random_tokens = ordinary[rng.integers(0, len(ordinary), size=input_ids.shape)]
+    masked = np.where(to_mask, mask_token_id, input_ids)
+    masked = np.where(to_random, random_tokens, masked)
+    return masked.astype(np.int64), labels.astype(np.int64)
+
+
+class MLMCollator:
+    """Turns a list of token-id sequences into one masked batch for MLM pre-training.
+
+    Owns a seeded generator, so the same seed gives the same masks; its state is part of a
+    training checkpoint (``rng.bit_generator.state``).
+    """
+
+    def __init__(self, tokenizer, mlm_probability: float = 0.15,
+                 rng: np.random.Generator | int | None = 0):
+        self.pad_token_id = tokenizer.pad_token_id
+        self.mask_token_id = tokenizer.mask_token_id
+        self.vocab_size = tokenizer.vocab_size
+        self.special_ids = sorted(set(tokenizer.special_ids) | {tokenizer.pad_token_id})
+        self.mlm_probability = mlm_probability
+        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+    def __call__(self, sequences: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """-> input_ids (masked), attention_mask, token_type_ids (all 0), labels; (B, T)."""
+        input_ids, attention_mask = pad_sequences(sequences, self.pad_token_id)
+        masked, labels = mask_tokens(input_ids, self.special_ids, self.mask_token_id,
+                                     self.vocab_size, self.rng, self.mlm_probability)
+        return {"input_ids": masked, "attention_mask": attention_mask,
+                "token_type_ids": np.zeros_like(input_ids), "labels": labels}

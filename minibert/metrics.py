@@ -1,0 +1,44 @@
+"""Classification metrics, written out in NumPy: accuracy, confusion matrix, macro-F1.
+
+y_true and y_pred are integer class ids of shape (N,); C is the number of classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def accuracy(y_true, y_pred) -> float:
+    """The share of examples whose predicted class is the true one."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
+    return float((y_true == y_pred).mean()) if y_true.size else 0.0
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+    """M (C, C) int64 with M[i, j] = how many examples of true class i were predicted as j.
+    The diagonal holds the correct predictions."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    m = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(m, (y_true, y_pred), 1)  # add.at: repeated (i, j) pairs all count
+    return m
+
+
+def per_class_f1(cm: np.ndarray) -> np.ndarray:
+    """F1 of each class from a confusion matrix: 2·precision·recall / (precision + recall).
+
+    precision_c = M[c, c] / (column sum), recall_c = M[c, c] / (row sum); a class with no true
+    and no predicted examples gets F1 = 0 (as in scikit-learn's zero_division=0).
+    """
+    tp = np.diag(cm).astype(np.float64)
+    predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
+    # F1 = 2·tp / (predicted + actual): the same as the harmonic mean, with no 0/0 on the way.
+    denom = (predicted + actual).astype(np.float64)
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+
+
+def macro_f1(y_true, y_pred, num_classes: int) -> float:
+    """The plain mean of the per-class F1 scores: every class counts the same, however rare,
+    so a model that ignores a small class is punished (accuracy would hardly notice)."""
+    return float(per_class_f1(confusion_matrix(y_true, y_pred, num_classes)).mean())

@@ -1,0 +1,627 @@
+"""Training loops: masked-language-model pre-training and fine-tuning for classification.
+
+Fine-tuning is the workflow of the course. A model = an encoder with parameters θ (BERT,
+``model.bert``) + a new prediction network with parameters ω (the head). θ starts from the
+pre-trained values, ω from fresh random values, and both are trained together on labelled data:
+
+    θ̂, ω̂ = argmin over θ, ω of  mean over the training set of  loss(head_ω(encoder_θ(x)), y)
+
+With ``freeze_encoder=True`` only ω trains: the encoder is a fixed feature extractor.
+
+One training step, the same in both loops:
+
+    batch -> forward -> loss -> backward -> clip the gradient norm -> AdamW step (lr from the
+    warm-up/decay schedule)
+
+After every epoch: evaluation, the history written to ``history.json`` and a checkpoint
+(model + optimizer + random generators + epoch/step + history) written atomically into
+``out_dir``. ``resume=True`` continues from the last checkpoint exactly as if the run had never
+stopped: on CPU, same seed -> the same numbers, bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import backend
+from .autograd import no_grad
+from .data import (
+    DataError,
+    LabelledData,
+    MLMCollator,
+    batch_indices,
+    chunk_corpus,
+    classification_batch,
+    count_truncated,
+    encode_labels,
+    label_names,
+    read_text_corpus,
+)
+from .fileio import atomic_write
+from .metrics import accuracy, confusion_matrix, macro_f1
+from .optim import AdamW, clip_grad_norm, global_grad_norm, linear_warmup_decay, weight_decay_groups
+from .safetensors_io import load_file, save_file
+
+# ----------------------------------------------------------------------------------------------
+# Options
+
+
+@dataclass
+class TrainConfig:
+    """Every option of the training loops (the CLI maps its flags onto these fields).
+
+    epochs, batch_size   passes over the data; examples per step
+    lr                   peak learning rate of AdamW (reached after the warm-up)
+    weight_decay         AdamW's decoupled decay λ (never on biases and LayerNorm)
+    warmup_ratio         share of all steps spent warming the learning rate up from 0
+    max_grad_norm        clip the global gradient norm to this (None: no clipping)
+    max_length           tokens per sequence, [CLS]/[SEP] included (at most the model's
+                         max_position_embeddings; longer texts are truncated/chunked)
+    seed                 seeds dropout, shuffling and masking: same seed, same run
+    out_dir              where history.json and checkpoints go (None: nothing is written)
+    resume               continue from the last checkpoint in out_dir
+    freeze_encoder       fine-tuning only: train the head ω, keep the encoder θ fixed
+    mlm_probability      pre-training only: share of tokens chosen for prediction
+    eval_batch_size      examples per forward pass during evaluation
+    adam_betas, adam_eps AdamW's β1, β2 and ε
+    progress             show a tqdm progress bar
+    """
+
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float | None = 1.0
+    max_length: int = 128
+    seed: int = 0
+    out_dir: str | None = None
+    resume: bool = False
+    freeze_encoder: bool = False
+    mlm_probability: float = 0.15
+    eval_batch_size: int = 64
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("epochs, batch_size and eval_batch_size must be >= 1")
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
+        if self.resume and not self.out_dir:
+            raise ValueError("resume=True needs out_dir (where the checkpoint is)")
+        self.adam_betas = tuple(self.adam_betas)
+
+
+# Options that do not change the numbers a run produces (allowed to differ on resume).
+_COSMETIC = {"resume", "progress", "out_dir", "eval_batch_size"}
+
+
+def _make_config(config: TrainConfig | None, options: dict) -> TrainConfig:
+    config = config or TrainConfig()
+    unknown = set(options) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise TypeError(f"unknown training option(s): {sorted(unknown)}")
+    return dataclasses.replace(config, **options)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss (or the gradient norm) became NaN or infinite; training was stopped."""
+
+
+def _note(message: str) -> None:
+    """A one-line message to the user that does not break the progress bar."""
+    try:
+        from tqdm import tqdm
+
+        tqdm.write(message, file=sys.stderr)
+    except ImportError:  # tqdm is a dependency, but a note must never crash training
+        print(message, file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# Random state: everything random must be saved for a resumed run to repeat the same numbers
+
+
+def _rng_state(gen) -> dict | None:
+    """The state of a generator as plain JSON data (None if this backend cannot export it)."""
+    try:
+        return json.loads(json.dumps(gen.bit_generator.state))
+    except (AttributeError, TypeError, NotImplementedError):
+        return None
+
+
+def _set_rng_state(gen, state: dict | None, what: str) -> None:
+    if state is None:
+        _note(f"note: the {what} random state was not saved on this backend; "
+              "the resumed run is reproducible but not identical")
+        return
+    gen.bit_generator.state = state
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+#
+#   out_dir/latest.json                     {"checkpoint": "checkpoint-epoch-2"}
+#   out_dir/checkpoint-epoch-2/model.safetensors        the parameters (our names)
+#   out_dir/checkpoint-epoch-2/optimizer.safetensors    AdamW's m and v
+#   out_dir/checkpoint-epoch-2/trainer_state.json       epoch, step, RNG states, history, ...
+#
+# Each file is written atomically, into a new folder; only then does latest.json (itself
+# written atomically) point at it, and only then is the previous folder removed. A crash at any
+# moment leaves latest.json pointing at a complete checkpoint.
+
+
+def save_checkpoint(out_dir, name: str, model, optimizer, trainer_state: dict) -> Path:
+    """Write a checkpoint folder out_dir/name and point latest.json at it. Returns the folder."""
+    out_dir = Path(out_dir)
+    folder = out_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(model.state_dict(), folder / "model.safetensors")
+    arrays, scalars = _split_optimizer_state(optimizer.state_dict())
+    save_file(arrays, folder / "optimizer.safetensors")
+    state = dict(trainer_state, optimizer=scalars)
+    _write_json(folder / "trainer_state.json", state)
+    previous = latest_checkpoint(out_dir)
+    _write_json(out_dir / "latest.json", {"checkpoint": name})
+    if previous is not None and previous != folder:
+        shutil.rmtree(previous, ignore_errors=True)
+    return folder
+
+
+def latest_checkpoint(out_dir) -> Path | None:
+    """The folder latest.json points at, or None when there is no checkpoint yet."""
+    pointer = Path(out_dir) / "latest.json"
+    if not pointer.is_file():
+        return None
+    folder = Path(out_dir) / json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
+    return folder if folder.is_dir() else None
+
+
+def load_checkpoint(folder, model, optimizer) -> dict:
+    """Load weights and optimizer state from a checkpoint folder; returns trainer_state."""
+    folder = Path(folder)
+    state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    arrays = load_file(folder / "optimizer.safetensors")
+    optimizer.load_state_dict(_join_optimizer_state(arrays, state["optimizer"]))
+    return state
+
+
+def _split_optimizer_state(sd: dict) -> tuple[dict, dict]:
+    """optimizer.state_dict() -> (arrays for safetensors, everything else for JSON)."""
+    arrays, numbers = {}, {}
+    for i, entry in sd["state"].items():
+        for k, v in entry.items():
+            if isinstance(v, np.ndarray):
+                arrays[f"{i}.{k}"] = v
+            else:
+                numbers.setdefault(str(i), {})[k] = v
+    return arrays, {"lr": sd["lr"], "groups": sd["groups"], "numbers": numbers}
+
+
+def _join_optimizer_state(arrays: dict, scalars: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in arrays.items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = value
+    for i, entry in scalars["numbers"].items():
+        state.setdefault(int(i), {}).update(entry)
+    return {"lr": scalars["lr"], "groups": scalars["groups"], "state": state}
+
+
+def _write_json(path, obj) -> None:
+    atomic_write(path, lambda f: json.dump(obj, f, indent=1), mode="w")
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluate(model, tokenizer, data: LabelledData, label2id: dict[str, int] | None = None,
+             batch_size: int = 64, max_length: int = 128) -> dict:
+    """Loss, accuracy, macro-F1 and confusion matrix of a classifier on labelled data.
+
+    label2id defaults to the model's ``config.label2id``. Dropout is off during evaluation;
+    the model's train/eval mode is restored afterwards. The confusion matrix is a list of rows
+    (true class) of counts per predicted class, in label-id order.
+    """
+    label2id = label2id or model.config.label2id
+    y_true = encode_labels(data.labels, label2id, data.source)  # unknown labels: clear error
+    was_training = model.training
+    model.eval()
+    preds, total_loss = [], 0.0
+    try:
+        with no_grad():
+            for idx in batch_indices(len(data), batch_size):
+                b = classification_batch(tokenizer, data, idx, label2id, max_length)
+                out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"],
+                            labels=b["labels"])
+                total_loss += out.loss.item() * len(idx)
+                preds.append(backend.to_numpy(out.logits.data).argmax(axis=-1))
+    finally:
+        model.train(was_training)
+    y_pred = np.concatenate(preds)
+    C = len(label2id)
+    return {
+        "loss": total_loss / len(data),
+        "accuracy": accuracy(y_true, y_pred),
+        "macro_f1": macro_f1(y_true, y_pred, C),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, C).tolist(),
+        "num_examples": len(data),
+    }
+
+
+def evaluate_mlm(model, collator_batches: list[dict]) -> dict:
+    """Mean MLM loss over fixed, already-masked batches (weighted by masked tokens), and the
+    perplexity exp(loss): how many words the model is 'choosing between' on average."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        with no_grad():
+            for b in collator_batches:
+                n = int((b["labels"] != -100).sum())
+                if n == 0:
+                    continue
+                out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"],
+                            labels=b["labels"])
+                total += out.loss.item() * n
+                count += n
+    finally:
+        model.train(was_training)
+    loss = total / max(count, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": count}
+
+
+# ----------------------------------------------------------------------------------------------
+# The training loop shared by pre-training and fine-tuning
+
+
+class _Loop:
+    """One run: optimizer, schedule, random state, checkpoints and history.
+
+    make_batch(indices) -> dict of arrays (input_ids, attention_mask, token_type_ids, labels)
+    evaluate_fn() -> dict of metrics, or None
+    """
+
+    def __init__(self, model, cfg: TrainConfig, num_examples: int, make_batch, evaluate_fn,
+                 data_rng: np.random.Generator, history: dict, log: Callable | None,
+                 set_mode: Callable):
+        self.model, self.cfg = model, cfg
+        self.num_examples, self.make_batch, self.evaluate_fn = num_examples, make_batch, \
+            evaluate_fn
+        self.data_rng, self.history, self.log, self.set_mode = data_rng, history, log, set_mode
+        groups = weight_decay_groups(model.named_parameters(), cfg.weight_decay)
+        self.params = [p for g in groups for p in g["params"]]
+        if not self.params:
+            raise ValueError("no trainable parameters: every parameter has requires_grad=False")
+        self.optimizer = AdamW(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                               weight_decay=cfg.weight_decay)
+        self.steps_per_epoch = math.ceil(num_examples / cfg.batch_size)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.warmup_steps = int(round(cfg.warmup_ratio * self.total_steps))
+        self.epoch, self.step = 0, 0  # epochs completed, optimizer steps taken
+        self.last_checkpoint: Path | None = None
+
+    # -- resuming ------------------------------------------------------------------------------
+    def try_resume(self) -> None:
+        folder = latest_checkpoint(self.cfg.out_dir)
+        if folder is None:
+            _note(f"note: resume=True but {self.cfg.out_dir} holds no checkpoint; starting anew")
+            return
+        state = load_checkpoint(folder, self.model, self.optimizer)
+        changed = sorted(k for k, v in state["config"].items()
+                         if k not in _COSMETIC and _jsonable(getattr(self.cfg, k, None)) != v)
+        if changed:
+            _note(f"note: resuming with changed options {changed}; "
+                  "the run will differ from an uninterrupted one")
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history.clear()
+        self.history.update(state["history"])
+        _set_rng_state(backend.rng(), state["global_rng"], "global (dropout)")
+        _set_rng_state(self.data_rng, state["data_rng"], "data (shuffling/masking)")
+        self.last_checkpoint = folder
+        _note(f"resumed from {folder} (epoch {self.epoch}, step {self.step})")
+
+    def save(self) -> None:
+        if not self.cfg.out_dir:
+            return
+        state = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "config": _jsonable(dataclasses.asdict(self.cfg)),
+            "global_rng": _rng_state(backend.rng()),
+            "data_rng": _rng_state(self.data_rng),
+            "history": self.history,
+            "backend": backend.get_backend(),
+        }
+        self.last_checkpoint = save_checkpoint(self.cfg.out_dir, f"checkpoint-epoch-{self.epoch}",
+                                               self.model, self.optimizer, state)
+        _write_json(Path(self.cfg.out_dir) / "history.json", self.history)
+
+    # -- training ------------------------------------------------------------------------------
+    def run(self) -> dict:
+        while self.epoch < self.cfg.epochs:
+            self.run_epoch()
+        return self.history
+
+    def run_epoch(self) -> None:
+        cfg = self.cfg
+        self.set_mode()
+        batches = batch_indices(self.num_examples, cfg.batch_size, self.data_rng)
+        bar = _progress(len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.progress)
+        start, tokens, loss_sum = time.perf_counter(), 0, 0.0
+        try:
+            for indices in batches:
+                batch = self.make_batch(indices)
+                loss, grad_norm = self.train_step(batch)
+                tokens += int(batch["attention_mask"].sum())
+                loss_sum += loss
+                tokens_per_s = tokens / max(time.perf_counter() - start, 1e-9)
+                record = {"event": "step", "epoch": self.epoch + 1, "step": self.step,
+                          "loss": loss, "lr": self.optimizer.lr, "grad_norm": grad_norm}
+                self.history["steps"].append({k: v for k, v in record.items() if k != "event"})
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}")
+                if self.log is not None:
+                    self.log(dict(record, tokens_per_s=tokens_per_s))
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - start
+        self.epoch += 1
+        summary = {"epoch": self.epoch, "step": self.step, "train_loss": loss_sum / len(batches),
+                   "tokens_per_s": tokens / max(seconds, 1e-9), "seconds": seconds}
+        metrics = self.evaluate_fn()
+        self.set_mode()  # evaluation switched dropout off; back to training mode
+        if metrics is not None:
+            summary["eval"] = metrics
+        self.history["epochs"].append(summary)
+        _note(_epoch_line(summary))
+        if self.log is not None:
+            self.log(dict(summary, event="epoch"))
+        self.save()
+
+    def train_step(self, batch: dict) -> tuple[float, float]:
+        """forward -> loss -> backward -> clip -> AdamW step. Returns (loss, gradient norm)."""
+        self.optimizer.lr = self.cfg.lr * linear_warmup_decay(self.step, self.warmup_steps,
+                                                              self.total_steps)
+        self.optimizer.zero_grad()
+        out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                         labels=batch["labels"])
+        loss = out.loss.item()
+        self.check_finite("loss", loss)
+        out.loss.backward()
+        if self.cfg.max_grad_norm is not None:
+            grad_norm = clip_grad_norm(self.params, self.cfg.max_grad_norm)
+        else:
+            grad_norm = global_grad_norm(self.params)
+        self.check_finite("gradient norm", grad_norm)
+        self.optimizer.step()
+        self.step += 1
+        return loss, grad_norm
+
+    def check_finite(self, what: str, value: float) -> None:
+        """Stop at the first NaN/inf, before it reaches the weights or a checkpoint."""
+        if math.isfinite(value):
+            return
+        if self.last_checkpoint is not None:
+            kept = f"the last good checkpoint, {self.last_checkpoint} (after epoch " \
+                   f"{self.epoch}), is kept; resume from it with a lower learning rate"
+        else:
+            kept = "no checkpoint had been written yet"
+        raise TrainingDivergedError(
+            f"training stopped: the {what} is {value} at step {self.step + 1} "
+            f"(epoch {self.epoch + 1}); {kept}"
+        )
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="step")
+
+
+def _epoch_line(s: dict) -> str:
+    line = (f"epoch {s['epoch']}: train loss {s['train_loss']:.4f}, "
+            f"{s['tokens_per_s']:,.0f} tokens/s")
+    ev = s.get("eval")
+    if ev:
+        parts = [f"{k} {ev[k]:.4f}" for k in ("loss", "accuracy", "macro_f1", "perplexity")
+                 if k in ev]
+        line += "; eval " + ", ".join(parts)
+    return line
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj))
+
+
+def _effective_max_length(model, cfg: TrainConfig) -> int:
+    return min(cfg.max_length, model.config.max_position_embeddings)
+
+
+def _start(cfg: TrainConfig) -> np.random.Generator:
+    """Seed everything random for a run; returns the data generator (shuffling, masking)."""
+    backend.manual_seed(cfg.seed)  # dropout masks
+    if cfg.out_dir:
+        os.makedirs(cfg.out_dir, exist_ok=True)
+    return np.random.default_rng(cfg.seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fine-tuning
+
+
+def finetune(model, tokenizer, train_data: LabelledData, eval_data: LabelledData | None = None,
+             config: TrainConfig | None = None, log: Callable[[dict], None] | None = None,
+             **options) -> dict:
+    """Fine-tune a sequence classifier (e.g. BertForSequenceClassification) on labelled data.
+
+    model: its encoder ``model.bert`` holds the pre-trained θ; its head ω is freshly
+        initialised when the model is built (call ``minibert.manual_seed(seed)`` before
+        ``from_pretrained(dir, num_labels=C)`` to make ω reproducible). A model loaded from an
+        MLM checkpoint works: from_pretrained discards the pre-training head.
+    train_data / eval_data: LabelledData (see ``minibert.data.read_labelled``). Label names are
+        mapped to ids in sorted order and stored in ``model.config.id2label``; a label in
+        eval_data that training never saw is an error.
+    config / **options: a TrainConfig and/or its fields (options override config).
+    log: called with a dict after every step ({"event": "step", "loss", "lr", ...}) and every
+        epoch ({"event": "epoch", "train_loss", "eval": {...}, ...}).
+
+    Returns the history: {"task", "labels", "config", "steps": [...], "epochs": [...]}; also
+    written to out_dir/history.json, and the final model + tokenizer to out_dir/final.
+    """
+    cfg = _make_config(config, options)
+    if len(train_data) == 0:
+        raise DataError(f"{train_data.source}: no training examples")
+    label2id = _label_map(model, train_data)
+    if eval_data is not None:
+        encode_labels(eval_data.labels, label2id, eval_data.source)  # fail now, not after epoch 1
+    max_length = _effective_max_length(model, cfg)
+    n_long = count_truncated(tokenizer, train_data, max_length)
+    if n_long:
+        _note(f"note: {n_long} of {len(train_data)} training texts are longer than "
+              f"{max_length} tokens and will be truncated")
+
+    data_rng = _start(cfg)
+    frozen = _freeze_encoder(model) if cfg.freeze_encoder else []
+
+    def set_mode():
+        model.train()
+        if cfg.freeze_encoder:  # a fixed feature extractor: no dropout inside it either
+            model.bert.eval()
+
+    def make_batch(indices):
+        return classification_batch(tokenizer, train_data, indices, label2id, max_length)
+
+    def evaluate_fn():
+        if eval_data is None:
+            return None
+        return evaluate(model, tokenizer, eval_data, label2id, cfg.eval_batch_size, max_length)
+
+    history = {"task": "finetune", "labels": list(label2id), "config": _jsonable(
+        dataclasses.asdict(cfg)), "steps": [], "epochs": []}
+    try:
+        loop = _Loop(model, cfg, len(train_data), make_batch, evaluate_fn, data_rng, history,
+                     log, set_mode)
+        if cfg.resume:
+            loop.try_resume()
+        loop.run()
+    finally:
+        for p in frozen:  # leave the model as we found it
+            p.requires_grad = True
+    model.eval()
+    if cfg.out_dir:
+        _save_final(model, tokenizer, Path(cfg.out_dir) / "final")
+    return history
+
+
+def _label_map(model, data: LabelledData) -> dict[str, int]:
+    """label name -> id for this run, written into model.config (id2label/label2id).
+
+    If the model already names exactly these labels (a fine-tuned model trained further), its
+    ids are kept; otherwise the sorted label names become ids 0..C-1.
+    """
+    names = label_names(data.labels)
+    config = model.config
+    if set(config.label2id) == set(names):
+        return dict(config.label2id)
+    if config.num_labels != len(names):
+        raise ValueError(
+            f"the model's head has {config.num_labels} outputs but {data.source} has "
+            f"{len(names)} labels {names}; build the model with num_labels={len(names)}, e.g. "
+            f"BertForSequenceClassification.from_pretrained(path, num_labels={len(names)})"
+        )
+    config.id2label = dict(enumerate(names))
+    config.label2id = {name: i for i, name in enumerate(names)}
+    return dict(config.label2id)
+
+
+def _freeze_encoder(model) -> list:
+    """requires_grad=False on every trainable encoder parameter; returns them (to unfreeze)."""
+    frozen = [p for p in model.bert.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad = False
+        p.grad = None
+    return frozen
+
+
+def _save_final(model, tokenizer, folder: Path) -> None:
+    """The trained model in from_pretrained format, with its tokenizer beside it."""
+    try:
+        model.save_pretrained(folder)
+    except (ImportError, NotImplementedError) as e:  # a model class without save support
+        _note(f"note: final model not saved to {folder}: {e}")
+        return
+    if hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(folder)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pre-training
+
+
+def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig | None = None,
+                 log: Callable[[dict], None] | None = None, **options) -> dict:
+    """Pre-train a masked language model (e.g. BertForMaskedLM) on raw text.
+
+    texts / eval_texts: a list of lines (one document or paragraph each) or a path to a text
+        file (blank lines skipped). Lines longer than max_length tokens are cut into several
+        sequences. Each batch is masked afresh (15% of tokens, 80/10/10, see data.mask_tokens);
+        the evaluation batches are masked once, with a fixed seed, so epochs compare fairly.
+    Returns the history (per step and per epoch, eval loss and perplexity), also written to
+    out_dir/history.json; checkpoints as in ``finetune``, final model to out_dir/final.
+    """
+    cfg = _make_config(config, options)
+    max_length = _effective_max_length(model, cfg)
+    lines = read_text_corpus(texts) if isinstance(texts, str | os.PathLike) else list(texts)
+    chunks = chunk_corpus(tokenizer, lines, max_length)
+    if not chunks:
+        raise DataError("pretrain_mlm: no text to train on")
+    if len(chunks) > len(lines):
+        _note(f"note: {len(chunks) - len(lines)} extra sequences from cutting long lines into "
+              f"pieces of at most {max_length} tokens ({len(chunks)} sequences in all)")
+
+    data_rng = _start(cfg)
+    collator = MLMCollator(tokenizer, cfg.mlm_probability, rng=data_rng)
+    eval_batches = None
+    if eval_texts is not None:
+        eval_lines = (read_text_corpus(eval_texts) if isinstance(eval_texts, str | os.PathLike)
+                      else list(eval_texts))
+        eval_chunks = chunk_corpus(tokenizer, eval_lines, max_length)
+        fixed = MLMCollator(tokenizer, cfg.mlm_probability, rng=cfg.seed + 1)
+        eval_batches = [fixed([eval_chunks[i] for i in idx])
+                        for idx in batch_indices(len(eval_chunks), cfg.eval_batch_size)]
+
+    def make_batch(indices):
+        return collator([chunks[i] for i in indices])
+
+    def evaluate_fn():
+        return None if eval_batches is None else evaluate_mlm(model, eval_batches)
+
+    history = {"task": "pretrain_mlm", "config": _jsonable(dataclasses.asdict(cfg)),
+               "num_sequences": len(chunks), "steps": [], "epochs": []}
+    loop = _Loop(model, cfg, len(chunks), make_batch, evaluate_fn, data_rng, history, log,
+                 model.train)
+    if cfg.resume:
+        loop.try_resume()
+    loop.run()
+    model.eval()
+    if cfg.out_dir:
+        _save_final(model, tokenizer, Path(cfg.out_dir) / "final")
+    return history

@@ -1,0 +1,246 @@
+"""Training loops end to end on tiny models: learning, freezing, resuming, divergence."""
+
+import json
+
+import numpy as np
+import pytest
+
+import minibert
+from minibert.data import DataError, LabelledData, read_text_corpus
+from minibert.metrics import accuracy, confusion_matrix, macro_f1, per_class_f1
+from minibert.model import BertConfig, BertForMaskedLM, BertForSequenceClassification
+from minibert.safetensors_io import load_file
+from minibert.tokenizer import Tokenizer
+from minibert.train import (
+    TrainConfig,
+    TrainingDivergedError,
+    evaluate,
+    finetune,
+    latest_checkpoint,
+    pretrain_mlm,
+)
+
+TOPICS = {
+    "fruit": "apple banana cherry grape lemon mango peach plum".split(),
+    "animal": "dog cat horse sheep goat mouse tiger zebra".split(),
+    "weather": "rain snow wind storm cloud sunny cold fog".split(),
+}
+FILLER = "the a of and very some".split()
+
+
+def make_task(n: int, seed: int) -> LabelledData:
+    """A separable 3-class task: each text mixes words of its topic with neutral filler."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = list(TOPICS)[i % 3]
+        words = list(rng.choice(TOPICS[label], size=3)) + list(rng.choice(FILLER, size=3))
+        texts.append(" ".join(rng.permutation(words)))
+        labels.append(label)
+    return LabelledData(texts, labels, source=f"task-{seed}")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    lines = make_task(300, seed=99).texts
+    return Tokenizer.train(lines, vocab_size=200)
+
+
+def tiny_config(tokenizer, **kw) -> BertConfig:
+    return BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=32,
+                      **kw)
+
+
+def tiny_classifier(tokenizer, seed=0, **kw):
+    minibert.manual_seed(seed)
+    return BertForSequenceClassification(tiny_config(tokenizer, num_labels=3, **kw))
+
+
+FAST = dict(batch_size=16, lr=5e-3, max_length=16, warmup_ratio=0.1, progress=False)
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def test_metrics_by_hand():
+    y_true = [0, 0, 1, 1, 2, 2]
+    y_pred = [0, 1, 1, 1, 0, 2]
+    cm = confusion_matrix(y_true, y_pred, 3)
+    np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 2, 0], [1, 0, 1]])
+    assert accuracy(y_true, y_pred) == pytest.approx(4 / 6)
+    # class 0: p=1/2 r=1/2 F1=1/2; class 1: p=2/3 r=1 F1=0.8; class 2: p=1 r=1/2 F1=2/3
+    np.testing.assert_allclose(per_class_f1(cm), [0.5, 0.8, 2 / 3])
+    assert macro_f1(y_true, y_pred, 3) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert macro_f1([0, 0], [0, 0], 2) == pytest.approx(0.5)  # an absent class scores 0
+
+
+# -- fine-tuning -------------------------------------------------------------------------------
+
+
+def test_finetune_learns_a_separable_task(tokenizer, tmp_path):
+    model = tiny_classifier(tokenizer)
+    train, val = make_task(96, seed=1), make_task(30, seed=2)
+    records = []
+    history = finetune(model, tokenizer, train, val, epochs=6, out_dir=str(tmp_path),
+                       log=records.append, **FAST)
+    last = history["epochs"][-1]
+    assert last["eval"]["accuracy"] >= 0.9 and last["eval"]["macro_f1"] >= 0.9
+    assert history["epochs"][-1]["train_loss"] < history["epochs"][0]["train_loss"]
+    assert history["labels"] == ["animal", "fruit", "weather"]
+    assert model.config.id2label == {0: "animal", 1: "fruit", 2: "weather"}
+    assert len(history["steps"]) == 6 * 6 and history["steps"][-1]["step"] == 36
+    steps = [r for r in records if r["event"] == "step"]
+    assert steps[0]["lr"] == 0.0 and max(r["lr"] for r in steps) == pytest.approx(5e-3)
+    assert all(r["tokens_per_s"] > 0 for r in steps)
+    assert json.loads((tmp_path / "history.json").read_text()) == history
+    assert (tmp_path / "final" / "config.json").is_file()
+    assert (tmp_path / "final" / "vocab.txt").is_file()
+    again = evaluate(model, tokenizer, val, max_length=16)
+    assert again["accuracy"] == last["eval"]["accuracy"]
+    assert np.sum(again["confusion_matrix"]) == len(val)
+
+
+def test_frozen_encoder_stays_bit_identical(tokenizer):
+    model = tiny_classifier(tokenizer)
+    encoder_before = model.bert.state_dict()
+    head_before = model.classifier.state_dict()
+    finetune(model, tokenizer, make_task(48, seed=1), epochs=2, freeze_encoder=True, **FAST)
+    for name, value in model.bert.state_dict().items():
+        np.testing.assert_array_equal(value, encoder_before[name], err_msg=name)
+    assert not np.array_equal(model.classifier.state_dict()["W"], head_before["W"])
+    assert all(p.requires_grad for p in model.parameters())  # unfrozen again afterwards
+
+
+def _kill_after(n):
+    def log(record):
+        if record["event"] == "step" and record["step"] == n:
+            raise KeyboardInterrupt(f"simulated kill after step {n}")
+    return log
+
+
+def test_killed_and_resumed_run_is_bit_identical(tokenizer, tmp_path):
+    train, val = make_task(64, seed=1), make_task(12, seed=2)  # 4 steps per epoch
+    opts = dict(FAST, epochs=3, seed=5)  # dropout on (0.1): the RNG state must be restored
+
+    full = tiny_classifier(tokenizer, seed=5)
+    h_full = finetune(full, tokenizer, train, val, out_dir=str(tmp_path / "full"), **opts)
+
+    out = str(tmp_path / "killed")
+    killed = tiny_classifier(tokenizer, seed=5)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(killed, tokenizer, train, val, out_dir=out, log=_kill_after(10), **opts)
+    assert latest_checkpoint(out).name == "checkpoint-epoch-2"
+
+    restarted = tiny_classifier(tokenizer, seed=5)  # a new process would build it afresh
+    h_resumed = finetune(restarted, tokenizer, train, val, out_dir=out, resume=True, **opts)
+    for name, value in full.state_dict().items():
+        np.testing.assert_array_equal(restarted.state_dict()[name], value, err_msg=name)
+    assert [s["loss"] for s in h_resumed["steps"]] == [s["loss"] for s in h_full["steps"]]
+    assert h_resumed["epochs"][-1]["eval"] == h_full["epochs"][-1]["eval"]
+
+
+def test_resume_without_checkpoint_starts_fresh(tokenizer, tmp_path):
+    a = finetune(tiny_classifier(tokenizer), tokenizer, make_task(32, 1), epochs=1, **FAST)
+    b = finetune(tiny_classifier(tokenizer), tokenizer, make_task(32, 1), epochs=1,
+                 out_dir=str(tmp_path), resume=True, **FAST)
+    assert [s["loss"] for s in a["steps"]] == [s["loss"] for s in b["steps"]]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tokenizer, tmp_path):
+    model = tiny_classifier(tokenizer)
+    after_epoch_1 = {}
+
+    def log(record):
+        if record["event"] == "epoch" and record["epoch"] == 1:
+            after_epoch_1.update(model.state_dict())
+        if record["event"] == "step" and record["step"] == 5:  # early in epoch 2
+            model.classifier.W.data[:] = np.nan
+
+    with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 6 \(epoch 2\).*"
+                                                    r"checkpoint-epoch-1"):
+        finetune(model, tokenizer, make_task(64, 1), epochs=3, out_dir=str(tmp_path), log=log,
+                 **FAST)
+    folder = latest_checkpoint(tmp_path)
+    assert folder.name == "checkpoint-epoch-1"
+    saved = load_file(folder / "model.safetensors")
+    assert all(np.isfinite(v).all() for v in saved.values())
+    for name, value in after_epoch_1.items():
+        np.testing.assert_array_equal(saved[name], value, err_msg=name)
+    state = json.loads((folder / "trainer_state.json").read_text())
+    assert state["epoch"] == 1 and state["step"] == 4
+
+
+def test_unseen_eval_labels_fail_before_training(tokenizer, tmp_path):
+    val = LabelledData(["apple dog"], ["vegetable"], source="val.tsv")
+    with pytest.raises(DataError, match="val.tsv.*'vegetable'"):
+        finetune(tiny_classifier(tokenizer), tokenizer, make_task(12, 1), val,
+                 out_dir=str(tmp_path), **FAST)
+    assert latest_checkpoint(tmp_path) is None
+
+
+def test_head_size_must_match_the_labels(tokenizer):
+    minibert.manual_seed(0)
+    model = BertForSequenceClassification(tiny_config(tokenizer, num_labels=2))
+    with pytest.raises(ValueError, match="num_labels=3"):
+        finetune(model, tokenizer, make_task(12, 1), **FAST)
+
+
+def test_long_texts_are_truncated_with_a_note(tokenizer, capsys):
+    data = make_task(16, 1)
+    data.texts[0] = " ".join(["apple banana"] * 40)
+    data.texts[3] = " ".join(["dog cat"] * 40)
+    finetune(tiny_classifier(tokenizer), tokenizer, data, epochs=1, **FAST)
+    assert "2 of 16 training texts are longer than 16 tokens" in capsys.readouterr().err
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="out_dir"):
+        TrainConfig(resume=True)
+    with pytest.raises(TypeError, match="unknown training option"):
+        finetune(None, None, make_task(3, 0), learning_rate=1.0)
+
+
+# -- pre-training ------------------------------------------------------------------------------
+
+
+def test_mlm_loss_falls_on_wikitext(shared_data, tmp_path):
+    lines = read_text_corpus(shared_data / "wikitext-2" / "valid.txt")[:240]
+    tok = Tokenizer.train(lines, vocab_size=600)
+    minibert.manual_seed(0)
+    model = BertForMaskedLM(tiny_config(tok))
+    history = pretrain_mlm(model, tok, lines[:80], lines[200:], epochs=2, batch_size=16,
+                           lr=5e-3, max_length=32, progress=False, out_dir=str(tmp_path))
+    losses = [s["loss"] for s in history["steps"]]
+    uniform = np.log(tok.vocab_size)  # what a model that knows nothing scores
+    assert np.mean(losses[:3]) > uniform - 0.3
+    assert np.mean(losses[-5:]) < uniform - 0.6
+    assert history["epochs"][-1]["eval"]["loss"] < history["epochs"][0]["eval"]["loss"]
+    assert history["epochs"][-1]["eval"]["loss"] < uniform - 0.6
+
+    # The encoder θ carries over to a classifier; the MLM head is discarded, a new head ω made.
+    minibert.manual_seed(1)
+    clf = BertForSequenceClassification.from_pretrained(tmp_path / "final", num_labels=3)
+    np.testing.assert_array_equal(clf.bert.embeddings.word_embeddings.weight.data,
+                                  model.bert.embeddings.word_embeddings.weight.data)
+    train = make_task(32, seed=1)
+    h = finetune(clf, tok, train, epochs=1, **FAST)
+    assert len(h["epochs"]) == 1 and np.isfinite(h["epochs"][0]["train_loss"])
+
+
+def test_pretraining_resumes_exactly(tokenizer, tmp_path):
+    lines = make_task(80, seed=3).texts
+    opts = dict(epochs=2, batch_size=16, lr=3e-3, max_length=16, progress=False, seed=2)
+    minibert.manual_seed(0)
+    full = BertForMaskedLM(tiny_config(tokenizer))
+    pretrain_mlm(full, tokenizer, lines, out_dir=str(tmp_path / "a"), **opts)
+    minibert.manual_seed(0)
+    killed = BertForMaskedLM(tiny_config(tokenizer))
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_mlm(killed, tokenizer, lines, out_dir=str(tmp_path / "b"),
+                     log=_kill_after(7), **opts)
+    minibert.manual_seed(0)
+    resumed = BertForMaskedLM(tiny_config(tokenizer))
+    pretrain_mlm(resumed, tokenizer, lines, out_dir=str(tmp_path / "b"), resume=True, **opts)
+    for name, value in full.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
