@@ -206,9 +206,11 @@ class Tensor:
         _broadcast_shape("add", self, other)
         out = _result(self.data + other.data, (self, other), "add")
 
-        def _backward():
-            _accum(self, unbroadcast(out.grad, self.shape))
-            _accum(other, unbroadcast(out.grad, other.shape))
+        def _backward():  # only parents that need a gradient get one (masks and inputs do not)
+            if self.requires_grad:
+                _accum(self, unbroadcast(out.grad, self.shape))
+            if other.requires_grad:
+                _accum(other, unbroadcast(out.grad, other.shape))
 
         out._backward = _backward
         return out
@@ -219,8 +221,10 @@ class Tensor:
         out = _result(self.data - other.data, (self, other), "sub")
 
         def _backward():
-            _accum(self, unbroadcast(out.grad, self.shape))
-            _accum(other, unbroadcast(-out.grad, other.shape))
+            if self.requires_grad:
+                _accum(self, unbroadcast(out.grad, self.shape))
+            if other.requires_grad:
+                _accum(other, unbroadcast(-out.grad, other.shape))
 
         out._backward = _backward
         return out
@@ -233,8 +237,10 @@ class Tensor:
         def _backward():
             # BEGIN EXERCISE 6.2: d(a*b)/da = b and d(a*b)/db = a; multiply by out.grad, unbroadcast
             #   to each input's shape, and _accum into self and other
-            _accum(self, unbroadcast(out.grad * other.data, self.shape))
-            _accum(other, unbroadcast(out.grad * self.data, other.shape))
+            if self.requires_grad:
+                _accum(self, unbroadcast(out.grad * other.data, self.shape))
+            if other.requires_grad:
+                _accum(other, unbroadcast(out.grad * self.data, other.shape))
             # END EXERCISE
 
         out._backward = _backward
@@ -246,8 +252,10 @@ class Tensor:
         out = _result(self.data / other.data, (self, other), "div")
 
         def _backward():  # d(a/b)/da = 1/b,  d(a/b)/db = -a/b²
-            _accum(self, unbroadcast(out.grad / other.data, self.shape))
-            _accum(other, unbroadcast(-out.grad * out.data / other.data, other.shape))
+            if self.requires_grad:
+                _accum(self, unbroadcast(out.grad / other.data, self.shape))
+            if other.requires_grad:
+                _accum(other, unbroadcast(-out.grad * out.data / other.data, other.shape))
 
         out._backward = _backward
         return out

@@ -167,6 +167,9 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask_bias=None
     returns     context (B, h, T, d) and the attention probabilities (B, h, T, T), where
                 probs[b, head, i, j] is how much token i attends to token j (rows sum to 1)
     """
+    # BEGIN EXERCISE 3.2: scaled dot-product attention. scores = q @ kᵀ (swapaxes(-1, -2)) times
+    #   1/√d; add mask_bias if given; probs = F.softmax over the last axis; context = dropout
+    #   (F.dropout with dropout_p, training) of probs, @ v. Return (context, probs).
     d = q.shape[-1]
     scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(d))  # (B, h, T, T): query · key
     if mask_bias is not None:
@@ -174,6 +177,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask_bias=None
     probs = F.softmax(scores, axis=-1)
     context = F.dropout(probs, dropout_p, training) @ v  # weighted average of the values
     return context, probs
+    # END EXERCISE
 
 
 class MultiHeadSelfAttention(Module):

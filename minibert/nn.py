@@ -137,13 +137,16 @@ class Module:
         """Move parameters to "cpu"/"gpu" (also "numpy"/"cupy"), or cast them to a float dtype.
 
         ``model.to("gpu")`` copies every parameter into GPU memory (CuPy must work, see
-        backend.py); ``model.to(np.float64)`` casts, which gradcheck needs.
+        backend.py) and makes CuPy the active backend, so that the tensors made next (inputs,
+        new layers) are on the GPU too; ``model.to("cpu")`` does the reverse.
+        ``model.to(np.float64)`` casts, which gradcheck needs.
         """
         if isinstance(device_or_dtype, str) and device_or_dtype.lower() in (
             "cpu", "gpu", "cuda", "numpy", "cupy"
         ):
             on_gpu = device_or_dtype.lower() in ("gpu", "cuda", "cupy")
-            xp = backend._import_cupy() if on_gpu else np
+            backend.use_backend("cupy" if on_gpu else "numpy")  # fails clearly without a GPU
+            xp = backend.xp()
             for p in self.parameters():
                 p.data = xp.asarray(p.data) if on_gpu else backend.to_numpy(p.data)
                 p.grad = None

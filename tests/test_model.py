@@ -161,6 +161,7 @@ def test_dropout_only_in_training():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.exercise("3.2")
 def test_attention_function_matches_the_formula():
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((2, 3, 4, 5)) for _ in range(3))
@@ -189,6 +190,7 @@ def test_gradcheck_embeddings():
     assert gradcheck(lambda *p: emb(IDS, TYPES), *emb.parameters())
 
 
+@pytest.mark.exercise("3.2")
 def test_gradcheck_attention_with_padding_mask():
     minibert.manual_seed(0)
     att = MultiHeadSelfAttention(tiny_config()).to(np.float64).eval()
