@@ -372,6 +372,10 @@ def mask_tokens(input_ids: np.ndarray, special_ids, mask_token_id: int, vocab_si
     Returns (masked_ids (B, T), labels (B, T)): labels hold the original id where a token was
     chosen and -100 (ignored by the loss) everywhere else. `input_ids` is not modified.
     """
+    # BEGIN EXERCISE 7.1: MLM masking. chosen = rng.random(shape) < mlm_probability on non-special
+    #   tokens; labels = the original id where chosen, IGNORE_INDEX elsewhere. Draw a second
+    #   uniform number per token: < 0.8 -> mask_token_id, 0.8..0.9 -> a random ordinary
+    #   (non-special) token, else keep. Return (masked_ids, labels) as int64; don't modify input.
     input_ids = np.asarray(input_ids)
     special = np.isin(input_ids, list(special_ids))
     chosen = (rng.random(input_ids.shape) < mlm_probability) & ~special
@@ -386,6 +390,7 @@ def mask_tokens(input_ids: np.ndarray, special_ids, mask_token_id: int, vocab_si
     masked = np.where(to_mask, mask_token_id, input_ids)
     masked = np.where(to_random, random_tokens, masked)
     return masked.astype(np.int64), labels.astype(np.int64)
+    # END EXERCISE
 
 
 class MLMCollator:

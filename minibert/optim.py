@@ -229,6 +229,9 @@ class AdamW(Optimizer):
                 state["step"] = 0
                 state["m"] = xp.zeros_like(p.data)
                 state["v"] = xp.zeros_like(p.data)
+            # BEGIN EXERCISE 8.1: one AdamW update of p. t += 1; m = β1·m + (1-β1)·g and
+            #   v = β2·v + (1-β2)·g² (in place); m̂ = m/(1-β1^t), v̂ = v/(1-β2^t); decoupled decay
+            #   p *= 1 - lr·weight_decay (if the group decays); then p -= lr·m̂/(√v̂ + eps).
             state["step"] += 1
             t, m, v, g = state["step"], state["m"], state["v"], p.grad
 
@@ -243,6 +246,7 @@ class AdamW(Optimizer):
             if group["weight_decay"]:
                 p.data *= 1 - self.lr * group["weight_decay"]
             p.data -= (self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)).astype(p.dtype, copy=False)
+            # END EXERCISE
 
 
 # ----------------------------------------------------------------------------------------------

@@ -400,6 +400,10 @@ class _Loop:
         """forward -> loss -> backward -> clip -> AdamW step. Returns (loss, gradient norm)."""
         self.optimizer.lr = self.cfg.lr * linear_warmup_decay(self.step, self.warmup_steps,
                                                               self.total_steps)
+        # BEGIN EXERCISE 8.2: one training step. Zero the gradients; run the model on the batch
+        #   with labels=batch["labels"]; check the loss is finite (self.check_finite); backward;
+        #   clip the gradient norm (clip_grad_norm, or global_grad_norm when max_grad_norm is
+        #   None) and check it; optimizer step; self.step += 1; return (loss, grad_norm).
         self.optimizer.zero_grad()
         out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                          labels=batch["labels"])
@@ -414,6 +418,7 @@ class _Loop:
         self.optimizer.step()
         self.step += 1
         return loss, grad_norm
+        # END EXERCISE
 
     def check_finite(self, what: str, value: float) -> None:
         """Stop at the first NaN/inf, before it reaches the weights or a checkpoint."""

@@ -205,6 +205,7 @@ def test_pad_sequences():
 # -- MLM masking -------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("7.1")
 def test_mask_tokens_statistics():
     vocab, special, mask_id = 1000, [0, 1, 2, 3, 4], 4  # 0 = [PAD]
     rng = np.random.default_rng(0)
@@ -232,6 +233,7 @@ def test_mask_tokens_statistics():
     assert not np.isin(masked[replaced], special).any()  # random tokens are ordinary ones
 
 
+@pytest.mark.exercise("7.1")
 def test_mask_tokens_is_seeded_and_leaves_its_input_alone():
     ids = np.random.default_rng(0).integers(5, 50, size=(4, 16))
     original = ids.copy()

@@ -50,6 +50,7 @@ def test_sgd_weight_decay_is_l2_in_the_gradient():
 # -- AdamW -------------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("8.1")
 def test_adamw_two_steps_with_bias_correction_and_decoupled_decay():
     lr, wd, b1, b2, eps = 0.1, 0.1, 0.9, 0.999, 1e-8
     p = param([1.0, -2.0], grad=[0.5, -0.25])
@@ -77,6 +78,7 @@ def test_adamw_two_steps_with_bias_correction_and_decoupled_decay():
     assert opt.state[0]["step"] == 2
 
 
+@pytest.mark.exercise("8.1")
 def test_adamw_decay_is_decoupled_from_the_gradient():
     # With a zero gradient Adam's step is 0 and only the decay acts: θ ← θ(1 − lr·λ).
     p = param([3.0], grad=[0.0])

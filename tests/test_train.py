@@ -78,6 +78,7 @@ def test_metrics_by_hand():
 # -- fine-tuning -------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("8.2")
 def test_finetune_learns_a_separable_task(tokenizer, tmp_path):
     model = tiny_classifier(tokenizer)
     train, val = make_task(96, seed=1), make_task(30, seed=2)
