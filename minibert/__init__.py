@@ -1,10 +1,15 @@
 """minibert: BERT from scratch in NumPy, with CuPy as a drop-in GPU backend.
 
 Read it in the order data flows:
-    backend.py     NumPy or CuPy, chosen in one place
-    autograd.py    Tensor and reverse-mode autodiff, each op's backward beside its forward
-    functional.py  the neural-network ops (linear, embedding, gelu, softmax, layer_norm, ...)
-    gradcheck.py   finite-difference check of any op's backward
+    tokenizer.py     text -> token ids (words and punctuation, then WordPiece subwords)
+    backend.py       NumPy or CuPy, chosen in one place
+    autograd.py      Tensor and reverse-mode autodiff, each op's backward beside its forward
+    functional.py    the neural-network ops (linear, embedding, gelu, softmax, layer_norm, ...)
+    nn.py            Module and layers
+    model.py         BERT: embeddings -> encoder layers -> hidden states -> heads
+    checkpoint.py    real weights: Hugging Face names, config.json + model.safetensors
+    optim.py, data.py, train.py   pre-training and fine-tuning
+    pipeline.py      inference: text -> probabilities -> argmax
 """
 
 from . import functional
@@ -17,25 +22,32 @@ from .backend import (
     to_numpy,
     use_backend,
 )
+from .checkpoint import CheckpointError
+from .data import DataError, LabelledData, MLMCollator, read_labelled, read_text_corpus
 from .gradcheck import GradcheckError, gradcheck
+from .model import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
+from .optim import SGD, AdamW, clip_grad_norm, linear_warmup_decay
+from .pipeline import Classifier
+from .safetensors_io import load_file, save_file
+from .sentence import SentenceEncoder
+from .tokenizer import BasicTokenizer, Tokenizer
+from .train import TrainConfig, TrainingDivergedError, evaluate, finetune, pretrain_mlm
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendError",
-    "GradcheckError",
-    "ShapeError",
-    "Tensor",
-    "concatenate",
-    "cupy_available",
-    "functional",
-    "get_backend",
-    "gradcheck",
-    "manual_seed",
-    "masked_fill",
-    "no_grad",
-    "tensor",
-    "to_numpy",
-    "use_backend",
-    "where",
+    "SGD", "AdamW", "BackendError", "BasicTokenizer", "BertConfig", "BertForMaskedLM",
+    "BertForSequenceClassification", "BertForTokenClassification", "BertModel",
+    "CheckpointError", "Classifier", "DataError", "GradcheckError", "LabelledData",
+    "MLMCollator", "SentenceEncoder", "ShapeError", "Tensor", "Tokenizer", "TrainConfig",
+    "TrainingDivergedError", "clip_grad_norm", "concatenate", "cupy_available", "evaluate",
+    "finetune", "functional", "get_backend", "gradcheck", "linear_warmup_decay", "load_file",
+    "manual_seed", "masked_fill", "no_grad", "pretrain_mlm", "read_labelled",
+    "read_text_corpus", "save_file", "tensor", "to_numpy", "use_backend", "where",
 ]

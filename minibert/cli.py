@@ -1,20 +1,171 @@
-"""The `minibert` command line."""
+"""The `minibert` command line: pretrain, finetune, predict, evaluate, demo (and teaching tools).
+
+Every command has --help, sensible defaults, --seed and --device {cpu,gpu}. Errors that come
+from the user's input (a missing file, an unknown column, a model directory without labels)
+are printed as one clear line and exit with status 2, without a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 
-def _cmd_autograd(args) -> int:
+from . import backend
+
+
+def _setup(args) -> None:
+    """Apply the options every command shares: the device and the seed."""
+    if getattr(args, "device", "cpu") == "gpu":
+        backend.use_backend("cupy")  # a clear BackendError without CuPy or a GPU
+    backend.manual_seed(args.seed)
+
+
+def _read(args, path):
+    from .data import read_labelled
+
+    column = lambda c: int(c) if args.no_header else c  # headerless files use column numbers
+    return read_labelled(path, text_column=column(args.text_column),
+                         label_column=column(args.label_column),
+                         text_pair_column=None if args.pair_column is None
+                         else column(args.pair_column),
+                         header=not args.no_header)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_pretrain(args) -> int:
+    from .model import BertConfig, BertForMaskedLM
+    from .tokenizer import Tokenizer
+    from .train import pretrain_mlm
+
+    _setup(args)
+    if args.model:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = BertForMaskedLM.from_pretrained(args.model)
+        tokenizer = Tokenizer.from_pretrained(
+            args.model if Path(args.model).is_dir() else _model_dir(args.model))
+        print(f"Continuing MLM pre-training of {args.model}")
+    else:
+        print(f"Training a {args.vocab_size}-token WordPiece vocabulary on {args.corpus}")
+        tokenizer = Tokenizer.train([Path(args.corpus)], vocab_size=args.vocab_size)
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=args.hidden,
+                            num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                            intermediate_size=4 * args.hidden,
+                            max_position_embeddings=max(args.max_length, 128))
+        model = BertForMaskedLM(config)
+        print(f"A fresh BERT: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
+              f"{model.num_parameters() / 1e6:.2f}M parameters")
+    history = pretrain_mlm(model, tokenizer, Path(args.corpus), epochs=args.epochs,
+                           batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
+                           seed=args.seed, out_dir=args.out, resume=args.resume)
+    print(f"Saved the pre-trained model to {Path(args.out) / 'final'}")
+    return 0 if history else 1
+
+
+def _model_dir(name):
+    from .checkpoint import resolve_model_dir
+
+    return resolve_model_dir(name)
+
+
+def cmd_finetune(args) -> int:
+    from .data import label_names, train_validation_split
+    from .model import BertForSequenceClassification
+    from .tokenizer import Tokenizer
+    from .train import finetune
+
+    _setup(args)
+    train = _read(args, args.train)
+    if args.eval:
+        evaluation = _read(args, args.eval)
+    elif args.validation_fraction > 0:
+        train, evaluation = train_validation_split(train, args.validation_fraction, args.seed)
+        print(f"Held out {len(evaluation.texts)} of the training examples for evaluation")
+    else:
+        evaluation = None
+    labels = label_names(train.labels)
+    model_dir = _model_dir(args.model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = BertForSequenceClassification.from_pretrained(
+            model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)))
+    for w in caught:  # say, once, that the new head ω starts fresh (and what was discarded)
+        print(f"note: {str(w.message).splitlines()[0]}")
+    tokenizer = Tokenizer.from_pretrained(model_dir)
+    mode = "frozen encoder (only the head ω trains)" if args.freeze_encoder else "full"
+    print(f"Fine-tuning {args.model} ({mode}) on {len(train.texts)} examples, "
+          f"{len(labels)} classes: {', '.join(labels)}")
+    finetune(model, tokenizer, train, evaluation, epochs=args.epochs,
+             batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
+             seed=args.seed, out_dir=args.out, resume=args.resume,
+             freeze_encoder=args.freeze_encoder, weight_decay=args.weight_decay,
+             warmup_ratio=args.warmup_ratio)
+    print(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .pipeline import Classifier, format_predictions
+
+    _setup(args)
+    texts = list(args.texts)
+    if args.file:
+        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+        texts += [line for line in lines if line.strip()]
+    if not texts:
+        raise ValueError("no texts to classify: give them as arguments or with --file")
+    labels = args.labels.split(",") if args.labels else None
+    classifier = Classifier.from_pretrained(args.model, labels=labels)
+    predictions = classifier.predict(texts, batch_size=args.batch_size)
+    if args.json:
+        for p in predictions:
+            print(json.dumps({"text": p.text, "label": p.label,
+                              "probabilities": p.probabilities}))
+    else:
+        print(format_predictions(predictions))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .demo import format_confusion
+    from .pipeline import Classifier
+    from .train import evaluate
+
+    _setup(args)
+    data = _read(args, args.data)
+    classifier = Classifier.from_pretrained(args.model)
+    metrics = evaluate(classifier.model, classifier.tokenizer, data,
+                       batch_size=args.batch_size, max_length=classifier.max_length)
+    print(f"{len(data.texts)} examples: accuracy {metrics['accuracy']:.4f}, "
+          f"macro-F1 {metrics['macro_f1']:.4f}, loss {metrics['loss']:.4f}")
+    print(format_confusion(metrics["confusion_matrix"], classifier.labels))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run
+
+    _setup(args)
+    run(out_dir=args.out, epochs=args.epochs, seed=args.seed, from_scratch=args.from_scratch,
+        max_train=args.max_train)
+    return 0
+
+
+def cmd_autograd(args) -> int:
     from .autograd_demo import run
 
     run()
     return 0
 
 
-def _cmd_exercises(args) -> int:
+def cmd_exercises(args) -> int:
     from . import exercises as ex
 
     root = ex.project_root()
@@ -24,39 +175,144 @@ def _cmd_exercises(args) -> int:
         return 0
     if args.action == "build":
         if not args.target:
-            raise SystemExit("minibert exercises build: give the folder to write, e.g. DIR")
+            raise ValueError("minibert exercises build: give the folder to write, e.g. DIR")
         made = ex.build(Path(args.target), root)
         print(f"Wrote a learner copy to {args.target} with {len(made)} exercises stubbed out.")
-        print(f"Start with: cd {args.target} && python -m pytest --exercise {made[0].id}"
-              if made else "")
+        if made:
+            print(f"Start with: cd {args.target} && python -m pytest --exercise {made[0].id}")
         return 0
     if args.action == "check":
         if not args.target:
-            raise SystemExit("minibert exercises check: give an exercise id, e.g. 6.2")
+            raise ValueError("minibert exercises check: give an exercise id, e.g. 6.2")
         return ex.check(args.target, root)
     ex.verify(root)  # "verify"
     return 0
 
 
+# -- the parser --------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="cpu (NumPy, default) or gpu (CuPy on an NVIDIA GPU)")
+
+
+def _columns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text-column", default="text", help="column with the text (default text)")
+    p.add_argument("--label-column", default="label", help="column with the label (default "
+                   "label)")
+    p.add_argument("--pair-column", default=None, help="column with a second text, for "
+                   "sentence-pair tasks")
+    p.add_argument("--no-header", action="store_true", help="the file has no header row: give "
+                   "columns as numbers (e.g. --text-column 0 --label-column 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="minibert", description="BERT from scratch in NumPy: train, fine-tune, predict."
-    )
+        prog="minibert",
+        description="BERT from scratch in NumPy: pre-train, fine-tune, predict, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="fine-tune all-MiniLM-L6-v2 on support tickets and "
+                       "classify new ones (the main demo)")
+    p.add_argument("--out", default="minibert-demo", help="output folder (default "
+                   "minibert-demo)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--max-train", type=int, default=None, help="use only this many training "
+                   "tickets (quick runs)")
+    p.add_argument("--from-scratch", action="store_true", help="skip the real weights: "
+                   "pre-train a small BERT on the tickets first")
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("pretrain", help="MLM pre-training on a text file (one document per line)")
+    p.add_argument("--corpus", required=True, help="text file, one document or paragraph a line")
+    p.add_argument("--model", default=None, help="continue from this model (directory or "
+                   "shortcut name); default: a fresh small BERT with a new vocabulary")
+    p.add_argument("--out", default="runs/pretrain", help="output folder")
+    p.add_argument("--vocab-size", type=int, default=8000)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint "
+                   "in --out")
+    _common(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="fine-tune a pre-trained encoder + a new classifier "
+                       "head on labelled TSV/CSV/JSONL")
+    p.add_argument("--train", required=True, help="labelled training file (.tsv/.csv/.jsonl)")
+    p.add_argument("--eval", default=None, help="labelled evaluation file")
+    p.add_argument("--validation-fraction", type=float, default=0.0, help="without --eval: "
+                   "hold out this share of --train for evaluation")
+    p.add_argument("--model", default="all-MiniLM-L6-v2", help="pre-trained model directory or "
+                   "shortcut name (default all-MiniLM-L6-v2)")
+    p.add_argument("--out", default="runs/finetune", help="output folder")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--freeze-encoder", action="store_true", help="train only the new head; the "
+                   "encoder is a fixed feature extractor")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint "
+                   "in --out")
+    _columns(p)
+    _common(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("predict", help="classify texts with a fine-tuned model")
+    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("--model", required=True, help="folder written by finetune (its final/)")
+    p.add_argument("--file", default=None, help="a text file, one text per line")
+    p.add_argument("--labels", default=None, help="comma-separated label names, if the model "
+                   "folder has none")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _common(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="accuracy, macro-F1 and confusion matrix on labelled "
+                       "data")
+    p.add_argument("--model", required=True, help="folder written by finetune (its final/)")
+    p.add_argument("--data", required=True, help="labelled file (.tsv/.csv/.jsonl)")
+    p.add_argument("--batch-size", type=int, default=64)
+    _columns(p)
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("autograd", help="walk through autograd on a tiny graph")
-    p.set_defaults(func=_cmd_autograd)
+    p.set_defaults(func=cmd_autograd, seed=0)
+
     p = sub.add_parser("exercises", help="learner exercises: list, build DIR, check ID, verify")
     p.add_argument("action", choices=["list", "build", "check", "verify"])
     p.add_argument("target", nargs="?", help="folder for build, exercise id for check")
-    p.set_defaults(func=_cmd_exercises)
-    p = sub.add_parser("demo", help="the main demo")
-    p.set_defaults(func=_cmd_autograd)
+    p.set_defaults(func=cmd_exercises, seed=0)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .backend import BackendError
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .exercises import ExerciseError
+    from .train import TrainingDivergedError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    np.set_printoptions(precision=4, suppress=True)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, DataError, CheckpointError, BackendError, ExerciseError,
+            TrainingDivergedError, ValueError, KeyError) as e:
+        print(f"minibert {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

