@@ -33,7 +33,7 @@ END = re.compile(r"^[ \t]*# END EXERCISE\s*$")
 # What a learner copy contains (the rest of a checkout is tooling or build output).
 PROJECT_PARTS = ("minibert", "tests", "lessons", "notebooks", "exercises", "pyproject.toml",
                  "README.md", "Makefile")
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis", "out")
 
 
 class ExerciseError(ValueError):
@@ -154,10 +154,11 @@ def build(dest: Path, root: Path | None = None) -> list[Exercise]:
     return exercises
 
 
-def _pytest(project: Path, exercise_id: str, quiet: bool = True) -> subprocess.CompletedProcess:
+def _pytest(project: Path, exercise_id: str, quiet: bool = True,
+            extra: tuple = ()) -> subprocess.CompletedProcess:
     """Run the tests tagged with `exercise_id` inside `project` (its own copy of minibert)."""
     cmd = [sys.executable, "-m", "pytest", "tests", "--exercise", exercise_id, "-p",
-           "no:cacheprovider", "--tb=line" if quiet else "--tb=short", "-q"]
+           "no:cacheprovider", "--tb=line" if quiet else "--tb=short", "-q", *extra]
     # cwd first on sys.path: the copy's minibert is imported, not the installed one.
     return subprocess.run(cmd, cwd=project, capture_output=quiet, text=True,
                           env={**_clean_env(), "PYTHONPATH": str(project)})
@@ -179,35 +180,44 @@ def check(exercise_id: str, root: Path | None = None) -> int:
     return _pytest(root, exercise_id, quiet=False).returncode
 
 
-def verify(root: Path | None = None, ids: list[str] | None = None, log=print) -> dict:
+def verify(root: Path | None = None, ids: list[str] | None = None, log=print,
+           workers: int = 2) -> dict:
     """Prove each exercise sound; returns {id: "ok"} or raises ExerciseError listing failures.
 
-    For each exercise: the solved project passes its tagged tests; a copy with only that region
-    stubbed fails them. Finally a fully stubbed learner copy must still import.
+    The solved project must pass every exercise's tagged tests (one run); for each exercise, a
+    copy with only that region stubbed must fail its tests (the runs go `workers` at a time).
+    Finally a fully stubbed learner copy must still import.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     root = root or project_root()
     exercises = [e for e in find_exercises(root) if ids is None or e.id in ids]
     problems, results = [], {}
     with tempfile.TemporaryDirectory(prefix="minibert-exercises-") as tmp:
         solved = Path(tmp) / "solved"
         copy_project(root, solved, stub=False)
-        for ex in exercises:
-            ok = _pytest(solved, ex.id)
-            if ok.returncode == 5:
-                problems.append(f"{ex.id}: no test is tagged @pytest.mark.exercise({ex.id!r})")
-                continue
-            if ok.returncode != 0:
-                problems.append(f"{ex.id}: the solution fails its own tests:\n{ok.stdout[-800:]}")
-                continue
+        ok = _pytest(solved, "all")
+        if ok.returncode != 0:
+            problems.append(f"the solutions fail their own tests:\n{ok.stdout[-1500:]}")
+
+        def stub_fails(ex: Exercise) -> str | None:
             stubbed = Path(tmp) / f"stub-{ex.id}"
             copy_project(root, stubbed, stub={ex.id})
-            bad = _pytest(stubbed, ex.id)
-            if bad.returncode == 0:
-                problems.append(f"{ex.id}: its tests still pass with the region stubbed out")
-            else:
-                results[ex.id] = "ok"
-                log(f"exercise {ex.id}: solution passes, stub fails   ({ex.path})")
+            run = _pytest(stubbed, ex.id, extra=("-x",))
             shutil.rmtree(stubbed)
+            if run.returncode == 5:
+                return f"{ex.id}: no test is tagged @pytest.mark.exercise({ex.id!r})"
+            if run.returncode == 0:
+                return f"{ex.id}: its tests still pass with the region stubbed out"
+            return None
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for ex, problem in zip(exercises, pool.map(stub_fails, exercises), strict=True):
+                if problem:
+                    problems.append(problem)
+                else:
+                    results[ex.id] = "ok"
+                    log(f"exercise {ex.id}: stub fails its tests   ({ex.path})")
         learner = Path(tmp) / "learner"
         copy_project(root, learner, stub=None)
         modules = sorted({".".join(e.path.with_suffix("").parts) for e in find_exercises(root)})
@@ -217,7 +227,8 @@ def verify(root: Path | None = None, ids: list[str] | None = None, log=print) ->
         if imp.returncode != 0:
             problems.append(f"the learner copy does not import:\n{imp.stderr[-800:]}")
         else:
-            log(f"learner copy imports ({len(modules)} modules with exercises)")
+            log(f"solutions pass all exercise tests; learner copy imports ({len(modules)} "
+                "modules with exercises)")
     if problems:
         raise ExerciseError("exercise soundness check failed:\n- " + "\n- ".join(problems))
     return results

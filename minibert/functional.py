@@ -249,7 +249,7 @@ def cross_entropy(logits: Tensor, target, ignore_index: int = -100) -> Tensor:
     out = _result(xp.asarray(-picked.sum() / n, dtype=logits.dtype), (logits,), "cross_entropy")
 
     def _backward():
-        # BEGIN EXERCISE 5.1: the gradient is (softmax(z) - onehot(target)) / n on counted rows and
+        # BEGIN EXERCISE 6.6: the gradient is (softmax(z) - onehot(target)) / n on counted rows and
         #   0 on ignored ones; softmax(z) = exp(logp); scale by out.grad, reshape to logits.shape
         g = xp.exp(logp)
         g[xp.arange(len(t)), safe_t] -= 1.0
