@@ -1,0 +1,92 @@
+"""Lesson 3: self-attention, one head, step by step.
+
+    .venv/bin/python lessons/03_attention.py
+
+Q = x W_q, K = x W_k, V = x W_v; scores = Q Kᵀ / √d; add the padding mask; softmax over each
+row; context = probabilities · V. Computed by hand with the real weights of MiniLM's first
+layer, head 0, on a padded batch, and checked against the attention map the model returns.
+Saves a heatmap to lessons/out/ (or $MINIBERT_LESSONS_OUT).
+"""
+
+import math
+
+import numpy as np
+from _common import banner, minilm_dir, out_dir, show
+
+from minibert import Tensor, no_grad
+from minibert import functional as F
+from minibert.model import BertModel
+from minibert.tokenizer import Tokenizer
+from minibert.viz import attention_heatmap
+
+model_dir = minilm_dir()
+tok = Tokenizer.from_pretrained(model_dir)
+model = BertModel.from_pretrained(model_dir)
+LAYER, HEAD, ROW = 0, 0, 0
+
+banner("1. A padded batch of two sentences; we follow row 0, which has padding")
+batch = tok.batch_encode(["The cat sat on the mat.",
+                          "My invoice shows the wrong amount for this month, please fix it."])
+tokens = batch.tokens[ROW] + ["[PAD]"] * int((batch["attention_mask"][ROW] == 0).sum())
+print("row 0:", " ".join(tokens))
+show("attention_mask", batch["attention_mask"])
+
+with no_grad():
+    out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                output_hidden_states=True, output_attentions=True)
+    attn = model.layers[LAYER].attention
+    x = out.hidden_states[LAYER][ROW]  # the input of layer 0 = the embeddings, (T, H)
+    T, H = x.shape
+    h, d = attn.num_heads, attn.head_size
+    print(f"T = {T} tokens, H = {H}, h = {h} heads of size d = H / h = {d}")
+    show("x (input of the layer)       (T, H)", x)
+
+    banner("2. Queries, keys, values: three linear maps of x, then take head 0's slice")
+    cols = slice(HEAD * d, (HEAD + 1) * d)  # head 0 owns hidden units 0 .. d-1
+    Q = attn.query(x)[:, cols]
+    K = attn.key(x)[:, cols]
+    V = attn.value(x)[:, cols]
+    show("Q = (x W_q + b_q)[:, head]     (T, d)", Q)
+    show("K                             (T, d)", K)
+    show("V                             (T, d)", V)
+
+    banner("3. Scores: how well each query matches each key, scaled by 1/√d")
+    scores = (Q @ K.T) * (1.0 / math.sqrt(d))
+    show("scores = Q Kᵀ / √d            (T, T)", scores)
+    print(f"dividing by √d = {math.sqrt(d):.2f} keeps the scores' spread moderate, so the "
+          "softmax does not saturate")
+
+    banner("4. The padding mask: a huge negative number on padded keys (columns)")
+    m = batch["attention_mask"][ROW]
+    bias = (1 - m).astype(np.float32) * np.finfo(np.float32).min
+    show("mask bias                       (T,)", bias, values=False)
+    print(f"    {bias[m == 1][0]:.0f} on the {int(m.sum())} real keys, {bias[m == 0][0]:.3g} "
+          f"(the most negative float32) on the {int((m == 0).sum())} padded keys")
+    masked = scores + Tensor(bias)  # broadcast over rows: every query ignores padded keys
+    probs = F.softmax(masked, axis=-1)
+    show("probs = softmax(scores + bias) (T, T)", probs)
+    p = probs.numpy()
+    print(f"row sums: {np.round(p.sum(axis=-1), 6)}")
+    print(f"every row sums to 1: {bool(np.allclose(p.sum(axis=-1), 1.0, atol=1e-5))}")
+    print(f"attention paid to [PAD] keys (largest entry in padded columns): "
+          f"{p[:, m == 0].max():.1e}")
+
+    banner("5. Context: each token's new vector is a weighted average of the values")
+    context = probs @ V
+    show("context = probs V              (T, d)", context)
+    print("all h heads do this side by side; their contexts are concatenated back to (T, H)")
+    print("and mixed by the output projection (MultiHeadSelfAttention.forward).")
+
+    banner("6. Check against the attention map the model returned")
+    model_probs = out.attentions[LAYER][ROW, HEAD]
+    show("out.attentions[0][row 0, head 0]", model_probs)
+    diff = float(np.abs(p - model_probs.numpy()).max())
+    print(f"max |ours - model's| = {diff:.2e}")
+    print(f"our attention map matches the model's: {diff < 1e-5}")
+
+fig = attention_heatmap(p, tokens, title=f"MiniLM layer {LAYER}, head {HEAD}")
+path = out_dir() / "03_attention_heatmap.png"
+fig.savefig(path, dpi=100)
+print(f"\nsaved the heatmap to {path}: row i = where token i looks; the [PAD] columns are 0.")
+print("Next: scaled_dot_product_attention in minibert/model.py; exercise 3.1 is softmax in "
+      "minibert/functional.py.")

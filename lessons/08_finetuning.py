@@ -1,0 +1,86 @@
+"""Lesson 8: fine-tuning — the pre-trained encoder θ plus a fresh head ω, trained on labels.
+
+    .venv/bin/python lessons/08_finetuning.py
+
+    θ̂, ω̂ = argmin over θ, ω of the mean over labelled pairs (x, y) of loss(head_ω(encoder_θ(x)), y)
+    starting from θ = θ_pre-trained (MiniLM) and a random ω.
+
+A handful of AdamW steps on 16 support tickets, twice: full fine-tuning (θ and ω change) and a
+frozen encoder (only ω changes). We compare the parameters before and after to see which moved.
+"""
+
+import numpy as np
+from _common import banner, load_quietly, minilm_dir, show
+
+import minibert
+from minibert.data import label_names, read_labelled
+from minibert.datasets import support_tickets_dir
+from minibert.model import BertForSequenceClassification
+from minibert.tokenizer import Tokenizer
+from minibert.train import finetune
+
+model_dir = minilm_dir()
+tok = Tokenizer.from_pretrained(model_dir)
+train = read_labelled(support_tickets_dir() / "train.tsv")
+labels = label_names(train.labels)
+# 4 tickets of each class: a tiny, balanced training set (this is a demonstration of the
+# mechanics; a real run uses all 571 tickets for a few epochs, see notebooks/02).
+picked = [i for name in labels for i in [j for j, y in enumerate(train.labels) if y == name][:4]]
+small = train.subset(picked)
+print(f"{len(small)} labelled tickets, classes {labels}")
+for text, y in list(zip(small.texts, small.labels, strict=True))[::4]:
+    print(f"  {y:<20} {text[:70]}")
+
+WATCH = ["bert.embeddings.word_embeddings.weight", "bert.embeddings.layer_norm.gamma",
+         "bert.layers.0.attention.query.W", "bert.layers.5.ffn_out.W", "bert.pooler.W",
+         "classifier.W", "classifier.b"]
+
+
+def run(freeze_encoder: bool, lr: float):
+    minibert.manual_seed(0)  # the same fresh head ω in both runs
+    model = load_quietly(BertForSequenceClassification.from_pretrained, model_dir,
+                         id2label=dict(enumerate(labels)))
+    before = model.state_dict()  # copies of every parameter
+    history = finetune(model, tok, small, epochs=2, batch_size=8, lr=lr, warmup_ratio=0.0,
+                       weight_decay=0.0, max_length=32, freeze_encoder=freeze_encoder, seed=0,
+                       progress=False)
+    for s in history["steps"]:
+        print(f"  step {s['step']}  loss {s['loss']:.4f}  gradient norm {s['grad_norm']:.3f}")
+    after = model.state_dict()
+    changed = {name: float(np.abs(after[name] - before[name]).max()) for name in before}
+    print(f"\n  {'parameter':<42} {'shape':<14} max |after - before|")
+    for name in WATCH:
+        print(f"  {name:<42} {str(before[name].shape):<14} {changed[name]:.2e}")
+    moved = [n for n, d in changed.items() if d > 0]
+    n_enc = sum(1 for n in moved if n.startswith("bert."))
+    print(f"  tensors that changed: {len(moved)} of {len(changed)} "
+          f"({n_enc} in the encoder θ, {len(moved) - n_enc} in the head ω)")
+    return model, before, after, changed
+
+
+banner("1. Full fine-tuning: every parameter gets a gradient (lr 5e-5)")
+model, before, after, changed = run(freeze_encoder=False, lr=5e-5)
+rows = np.abs(after["bert.embeddings.word_embeddings.weight"]
+              - before["bert.embeddings.word_embeddings.weight"]).max(axis=1) > 0
+seen = {i for text in small.texts for i in tok.encode(text, max_length=32).input_ids}
+print(f"  word-embedding rows that changed: {rows.sum()} of {len(rows)} — exactly the "
+      f"{len(seen)} tokens that occur in the batch: {set(np.flatnonzero(rows)) == seen}")
+print("  (with weight decay > 0, AdamW would also shrink every other row a little)")
+print("  Nearly every tensor moved by the same ~2.5 × lr: Adam divides each gradient by its own")
+print("  running size, so early steps are about lr per step and direction, whatever the scale.")
+
+banner("2. Frozen encoder: requires_grad=False on θ, only the head ω trains (lr 1e-3)")
+model, before, after, changed = run(freeze_encoder=True, lr=1e-3)
+encoder_max = max(d for n, d in changed.items() if n.startswith("bert."))
+print(f"  largest change anywhere in the encoder: {encoder_max}  (θ is untouched)")
+print(f"  only the head changed: {encoder_max == 0 and changed['classifier.W'] > 0}")
+
+banner("3. The trade-off")
+print("Full fine-tuning adapts the features themselves (usually more accurate, 22.7M numbers")
+print("to update, a small learning rate such as 2e-5..5e-5 so θ stays close to θ_pre-trained).")
+print("A frozen encoder trains only 1,540 numbers, fast and hard to overfit, with a larger")
+print("learning rate; its encoder outputs never change, so they can even be computed once")
+print("(notebooks/02 does exactly that).")
+show("classifier.W after the frozen run (H, C)", after["classifier.W"])
+print("\nNext: finetune and _Loop.train_step in minibert/train.py, AdamW in minibert/optim.py")
+print("(exercises 8.1 AdamW step, 8.2 the fine-tuning step).")
