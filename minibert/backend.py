@@ -115,12 +115,7 @@ def scatter_add(target, indices, values) -> None:
     This is the backward of a row gather such as an embedding lookup: a token that appears
     twice in a batch must receive the sum of both gradients.
     """
-    if is_device_array(target):
-        import cupyx  # ships with cupy
-
-        cupyx.scatter_add(target, indices, values)
-    else:
-        np.add.at(target, indices, values)
+    get_array_module(target).add.at(target, indices, values)  # CuPy >= 12 has ufunc.at too
 
 
 def manual_seed(seed: int) -> None:
