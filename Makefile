@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # only from a local wheel: never let pip fetch a CUDA build of gigabytes.
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test notebooks bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Opens the course notebooks in Jupyter Lab (installs it into .venv the first time).
+notebooks: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[notebooks]"
+	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
