@@ -67,8 +67,7 @@ print(f"\npipeline agrees with the step-by-step result: "
 correct = sum(p.label == y for p, y in zip(predictions, new.labels, strict=True))
 print(f"new tickets right: {correct} of {len(new)}")
 test = read_labelled(tickets / "test.tsv")
-label2id = {name: i for i, name in enumerate(clf.labels)}
-metrics = evaluate(clf.model, tok, test.subset(range(0, len(test), 3)), label2id, max_length=48)
+metrics = evaluate(clf.model, tok, test.subset(range(0, len(test), 3)), max_length=48)
 print(f"accuracy on {metrics['num_examples']} test tickets: {metrics['accuracy']:.2f} "
       f"(chance: {1 / len(labels):.2f}) — after 18 steps on 48 tickets; notebooks/02 trains "
       "on all of them")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
+from .checkpoint import resolve_model_dir
 
 
 def _setup(args) -> None:
@@ -49,8 +50,7 @@ def cmd_pretrain(args) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = BertForMaskedLM.from_pretrained(args.model)
-        tokenizer = Tokenizer.from_pretrained(
-            args.model if Path(args.model).is_dir() else _model_dir(args.model))
+        tokenizer = Tokenizer.from_pretrained(resolve_model_dir(args.model))
         print(f"Continuing MLM pre-training of {args.model}")
     else:
         print(f"Training a {args.vocab_size}-token WordPiece vocabulary on {args.corpus}")
@@ -69,12 +69,6 @@ def cmd_pretrain(args) -> int:
     return 0 if history else 1
 
 
-def _model_dir(name):
-    from .checkpoint import resolve_model_dir
-
-    return resolve_model_dir(name)
-
-
 def cmd_finetune(args) -> int:
     from .data import label_names, train_validation_split
     from .model import BertForSequenceClassification
@@ -91,11 +85,11 @@ def cmd_finetune(args) -> int:
     else:
         evaluation = None
     labels = label_names(train.labels)
-    model_dir = _model_dir(args.model)
+    model_dir = resolve_model_dir(args.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = BertForSequenceClassification.from_pretrained(
-            model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)))
+        # finetune names the classes (id2label) from the training labels
+        model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=len(labels))
     for w in caught:  # say, once, that the new head ω starts fresh (and what was discarded)
         print(f"note: {str(w.message).splitlines()[0]}")
     tokenizer = Tokenizer.from_pretrained(model_dir)
@@ -134,7 +128,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .demo import format_confusion
+    from .metrics import format_confusion
     from .pipeline import Classifier
     from .train import evaluate
 

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .checkpoint import CheckpointError, resolve_model_dir
-from .data import read_labelled
+from .checkpoint import resolve_model_dir
+from .data import label_names, read_labelled
 from .datasets import support_tickets_dir
+from .metrics import format_confusion
 from .model import BertConfig, BertForMaskedLM, BertForSequenceClassification
 from .pipeline import Classifier, format_predictions
 from .tokenizer import Tokenizer
@@ -32,16 +33,12 @@ from .viz import confusion_matrix_plot, loss_curve
 PRETRAINED = "all-MiniLM-L6-v2"
 
 
-def format_confusion(matrix, labels: list[str]) -> str:
-    """The confusion matrix as text: rows are true classes, columns predicted ones."""
-    short = [name[:12] for name in labels]
-    width = max(len(s) for s in short) + 2
-    lines = [" " * (width + 6) + "predicted →",
-             f"{'true ↓':<{width + 6}}" + "".join(f"{s:>{width}}" for s in short)]
-    for name, row in zip(labels, matrix, strict=True):
-        counts = "".join(f"{int(c):>{width}}" for c in row)
-        lines.append(f"{name[:width + 5]:<{width + 6}}" + counts)
-    return "\n".join(lines)
+def _installed(name: str) -> Path | None:
+    """The directory of a shortcut model's weights, or None when its package is missing."""
+    try:
+        return resolve_model_dir(name)
+    except FileNotFoundError:
+        return None
 
 
 def _small_model_from_scratch(train_texts: list[str], out: Path, seed: int, epochs: int,
@@ -77,26 +74,24 @@ def run(out_dir: str | Path = "minibert-demo", epochs: int = 3, seed: int = 0,
     fresh = read_labelled(data_dir / "new_tickets.tsv")
     if max_train:
         train = train.subset(range(min(max_train, len(train.texts))))
-    labels = sorted(set(train.labels))
+    labels = label_names(train.labels)
     say(f"Support tickets: {len(train.texts)} to train on, {len(test.texts)} to test, "
         f"classes: {', '.join(labels)}")
 
     backend.manual_seed(seed)  # ω, the new head, is drawn from this seed
-    try:
-        if from_scratch:
-            raise CheckpointError("from_scratch requested")
-        model_dir = resolve_model_dir(PRETRAINED)
+    model_dir = None if from_scratch else _installed(PRETRAINED)
+    if model_dir is not None:
         with warnings.catch_warnings():  # "classifier.* freshly initialised" is the point here
             warnings.simplefilter("ignore")
-            model = BertForSequenceClassification.from_pretrained(
-                model_dir, num_labels=len(labels),
-                id2label=dict(enumerate(labels)))
+            # finetune names the classes (id2label) from the training labels
+            model = BertForSequenceClassification.from_pretrained(model_dir,
+                                                                  num_labels=len(labels))
         tokenizer = Tokenizer.from_pretrained(model_dir)
         say(f"Encoder θ: {PRETRAINED} ({model.bert.num_parameters() / 1e6:.1f}M parameters, "
             f"{model.config.num_hidden_layers} layers, hidden size {model.config.hidden_size}); "
             f"new prediction network ω: {model.num_parameters() - model.bert.num_parameters()} "
             "parameters")
-    except (CheckpointError, FileNotFoundError, ImportError):
+    else:
         model, tokenizer = _small_model_from_scratch(train.texts, out, seed, epochs, say)
         lr = max(lr, 5e-4)
 

@@ -42,3 +42,15 @@ def macro_f1(y_true, y_pred, num_classes: int) -> float:
     """The plain mean of the per-class F1 scores: every class counts the same, however rare,
     so a model that ignores a small class is punished (accuracy would hardly notice)."""
     return float(per_class_f1(confusion_matrix(y_true, y_pred, num_classes)).mean())
+
+
+def format_confusion(matrix, labels: list[str]) -> str:
+    """The confusion matrix as text: rows are true classes, columns predicted ones."""
+    short = [name[:12] for name in labels]
+    width = max(len(s) for s in short) + 2
+    lines = [" " * (width + 6) + "predicted →",
+             f"{'true ↓':<{width + 6}}" + "".join(f"{s:>{width}}" for s in short)]
+    for name, row in zip(labels, matrix, strict=True):
+        counts = "".join(f"{int(c):>{width}}" for c in row)
+        lines.append(f"{name[:width + 5]:<{width + 6}}" + counts)
+    return "\n".join(lines)

@@ -10,13 +10,13 @@ model.safetensors, vocab.txt and tokenizer_config.json.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import load_config
 from .model import BertForSequenceClassification
 from .tokenizer import Tokenizer
 
@@ -60,10 +60,9 @@ class Classifier:
         if not config_file.is_file():
             raise FileNotFoundError(f"{config_file} not found: is {path} a model directory "
                                     "written by `minibert finetune` (or save_pretrained)?")
-        raw = json.loads(config_file.read_text(encoding="utf-8"))
         if labels is None:
-            id2label = raw.get("id2label") or {}
-            labels = [id2label[k] for k in sorted(id2label, key=int)]
+            id2label = load_config(path).id2label
+            labels = [id2label[i] for i in sorted(id2label)]
             # Hugging Face writes LABEL_0, LABEL_1, ... into every config: those name nothing.
             if not labels or labels == [f"LABEL_{i}" for i in range(len(labels))]:
                 raise ValueError(
