@@ -22,6 +22,7 @@ _name = "numpy"
 _xp: ModuleType = np
 _rng = None  # the global random generator of the active backend, made on first use
 _seed: int | None = None
+_cupy: ModuleType | None = None  # the cupy module, once imported and found working
 
 
 class BackendError(RuntimeError):
@@ -29,6 +30,9 @@ class BackendError(RuntimeError):
 
 
 def _import_cupy() -> ModuleType:
+    global _cupy
+    if _cupy is not None:
+        return _cupy
     try:
         import cupy  # the only cupy import in minibert
     except ImportError as e:
@@ -46,6 +50,7 @@ def _import_cupy() -> ModuleType:
         ) from e
     if n == 0:
         raise BackendError("CuPy is installed but this machine has no GPU; use 'numpy'.")
+    _cupy = cupy
     return cupy
 
 
@@ -114,8 +119,28 @@ def scatter_add(target, indices, values) -> None:
 
     This is the backward of a row gather such as an embedding lookup: a token that appears
     twice in a batch must receive the sum of both gradients.
+
+    On the GPU, `add.at` adds repeated indices with atomic operations whose order changes from
+    run to run: float sums then differ in their last bits, and a seeded training run no longer
+    repeats itself exactly. For rows picked by a 1-D array of ids (every embedding), the GPU
+    path sorts the ids and sums each run of equal ids in a fixed order instead.
     """
-    get_array_module(target).add.at(target, indices, values)  # CuPy >= 12 has ufunc.at too
+    xp = get_array_module(target)
+    if xp is np or isinstance(indices, tuple) or getattr(indices, "ndim", 0) != 1 \
+            or indices.dtype.kind not in "iu":
+        xp.add.at(target, indices, values)
+        return
+    ids = xp.asarray(indices)
+    rows = values.reshape((ids.size,) + target.shape[1:])
+    order = xp.argsort(ids)
+    ids, rows = ids[order], rows[order]
+    starts = xp.flatnonzero(xp.concatenate([xp.ones(1, dtype=bool), ids[1:] != ids[:-1]]))
+    # Sum of rows[a:b] = running_sum[b] - running_sum[a], with the running sum in float64 so
+    # that the differences keep full float32 precision.
+    running = xp.cumsum(rows, axis=0, dtype=np.float64)
+    running = xp.concatenate([xp.zeros((1,) + running.shape[1:], dtype=np.float64), running])
+    ends = xp.concatenate([starts[1:], xp.asarray([ids.size])])
+    target[ids[starts]] += (running[ends] - running[starts]).astype(target.dtype)  # unique rows
 
 
 def manual_seed(seed: int) -> None:
