@@ -14,9 +14,9 @@ One training step, the same in both loops:
     warm-up/decay schedule)
 
 After every epoch: evaluation, the history written to ``history.json`` and a checkpoint
-(model + optimizer + random generators + epoch/step + history) written atomically into
+(model + optimizer + data generator + epoch/step + history) written atomically into
 ``out_dir``. ``resume=True`` continues from the last checkpoint exactly as if the run had never
-stopped: on CPU, same seed -> the same numbers, bit for bit.
+stopped: same seed -> the same numbers, bit for bit, on CPU and on GPU.
 """
 
 from __future__ import annotations
@@ -134,23 +134,19 @@ def _note(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Random state: everything random must be saved for a resumed run to repeat the same numbers
+# Random state. Two generators drive a run, and a resumed run must draw what an uninterrupted
+# one would have drawn from both:
+#   - the data generator (NumPy, on the host) shuffles and masks. Its state is plain numbers:
+#     every checkpoint saves it and resume restores it.
+#   - the backend's global generator (NumPy or CuPy) draws dropout masks. CuPy cannot export
+#     the state of its cuRAND generator, so instead of saving it the loop re-seeds it at the
+#     start of every epoch from (seed, epoch). Checkpoints fall on epoch ends, so a resumed run
+#     starts its next epoch with the very generator the uninterrupted run had, on either backend.
 
 
-def _rng_state(gen) -> dict | None:
-    """The state of a generator as plain JSON data (None if this backend cannot export it)."""
-    try:
-        return json.loads(json.dumps(gen.bit_generator.state))
-    except (AttributeError, TypeError, NotImplementedError):
-        return None
-
-
-def _set_rng_state(gen, state: dict | None, what: str) -> None:
-    if state is None:
-        _note(f"note: the {what} random state was not saved on this backend; "
-              "the resumed run is reproducible but not identical")
-        return
-    gen.bit_generator.state = state
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """The dropout generator's seed for `epoch` (0-based) of a run seeded with `seed`."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,8 +329,7 @@ class _Loop:
         self.epoch, self.step = state["epoch"], state["step"]
         self.history.clear()
         self.history.update(state["history"])
-        _set_rng_state(backend.rng(), state["global_rng"], "global (dropout)")
-        _set_rng_state(self.data_rng, state["data_rng"], "data (shuffling/masking)")
+        self.data_rng.bit_generator.state = state["data_rng"]
         self.last_checkpoint = folder
         _note(f"resumed from {folder} (epoch {self.epoch}, step {self.step})")
 
@@ -345,8 +340,7 @@ class _Loop:
             "epoch": self.epoch,
             "step": self.step,
             "config": _jsonable(dataclasses.asdict(self.cfg)),
-            "global_rng": _rng_state(backend.rng()),
-            "data_rng": _rng_state(self.data_rng),
+            "data_rng": _jsonable(self.data_rng.bit_generator.state),
             "history": self.history,
             "backend": backend.get_backend(),
         }
@@ -363,6 +357,7 @@ class _Loop:
     def run_epoch(self) -> None:
         cfg = self.cfg
         self.set_mode()
+        backend.manual_seed(_epoch_seed(cfg.seed, self.epoch))  # dropout masks (see above)
         batches = batch_indices(self.num_examples, cfg.batch_size, self.data_rng)
         bar = _progress(len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.progress)
         start, tokens, loss_sum = time.perf_counter(), 0, 0.0
@@ -461,8 +456,9 @@ def _effective_max_length(model, cfg: TrainConfig) -> int:
 
 
 def _start(cfg: TrainConfig) -> np.random.Generator:
-    """Seed everything random for a run; returns the data generator (shuffling, masking)."""
-    backend.manual_seed(cfg.seed)  # dropout masks
+    """Make out_dir; returns the run's data generator (shuffling, masking).
+
+    Dropout's generator is seeded at the start of each epoch (`_epoch_seed`)."""
     if cfg.out_dir:
         os.makedirs(cfg.out_dir, exist_ok=True)
     return np.random.default_rng(cfg.seed)

@@ -28,12 +28,12 @@ TOPICS = {
 FILLER = "the a of and very some".split()
 
 
-def make_task(n: int, seed: int) -> LabelledData:
-    """A separable 3-class task: each text mixes words of its topic with neutral filler."""
+def make_task(n: int, seed: int, topics=tuple(TOPICS)) -> LabelledData:
+    """A separable task: each text mixes 3 words of its topic with 3 of neutral filler."""
     rng = np.random.default_rng(seed)
     texts, labels = [], []
     for i in range(n):
-        label = list(TOPICS)[i % 3]
+        label = topics[i % len(topics)]
         words = list(rng.choice(TOPICS[label], size=3)) + list(rng.choice(FILLER, size=3))
         texts.append(" ".join(rng.permutation(words)))
         labels.append(label)
@@ -79,17 +79,24 @@ def test_metrics_by_hand():
 
 
 @pytest.mark.exercise("8.2")
-def test_finetune_learns_a_separable_task(tokenizer, tmp_path):
-    model = tiny_classifier(tokenizer)
-    train, val = make_task(96, seed=1), make_task(30, seed=2)
+def test_finetune_learns_a_separable_task(tokenizer, tmp_path, backend_name):
+    # Two classes: with three, this tiny BERT trained from scratch often first splits off one
+    # class and leaves the other two merged on a plateau (loss ~ 2/3·ln 2) for many epochs;
+    # PyTorch's BertForSequenceClassification does the same on this task (3 seeds of 8).
+    # Whether 6 epochs are enough then depends on the seed. Two classes learn on every seed we
+    # tried (16 of 16 on NumPy and on simulated CuPy, 3 topic pairs each).
+    minibert.manual_seed(0)
+    model = BertForSequenceClassification(tiny_config(tokenizer, num_labels=2))
+    topics = ("weather", "animal")
+    train, val = make_task(96, seed=1, topics=topics), make_task(30, seed=2, topics=topics)
     records = []
     history = finetune(model, tokenizer, train, val, epochs=6, out_dir=str(tmp_path),
                        log=records.append, **FAST)
     last = history["epochs"][-1]
     assert last["eval"]["accuracy"] >= 0.9 and last["eval"]["macro_f1"] >= 0.9
     assert history["epochs"][-1]["train_loss"] < history["epochs"][0]["train_loss"]
-    assert history["labels"] == ["animal", "fruit", "weather"]
-    assert model.config.id2label == {0: "animal", 1: "fruit", 2: "weather"}
+    assert history["labels"] == ["animal", "weather"]  # sorted, not in order of appearance
+    assert model.config.id2label == {0: "animal", 1: "weather"}
     assert len(history["steps"]) == 6 * 6 and history["steps"][-1]["step"] == 36
     steps = [r for r in records if r["event"] == "step"]
     assert steps[0]["lr"] == 0.0 and max(r["lr"] for r in steps) == pytest.approx(5e-3)
@@ -102,7 +109,7 @@ def test_finetune_learns_a_separable_task(tokenizer, tmp_path):
     assert np.sum(again["confusion_matrix"]) == len(val)
 
 
-def test_frozen_encoder_stays_bit_identical(tokenizer):
+def test_frozen_encoder_stays_bit_identical(tokenizer, backend_name):
     model = tiny_classifier(tokenizer)
     encoder_before = model.bert.state_dict()
     head_before = model.classifier.state_dict()
@@ -120,7 +127,7 @@ def _kill_after(n):
     return log
 
 
-def test_killed_and_resumed_run_is_bit_identical(tokenizer, tmp_path):
+def test_killed_and_resumed_run_is_bit_identical(tokenizer, tmp_path, backend_name):
     train, val = make_task(64, seed=1), make_task(12, seed=2)  # 4 steps per epoch
     opts = dict(FAST, epochs=3, seed=5)  # dropout on (0.1): the RNG state must be restored
 
@@ -221,15 +228,18 @@ def test_mlm_loss_falls_on_wikitext(shared_data, tmp_path):
 
     # The encoder θ carries over to a classifier; the MLM head is discarded, a new head ω made.
     minibert.manual_seed(1)
-    clf = BertForSequenceClassification.from_pretrained(tmp_path / "final", num_labels=3)
-    np.testing.assert_array_equal(clf.bert.embeddings.word_embeddings.weight.data,
-                                  model.bert.embeddings.word_embeddings.weight.data)
+    with pytest.warns(UserWarning) as warned:  # says which weights start fresh / are dropped
+        clf = BertForSequenceClassification.from_pretrained(tmp_path / "final", num_labels=3)
+    said = " ".join(str(w.message) for w in warned)
+    assert "no weights for ['bert.pooler.W'" in said and "discarding 5 weights" in said
+    np.testing.assert_array_equal(clf.bert.embeddings.word_embeddings.weight.numpy(),
+                                  model.bert.embeddings.word_embeddings.weight.numpy())
     train = make_task(32, seed=1)
     h = finetune(clf, tok, train, epochs=1, **FAST)
     assert len(h["epochs"]) == 1 and np.isfinite(h["epochs"][0]["train_loss"])
 
 
-def test_pretraining_resumes_exactly(tokenizer, tmp_path):
+def test_pretraining_resumes_exactly(tokenizer, tmp_path, backend_name):
     lines = make_task(80, seed=3).texts
     opts = dict(epochs=2, batch_size=16, lr=3e-3, max_length=16, progress=False, seed=2)
     minibert.manual_seed(0)
