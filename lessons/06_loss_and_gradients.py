@@ -10,7 +10,7 @@ gradcheck, which compares a hand-written backward with finite differences. No we
 import numpy as np
 from _common import banner, show
 
-from minibert import Tensor, gradcheck
+from minibert import Tensor, gradcheck, to_numpy
 from minibert import functional as F
 
 banner("1. Cross-entropy of one example")
@@ -24,11 +24,12 @@ show("loss = -log P[y]     ()", loss)
 print(f"by hand: -log({p.numpy()[0, 0]:.4f}) = {-np.log(p.numpy()[0, 0]):.4f}")
 
 banner("2. Its gradient: dloss/dz = softmax(z) - onehot(y)")
+# .grad lives where the data lives (NumPy, or CuPy on a GPU); to_numpy brings it to the host
 loss.backward()
 show("z.grad (autograd)  (1, C)", z.grad)
 onehot = np.eye(4)[y]
 show("softmax(z) - onehot(y)", p.numpy() - onehot)
-print(f"equal: {bool(np.allclose(z.grad, p.numpy() - onehot, atol=1e-6))}")
+print(f"equal: {bool(np.allclose(to_numpy(z.grad), p.numpy() - onehot, atol=1e-6))}")
 print("The true class's logit is pushed up (negative gradient), every other logit down, each in")
 print("proportion to the probability it wrongly receives. A confident right answer -> ~0.")
 
@@ -54,11 +55,12 @@ for name, t in [("loss", loss), ("logits", logits)]:
 loss.backward()
 dz = (F.softmax(logits, axis=-1).numpy() - np.eye(C)[targets]) / n
 show("dloss/dlogits     (n, C)", logits.grad)
-print(f"= (softmax - onehot) / n: {bool(np.allclose(logits.grad, dz, atol=1e-6))}")
+print(f"= (softmax - onehot) / n: {bool(np.allclose(to_numpy(logits.grad), dz, atol=1e-6))}")
 show("dloss/dW = xᵀ dz  (H, C)", W.grad)
-print(f"= xᵀ (softmax - onehot) / n: {bool(np.allclose(W.grad, x.numpy().T @ dz, atol=1e-6))}")
+by_hand = x.numpy().T @ dz
+print(f"= xᵀ (softmax - onehot) / n: {bool(np.allclose(to_numpy(W.grad), by_hand, atol=1e-6))}")
 show("dloss/db = Σ dz   (C,)", b.grad)
-print(f"= column sums of dz: {bool(np.allclose(b.grad, dz.sum(0), atol=1e-6))}")
+print(f"= column sums of dz: {bool(np.allclose(to_numpy(b.grad), dz.sum(0), atol=1e-6))}")
 print("A gradient always has the shape of its tensor: W.grad is (H, C) like W.")
 
 banner("4. gradcheck: is a backward right? Compare with finite differences")

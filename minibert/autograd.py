@@ -480,7 +480,7 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     out = _result(data, tuple(tensors), "concatenate")
 
     def _backward():
-        bounds = np.cumsum([t.shape[axis] for t in tensors])[:-1]
+        bounds = np.cumsum([t.shape[axis] for t in tensors])[:-1].tolist()  # a host list
         for t, g in zip(tensors, xp.split(out.grad, bounds, axis=axis), strict=True):
             _accum(t, g)
 
@@ -497,11 +497,12 @@ def where(condition, a, b) -> Tensor:
         a = as_tensor(a, like=b)
     a, b = as_tensor(a), as_tensor(b)
     xp = backend.get_array_module(a.data, b.data)
+    cond = xp.asarray(cond)  # a mask made on the host moves to the device of a and b
     try:
-        shape = np.broadcast_shapes(np.shape(cond), a.shape, b.shape)
+        shape = np.broadcast_shapes(cond.shape, a.shape, b.shape)
     except ValueError:
         raise ShapeError(
-            f"where: condition {np.shape(cond)}, a {a.shape} and b {b.shape} do not broadcast"
+            f"where: condition {cond.shape}, a {a.shape} and b {b.shape} do not broadcast"
         ) from None
     out = _result(xp.where(cond, a.data, b.data), (a, b), "where")
 

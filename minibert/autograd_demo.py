@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import Tensor
+from .backend import to_numpy
 from .gradcheck import gradcheck
 
 
 def _fmt(a) -> str:
-    return np.array2string(np.asarray(a), precision=4, suppress_small=True)
+    return np.array2string(to_numpy(a), precision=4, suppress_small=True)  # host copy to print
 
 
 def run(print_fn=print) -> dict:

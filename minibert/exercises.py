@@ -159,15 +159,17 @@ def _pytest(project: Path, exercise_id: str, quiet: bool = True,
     """Run the tests tagged with `exercise_id` inside `project` (its own copy of minibert)."""
     cmd = [sys.executable, "-m", "pytest", "tests", "--exercise", exercise_id, "-p",
            "no:cacheprovider", "--tb=line" if quiet else "--tb=short", "-q", *extra]
-    # cwd first on sys.path: the copy's minibert is imported, not the installed one.
     return subprocess.run(cmd, cwd=project, capture_output=quiet, text=True,
-                          env={**_clean_env(), "PYTHONPATH": str(project)})
+                          env=_env_first_on_path(project))
 
 
-def _clean_env() -> dict:
+def _env_first_on_path(project: Path) -> dict:
+    """This environment, with `project` first on PYTHONPATH: the copy's minibert is imported,
+    not the installed one (whatever else PYTHONPATH held stays, after it)."""
     import os
 
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    paths = [str(project), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def check(exercise_id: str, root: Path | None = None) -> int:
@@ -223,7 +225,7 @@ def verify(root: Path | None = None, ids: list[str] | None = None, log=print,
         modules = sorted({".".join(e.path.with_suffix("").parts) for e in find_exercises(root)})
         imp = subprocess.run([sys.executable, "-c", "; ".join(f"import {m}" for m in modules)],
                              cwd=learner, capture_output=True, text=True,
-                             env={**_clean_env(), "PYTHONPATH": str(learner)})
+                             env=_env_first_on_path(learner))
         if imp.returncode != 0:
             problems.append(f"the learner copy does not import:\n{imp.stderr[-800:]}")
         else:
