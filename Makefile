@@ -25,9 +25,13 @@ endif
 demo: $(STAMP)
 	$(BIN)/minibert demo
 
+# The suite runs twice: on the default NumPy backend (with the CuPy cases of the backend tests),
+# then with CuPy as the active backend for every test: the real one on a GPU, else the strict
+# simulation of tests/cupy_sim.py, which catches host/device mix-ups without a GPU.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --cupy -q
 
 # Opens the course notebooks in Jupyter Lab (installs it into .venv the first time).
 notebooks: $(STAMP)

@@ -6,10 +6,12 @@
    is measured here, with an 8192³ float32 matmul on CuPy).
 2. all-MiniLM-L6-v2 inference (batch 32 × 128 tokens): sequences/s for both and the ratio.
 
-    python benchmarks/bench_gpu.py [--steps 10] [--batch 32] [--seq 128]
+    python benchmarks/bench_gpu.py [--steps 10] [--batch 32] [--seq 128] [--smoke]
 
 Without CuPy and a GPU it says so and exits 0 (nothing to measure). PyTorch is optional: without
-it only minibert's figures are printed.
+it (or without CUDA in it) only minibert's figures are printed. `--smoke` runs every step on a
+tiny model and small inputs: a check that the script works, not a measurement (the test suite
+runs it on the simulated CuPy).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _sync():
     cupy.cuda.Device().synchronize()
 
 
-def matmul_peak_tflops(n: int = 8192, reps: int = 10) -> float:
+def matmul_peak_tflops(n: int, reps: int = 10) -> float:
     """Float32 matmul throughput of this GPU as CuPy reaches it (TF32 off)."""
     import cupy
 
@@ -59,7 +61,7 @@ def bench_minibert_train(cfg, batch, seq, steps):
     model = BertForSequenceClassification(cfg).train()
     opt = minibert.AdamW(model.parameters(), lr=1e-5)
     rng = np.random.default_rng(0)
-    ids = rng.integers(1000, cfg.vocab_size, (batch, seq))
+    ids = rng.integers(5, cfg.vocab_size, (batch, seq))
     labels = rng.integers(0, cfg.num_labels, batch)
 
     def step():
@@ -85,7 +87,7 @@ def bench_torch_train(cfg, batch, seq, steps):
     torch.manual_seed(0)
     model = HFModel(HFConfig(**cfg.to_dict())).cuda().train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    ids = torch.randint(1000, cfg.vocab_size, (batch, seq), device="cuda")
+    ids = torch.randint(5, cfg.vocab_size, (batch, seq), device="cuda")
     labels = torch.randint(0, cfg.num_labels, (batch,), device="cuda")
 
     def step():
@@ -126,6 +128,8 @@ def bench_inference(batch, seq, reps):
         from minibert.checkpoint import resolve_model_dir
     except ImportError:
         return ours, None
+    if not torch.cuda.is_available():
+        return ours, None
     torch.backends.cuda.matmul.allow_tf32 = False
     ref = HFBert.from_pretrained(str(resolve_model_dir("all-MiniLM-L6-v2"))).cuda().eval()
     tids = torch.as_tensor(ids, device="cuda")
@@ -144,6 +148,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: check the script runs")
     args = p.parse_args(argv)
 
     from minibert import backend
@@ -154,19 +159,29 @@ def main(argv=None) -> int:
         return 0
     cfg = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                      intermediate_size=3072, num_labels=2)
-    peak = matmul_peak_tflops()
-    print(f"float32 matmul peak (CuPy, 8192³): {peak:.1f} TFLOP/s")
+    peak_n, inference_reps = 8192, 20
+    if args.smoke:
+        cfg = BertConfig(vocab_size=2000, hidden_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=128, num_labels=2)
+        args.steps, args.batch, args.seq, peak_n, inference_reps = 1, 2, 16, 128, 1
+        print("smoke run: tiny sizes; the figures below measure nothing")
+    peak = matmul_peak_tflops(peak_n)
+    print(f"float32 matmul peak (CuPy, {peak_n}³): {peak:.1f} TFLOP/s")
     ours = bench_minibert_train(cfg, args.batch, args.seq, args.steps)
     achieved = step_flops(cfg, args.batch, args.seq) * ours / (args.batch * args.seq) / 1e12
     print(f"BERT-base train step, minibert/CuPy: {ours:,.0f} tokens/s "
           f"({achieved:.1f} TFLOP/s = {100 * achieved / peak:.0f}% of the matmul peak)")
     try:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ImportError("this PyTorch has no CUDA")
         theirs = bench_torch_train(cfg, args.batch, args.seq, args.steps)
         print(f"BERT-base train step, PyTorch:       {theirs:,.0f} tokens/s   "
               f"ratio minibert/PyTorch = {ours / theirs:.2f}")
-    except ImportError:
-        print("PyTorch/transformers not installed: no reference for the training step")
-    inf_ours, inf_theirs = bench_inference(args.batch, args.seq, reps=20)
+    except ImportError as e:
+        print(f"no PyTorch reference for the training step ({e})")
+    inf_ours, inf_theirs = bench_inference(args.batch, args.seq, reps=inference_reps)
     line = f"MiniLM inference {args.batch}×{args.seq}: minibert/CuPy {inf_ours:,.1f} seq/s"
     if inf_theirs:
         line += f", PyTorch {inf_theirs:,.1f} seq/s, ratio {inf_ours / inf_theirs:.2f}"

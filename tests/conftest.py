@@ -1,18 +1,29 @@
 """Shared test fixtures.
 
-`backend_name` runs a test once per array backend: NumPy always, CuPy only where CuPy is
-installed and sees a GPU (otherwise the case is skipped with a reason that says so).
+`backend_name` runs a test once per array backend:
+- "numpy" always;
+- "cupy" only where CuPy is installed and sees a GPU (otherwise skipped, with a reason);
+- "cupy-sim" where there is no real GPU: the same code path on `tests/cupy_sim.py`, a strict
+  stand-in for CuPy that fails on host/device mix-ups (see its docstring for what it cannot see).
+
+`pytest --cupy` runs the whole suite with CuPy as the active backend (as MINIBERT_BACKEND=cupy
+does): the real CuPy where there is a GPU, else the simulated one. `make test` runs the suite
+twice, without and with `--cupy`.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import cupy_sim
 import minibert
 from minibert import backend
 
-_HAS_CUPY = backend.cupy_available()
+# A real CuPy on a real GPU (not the simulation, which processes started by `pytest --cupy`
+# on a machine without a GPU find in place of cupy from their first line on)
+_HAS_CUPY = not cupy_sim.is_installed() and backend.cupy_available()
 BACKENDS = [
     pytest.param("numpy", id="numpy"),
     pytest.param(
@@ -22,18 +33,44 @@ BACKENDS = [
             not _HAS_CUPY, reason="CuPy backend: CuPy is not installed or sees no GPU here"
         ),
     ),
+    pytest.param(
+        "cupy-sim",
+        id="cupy-sim",
+        marks=pytest.mark.skipif(_HAS_CUPY, reason="a real GPU is here: the 'cupy' case runs"),
+    ),
 ]
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(params=BACKENDS[1:])
+def gpu(request):
+    """For tests that move between devices themselves: they start on NumPy, and
+    `use_backend("cupy")` / `model.to("gpu")` then give the real CuPy, or the simulated one
+    where there is no GPU. The previous backend is restored afterwards."""
+    previous = backend.get_backend()
+    simulated = request.param == "cupy-sim"
+    if simulated:
+        cupy_sim.install()
+    backend.use_backend("numpy")
+    yield request.param
+    if simulated:
+        cupy_sim.uninstall()
+    backend.use_backend(previous)
 
 
 @pytest.fixture(params=BACKENDS)
 def backend_name(request):
     """Make the parametrised backend active for one test, then restore the previous one."""
     previous = backend.get_backend()
-    backend.use_backend(request.param)
+    simulated = request.param == "cupy-sim"
+    if simulated:
+        cupy_sim.install()
+    backend.use_backend("cupy" if simulated else request.param)
     minibert.manual_seed(0)
     yield request.param
+    if simulated:
+        cupy_sim.uninstall()
     backend.use_backend(previous)
 
 
@@ -55,11 +92,36 @@ def shared_data() -> Path:
 
 def pytest_addoption(parser):
     parser.addoption(
+        "--cupy",
+        action="store_true",
+        help="run the whole suite with CuPy as the active backend: the real CuPy where a GPU is, "
+             "else the simulated one (tests/cupy_sim.py)",
+    )
+    parser.addoption(
         "--exercise",
         default=None,
         metavar="ID",
         help="run only the tests of learner exercise ID (e.g. 6.2), or 'all' for every one",
     )
+
+
+def pytest_configure(config):
+    if not config.getoption("--cupy"):
+        return
+    # The processes the tests start (lessons, notebook kernels, exercise checks) inherit both.
+    os.environ["MINIBERT_BACKEND"] = "cupy"
+    if not _HAS_CUPY:
+        cupy_sim.install()
+        site = str(Path(__file__).parent / "simulated_gpu")  # its sitecustomize installs the sim
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (site, os.environ.get("PYTHONPATH")) if p)
+    backend.use_backend("cupy")
+
+
+def pytest_report_header(config):
+    if config.getoption("--cupy"):
+        kind = "CuPy on the GPU" if _HAS_CUPY else "the simulated CuPy of tests/cupy_sim.py"
+        return f"minibert: active backend for the whole suite: {kind}"
 
 
 def pytest_collection_modifyitems(config, items):

