@@ -155,7 +155,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 #   out_dir/latest.json                     {"checkpoint": "checkpoint-epoch-2"}
 #   out_dir/checkpoint-epoch-2/model.safetensors        the parameters (our names)
 #   out_dir/checkpoint-epoch-2/optimizer.safetensors    AdamW's m and v
-#   out_dir/checkpoint-epoch-2/trainer_state.json       epoch, step, RNG states, history, ...
+#   out_dir/checkpoint-epoch-2/trainer_state.json       epoch, step, data RNG state, history, ...
 #
 # Each file is written atomically, into a new folder; only then does latest.json (itself
 # written atomically) point at it, and only then is the previous folder removed. A crash at any
