@@ -24,18 +24,23 @@ import warnings
 import numpy as np
 
 
-def _sync():
-    import cupy
+def _cupy():
+    """The cupy module, through minibert's backend (the one place that imports it)."""
+    from minibert import backend
 
-    cupy.cuda.Device().synchronize()
+    backend.use_backend("cupy")
+    return backend.xp()
+
+
+def _sync():
+    _cupy().cuda.Device().synchronize()
 
 
 def matmul_peak_tflops(n: int, reps: int = 10) -> float:
     """Float32 matmul throughput of this GPU as CuPy reaches it (TF32 off)."""
-    import cupy
-
-    a = cupy.random.standard_normal((n, n), dtype=cupy.float32)
-    b = cupy.random.standard_normal((n, n), dtype=cupy.float32)
+    cupy = _cupy()
+    a = cupy.random.standard_normal((n, n), dtype=np.float32)
+    b = cupy.random.standard_normal((n, n), dtype=np.float32)
     a @ b
     _sync()
     t = time.perf_counter()

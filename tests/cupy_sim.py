@@ -12,8 +12,9 @@ which is what breaks first when NumPy code moves to a GPU:
   cannot be exported (CuPy's cuRAND states cannot either);
 - arrays report ``type(a).__module__ == "cupy..."``, so minibert's backend treats them as CuPy.
 
-What it cannot tell: GPU numerics and speed, CUDA errors, and whether every function we call
-exists in CuPy (it forwards any NumPy name). Those need a real GPU: ``tests/test_gpu.py``.
+What it cannot tell: GPU numerics and speed, CUDA errors, whether GPU kernels give the same
+bits from run to run, and whether every function we call exists in CuPy (it forwards any NumPy
+name). Those need a real GPU: ``tests/test_gpu.py`` and ``benchmarks/bench_gpu.py``.
 
 Use: ``install()`` makes ``import cupy`` give this module (until ``uninstall()``). The test
 suite does that for the "cupy-sim" backend case; ``pytest --cupy`` on a machine without a GPU
