@@ -116,7 +116,8 @@ def test_bad_inputs_give_one_clear_line(tiny_pretrained, tmp_path, capsys):
     assert "config.json" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(minibert.cupy_available(), reason="a GPU is present: --device gpu works")
+@pytest.mark.skipif(minibert.cupy_available(),
+                    reason="CuPy (real or simulated) is usable here: --device gpu works")
 def test_device_gpu_without_cupy_is_a_clear_error(capsys):
     assert main(["predict", "--model", "x", "hi", "--device", "gpu"]) == 2
     assert "cupy" in capsys.readouterr().err.lower()
