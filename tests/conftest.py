@@ -11,6 +11,7 @@ does): the real CuPy where there is a GPU, else the simulated one. `make test` r
 twice, without and with `--cupy`.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -43,35 +44,38 @@ BACKENDS = [
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@contextlib.contextmanager
+def _backend_case(case: str, active: str):
+    """Run with `active` as the backend; the "cupy-sim" case first puts the simulated CuPy
+    where `import cupy` looks. Afterwards the previous backend (and cupy) come back."""
+    previous = backend.get_backend()
+    simulated = case == "cupy-sim"
+    if simulated:
+        cupy_sim.install()
+    try:
+        backend.use_backend(active)
+        yield
+    finally:
+        if simulated:
+            cupy_sim.uninstall()
+        backend.use_backend(previous)
+
+
 @pytest.fixture(params=BACKENDS[1:])
 def gpu(request):
     """For tests that move between devices themselves: they start on NumPy, and
     `use_backend("cupy")` / `model.to("gpu")` then give the real CuPy, or the simulated one
     where there is no GPU. The previous backend is restored afterwards."""
-    previous = backend.get_backend()
-    simulated = request.param == "cupy-sim"
-    if simulated:
-        cupy_sim.install()
-    backend.use_backend("numpy")
-    yield request.param
-    if simulated:
-        cupy_sim.uninstall()
-    backend.use_backend(previous)
+    with _backend_case(request.param, "numpy"):
+        yield request.param
 
 
 @pytest.fixture(params=BACKENDS)
 def backend_name(request):
     """Make the parametrised backend active for one test, then restore the previous one."""
-    previous = backend.get_backend()
-    simulated = request.param == "cupy-sim"
-    if simulated:
-        cupy_sim.install()
-    backend.use_backend("cupy" if simulated else request.param)
-    minibert.manual_seed(0)
-    yield request.param
-    if simulated:
-        cupy_sim.uninstall()
-    backend.use_backend(previous)
+    with _backend_case(request.param, "numpy" if request.param == "numpy" else "cupy"):
+        minibert.manual_seed(0)
+        yield request.param
 
 
 @pytest.fixture

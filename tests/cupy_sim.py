@@ -115,8 +115,7 @@ def _binary(fn):
     def inplace(self, other):
         if not _is_operand(other):
             return NotImplemented
-        self._a = fn(self._a, _unwrap(other), out=self._a) if isinstance(fn, np.ufunc) \
-            else fn(self._a, _unwrap(other))
+        fn(self._a, _unwrap(other), out=self._a)  # in place, as `a += b` is on a device array
         return self
 
     return forward, reverse, inplace

@@ -1,7 +1,7 @@
 """Optimizers against steps computed by hand (float64 parameters, so the numbers are exact).
 
 The step tests run on every backend (`backend_name`): gradients are made on the active backend
-with `dev`, results brought back to the host with `.numpy()` / `host` before comparing.
+with `dev`, results brought back to the host with `.numpy()` / `to_numpy` before comparing.
 """
 
 import math
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from minibert import backend
+from minibert.backend import to_numpy
 from minibert.nn import LayerNorm, Linear, Module, Parameter
 from minibert.optim import (
     SGD,
@@ -24,10 +25,6 @@ from minibert.optim import (
 def dev(values):
     """A float64 array on the active backend (where the parameters live)."""
     return backend.xp().asarray(np.asarray(values, dtype=np.float64))
-
-
-def host(a) -> np.ndarray:
-    return backend.to_numpy(a)
 
 
 def param(values, grad=None):
@@ -203,18 +200,18 @@ def test_clip_grad_norm_scales_to_max_norm_and_returns_the_norm(backend_name):
     a, b = param([0.0, 0.0], grad=[3.0, 4.0]), param([0.0], grad=[12.0])  # norm √(9+16+144)=13
     norm = clip_grad_norm([a, b], max_norm=6.5)
     assert norm == pytest.approx(13.0)
-    np.testing.assert_allclose(host(a.grad), [1.5, 2.0], rtol=1e-6)
-    np.testing.assert_allclose(host(b.grad), [6.0], rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(a.grad), [1.5, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(b.grad), [6.0], rtol=1e-6)
     assert global_grad_norm([a, b]) == pytest.approx(6.5, rel=1e-6)
 
 
 def test_clip_grad_norm_leaves_small_and_nonfinite_gradients_alone(backend_name):
     a = param([0.0, 0.0], grad=[0.3, 0.4])
     assert clip_grad_norm([a], max_norm=1.0) == pytest.approx(0.5)
-    np.testing.assert_array_equal(host(a.grad), [0.3, 0.4])
+    np.testing.assert_array_equal(to_numpy(a.grad), [0.3, 0.4])
     bad = param([0.0], grad=[np.nan])
     assert math.isnan(clip_grad_norm([a, bad], max_norm=1.0))
-    np.testing.assert_array_equal(host(a.grad), [0.3, 0.4])
+    np.testing.assert_array_equal(to_numpy(a.grad), [0.3, 0.4])
 
 
 def test_adamw_matches_pytorch_over_several_steps(backend_name):
