@@ -25,11 +25,20 @@ import numpy as np
 
 
 def _cupy():
-    """The cupy module, through minibert's backend (the one place that imports it)."""
+    """The cupy module, through minibert's backend (the one place that imports it); main()
+    makes CuPy the active backend before anything is measured."""
     from minibert import backend
 
-    backend.use_backend("cupy")
     return backend.xp()
+
+
+def _cuda_torch():
+    """PyTorch with CUDA, or ImportError saying why there is no GPU reference."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ImportError("this PyTorch has no CUDA")
+    return torch
 
 
 def _sync():
@@ -61,7 +70,6 @@ def bench_minibert_train(cfg, batch, seq, steps):
     import minibert
     from minibert.model import BertForSequenceClassification
 
-    minibert.use_backend("cupy")
     minibert.manual_seed(0)
     model = BertForSequenceClassification(cfg).train()
     opt = minibert.AdamW(model.parameters(), lr=1e-5)
@@ -84,7 +92,7 @@ def bench_minibert_train(cfg, batch, seq, steps):
 
 
 def bench_torch_train(cfg, batch, seq, steps):
-    import torch
+    torch = _cuda_torch()
     from transformers import BertConfig as HFConfig
     from transformers import BertForSequenceClassification as HFModel
 
@@ -113,7 +121,6 @@ def bench_inference(batch, seq, reps):
     import minibert
     from minibert.model import BertModel
 
-    minibert.use_backend("cupy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = BertModel.from_pretrained("all-MiniLM-L6-v2").to("gpu")
@@ -127,13 +134,11 @@ def bench_inference(batch, seq, reps):
         _sync()
     ours = reps * batch / (time.perf_counter() - t)
     try:
-        import torch
+        torch = _cuda_torch()
         from transformers import BertModel as HFBert
 
         from minibert.checkpoint import resolve_model_dir
     except ImportError:
-        return ours, None
-    if not torch.cuda.is_available():
         return ours, None
     torch.backends.cuda.matmul.allow_tf32 = False
     ref = HFBert.from_pretrained(str(resolve_model_dir("all-MiniLM-L6-v2"))).cuda().eval()
@@ -162,6 +167,7 @@ def main(argv=None) -> int:
     if not backend.cupy_available():
         print("bench_gpu: skipped — CuPy is not installed or sees no GPU on this machine")
         return 0
+    backend.use_backend("cupy")
     cfg = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                      intermediate_size=3072, num_labels=2)
     peak_n, inference_reps = 8192, 20
@@ -177,10 +183,6 @@ def main(argv=None) -> int:
     print(f"BERT-base train step, minibert/CuPy: {ours:,.0f} tokens/s "
           f"({achieved:.1f} TFLOP/s = {100 * achieved / peak:.0f}% of the matmul peak)")
     try:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ImportError("this PyTorch has no CUDA")
         theirs = bench_torch_train(cfg, args.batch, args.seq, args.steps)
         print(f"BERT-base train step, PyTorch:       {theirs:,.0f} tokens/s   "
               f"ratio minibert/PyTorch = {ours / theirs:.2f}")
