@@ -108,7 +108,7 @@ class Tensor:
             )
         self.requires_grad = bool(requires_grad)
         self.grad = None
-        self._backward = None
+        self._backward_fn = None
         self._parents = _parents
         self._op = _op
 
@@ -117,6 +117,20 @@ class Tensor:
     ndim = property(lambda self: self.data.ndim)
     dtype = property(lambda self: self.data.dtype)
     size = property(lambda self: int(self.data.size))
+
+    # -- the backward closure ------------------------------------------------------------------
+    # Every op sets `out._backward = <closure>`. A closure refers to `out` (and to the arrays it
+    # needs), and `out` refers to the closure: a reference cycle that only the garbage collector
+    # can free, long after the activations are dead. So when `out` needs no gradient (inside
+    # no_grad, or no input requires grad) the closure is simply not stored: no cycle, no parents,
+    # and every activation is freed the moment the last name for it goes away.
+    @property
+    def _backward(self):
+        return self._backward_fn
+
+    @_backward.setter
+    def _backward(self, fn):
+        self._backward_fn = fn if self.requires_grad else None
 
     def __len__(self):
         return len(self.data)
@@ -437,7 +451,7 @@ def _result(data, parents: tuple, op: str) -> Tensor:
     """Wrap an op's output; it joins the graph only if some parent requires grad."""
     needs_grad = _grad_enabled and any(p.requires_grad for p in parents)
     out = Tensor.__new__(Tensor)
-    out.data, out.grad, out._backward, out._op = data, None, None, op
+    out.data, out.grad, out._backward_fn, out._op = data, None, None, op
     out.requires_grad = needs_grad
     out._parents = parents if needs_grad else ()
     return out

@@ -326,11 +326,15 @@ class BertModel(BertPreTrainedModel):
             mask_bias = (1 - attention_mask[:, None, None, :]).astype(dtype) * xp.finfo(dtype).min
 
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        # Keep each layer's output and attention only on request: otherwise they die with the
+        # next layer, and inference needs the memory of one layer, not of all of them.
         hidden_states, attentions = [x], []
         for layer in self.layers:
             x, probs = layer(x, mask_bias)
-            hidden_states.append(x)
-            attentions.append(probs)
+            if output_hidden_states:
+                hidden_states.append(x)
+            if output_attentions:
+                attentions.append(probs)
 
         pooled = self.pooler(x[:, 0]).tanh() if self.pooler is not None else None  # [CLS]
         return BertOutput(

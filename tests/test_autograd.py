@@ -185,6 +185,32 @@ def test_no_grad_records_nothing():
     assert minibert.autograd.is_grad_enabled()
 
 
+@pytest.mark.parametrize("inside_no_grad", [True, False])
+def test_an_output_without_gradient_keeps_nothing_alive(inside_no_grad):
+    """No closure, no parents: a dead activation is freed at once, not by a later gc pass."""
+    import contextlib
+    import gc
+    import weakref
+
+    import minibert.functional as F
+
+    # Parameters inside no_grad, or (outside) inputs that need no grad: both record nothing.
+    x = minibert.tensor(np.ones((4, 8), dtype=np.float32), requires_grad=inside_no_grad)
+    W = minibert.tensor(np.ones((8, 8), dtype=np.float32), requires_grad=inside_no_grad)
+    gc.disable()  # only reference counting may free it: a reference cycle would survive
+    try:
+        with no_grad() if inside_no_grad else contextlib.nullcontext():
+            h = F.gelu(F.linear(x, W))
+            y = F.softmax(h * 2.0 + 1.0)
+            dead = weakref.ref(h)
+            assert h._backward is None and h._parents == ()
+            assert y._backward is None and y._parents == () and not y.requires_grad
+            del h
+            assert dead() is None
+    finally:
+        gc.enable()
+
+
 def test_detach_cuts_the_graph():
     x = minibert.tensor([3.0], requires_grad=True)
     y = x * x.detach()  # the detached copy acts as a constant
