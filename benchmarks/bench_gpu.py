@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from minibert import backend
-    from minibert.model import BertConfig
+    from minibert.config import BertConfig
 
     if not backend.cupy_available():
         print("bench_gpu: skipped — CuPy is not installed or sees no GPU on this machine")

@@ -56,7 +56,8 @@ def _time_steps(step, warmup: int, steps: int) -> float:
 def worker_minibert(layers, hidden, batch, seq, steps, threads) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import minibert
-    from minibert.model import BertConfig, BertForSequenceClassification
+    from minibert.config import BertConfig
+    from minibert.model import BertForSequenceClassification
     from minibert.optim import AdamW, weight_decay_groups
 
     baseline = _rss_mb()

@@ -15,7 +15,8 @@ from _common import banner, minilm_dir, show
 import minibert
 from minibert import functional as F
 from minibert import no_grad
-from minibert.model import BertConfig, BertModel
+from minibert.config import BertConfig
+from minibert.model import BertModel
 from minibert.tokenizer import Tokenizer
 
 model_dir = minilm_dir()

@@ -15,9 +15,10 @@ from _common import banner, show
 import minibert
 from minibert import functional as F
 from minibert import no_grad
+from minibert.config import BertConfig
 from minibert.data import IGNORE_INDEX, MLMCollator, chunk_corpus, pad_sequences, read_labelled
 from minibert.datasets import support_tickets_dir
-from minibert.model import BertConfig, BertForMaskedLM
+from minibert.model import BertForMaskedLM
 from minibert.tokenizer import Tokenizer
 from minibert.train import pretrain_mlm
 

@@ -6,8 +6,9 @@ Read it in the order data flows:
     autograd.py      Tensor and reverse-mode autodiff, each op's backward beside its forward
     functional.py    the neural-network ops (linear, embedding, gelu, softmax, layer_norm, ...)
     nn.py            Module and layers
-    model.py         BERT: embeddings -> encoder layers -> hidden states -> heads
+    config.py        BertConfig: the fields of config.json
     checkpoint.py    real weights: Hugging Face names, config.json + model.safetensors
+    model.py         BERT: embeddings -> encoder layers -> hidden states -> heads
     optim.py, data.py, train.py   pre-training and fine-tuning
     pipeline.py      inference: text -> probabilities -> argmax
 """
@@ -23,10 +24,10 @@ from .backend import (
     use_backend,
 )
 from .checkpoint import CheckpointError
+from .config import BertConfig
 from .data import DataError, LabelledData, MLMCollator, read_labelled, read_text_corpus
 from .gradcheck import GradcheckError, gradcheck
 from .model import (
-    BertConfig,
     BertForMaskedLM,
     BertForSequenceClassification,
     BertForTokenClassification,

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from .backend import to_numpy
+from .config import LABEL_KEYS, BertConfig
 from .fileio import atomic_write
-from .model import BertConfig, BertModel
 from .safetensors_io import load_file, save_file
 
 CONFIG_NAME = "config.json"
@@ -106,7 +106,7 @@ TIED_OR_BUFFERS = {
 
 def name_table(model) -> list[tuple[str, str, bool]]:
     """(minibert name, Hugging Face name, transpose?) for every parameter of `model`."""
-    prefix = "" if isinstance(model, BertModel) else "bert."
+    prefix = "bert." if hasattr(model, "bert") else ""  # a head holds the encoder as .bert
     rows = []
     for ours, hf, transpose in NAME_TABLE:
         layers = range(model.config.num_hidden_layers) if "{i}" in ours else [None]
@@ -250,15 +250,13 @@ def load_config(path_or_name, **overrides) -> BertConfig:
         raise CheckpointError(f"{path}: expected a JSON object")
     if d.get("model_type", "bert") != "bert":
         raise CheckpointError(f"{path}: model_type is {d['model_type']!r}; minibert reads BERT")
-    known = {f.name for f in dataclasses.fields(BertConfig)} - {"extra"}
+    known = {f.name for f in dataclasses.fields(BertConfig)} - {"extra"} | set(LABEL_KEYS)
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(f"unknown config fields {unknown}; BertConfig has {sorted(known)}")
-    if "num_labels" in overrides and "id2label" not in overrides:
-        d.pop("id2label", None)  # a new number of classes: new default label names
-        d.pop("label2id", None)
-    if "id2label" in overrides and "label2id" not in overrides:
-        d.pop("label2id", None)
+    if any(k in overrides for k in LABEL_KEYS):  # new classes replace the checkpoint's
+        for k in LABEL_KEYS:
+            d.pop(k, None)
     d.update(overrides)
     try:
         return BertConfig.from_dict(d)

@@ -41,7 +41,8 @@ def _read(args, path):
 
 
 def cmd_pretrain(args) -> int:
-    from .model import BertConfig, BertForMaskedLM
+    from .config import BertConfig
+    from .model import BertForMaskedLM
     from .tokenizer import Tokenizer
     from .train import pretrain_mlm
 

@@ -21,10 +21,11 @@ import numpy as np
 
 from . import backend
 from .checkpoint import resolve_model_dir
+from .config import BertConfig
 from .data import label_names, read_labelled
 from .datasets import support_tickets_dir
 from .metrics import format_confusion
-from .model import BertConfig, BertForMaskedLM, BertForSequenceClassification
+from .model import BertForMaskedLM, BertForSequenceClassification
 from .pipeline import Classifier, format_predictions
 from .tokenizer import Tokenizer
 from .train import finetune, pretrain_mlm

@@ -11,11 +11,12 @@
       -> pooler          tanh(dense(hidden state of [CLS])): one vector per sequence
       -> a head          the prediction network: logits -> softmax -> probabilities
 
-The classes follow that order: BertConfig, BertEmbeddings, scaled_dot_product_attention,
+The classes follow that order: BertEmbeddings, scaled_dot_product_attention,
 MultiHeadSelfAttention, BertLayer, BertModel, then the heads (BertForSequenceClassification,
-BertForTokenClassification, BertForMaskedLM). Loading and saving real checkpoints
-(`from_pretrained`, `save_pretrained`) is in checkpoint.py; the parameter names here are ours,
-and checkpoint.py has the table that maps them to the Hugging Face names.
+BertForTokenClassification, BertForMaskedLM). Their hyper-parameters are a BertConfig
+(config.py). Loading and saving real checkpoints (`from_pretrained`, `save_pretrained`) is in
+checkpoint.py; the parameter names here are ours, and checkpoint.py has the table that maps them
+to the Hugging Face names.
 
 Shapes use B = batch, T = sequence length, H = hidden size, h = number of heads,
 d = head size (H / h), V = vocabulary size, C = number of classes.
@@ -23,101 +24,17 @@ d = head size (H / h), V = vocabulary size, C = number of classes.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import functional as F
 from .autograd import Tensor, no_grad
 from .backend import get_array_module, to_numpy
+from .checkpoint import load_pretrained, save_pretrained
+from .config import BertConfig
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, Parameter
-
-# ----------------------------------------------------------------------------------------------
-# Configuration
-
-
-@dataclass
-class BertConfig:
-    """The hyper-parameters of a BERT model: the fields of a Hugging Face `config.json`.
-
-    The defaults are BERT-base. `id2label` / `label2id` name the classes of a classification
-    head (as in Hugging Face); `num_labels` follows from them. Fields this class does not know
-    (e.g. "transformers_version") are kept in `extra` and written back unchanged.
-    """
-
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
-    pad_token_id: int | None = 0
-    classifier_dropout: float | None = None  # None: use hidden_dropout_prob
-    num_labels: int = 2
-    id2label: dict[int, str] | None = None
-    label2id: dict[str, int] | None = None
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.id2label is not None:  # JSON keys are strings: {"0": "negative", ...}
-            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
-            self.num_labels = len(self.id2label)
-        elif self.label2id is not None:
-            self.id2label = {int(v): str(k) for k, v in self.label2id.items()}
-            self.num_labels = len(self.id2label)
-        else:
-            self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
-        if sorted(self.id2label) != list(range(self.num_labels)):
-            raise ValueError(
-                f"BertConfig: id2label keys must be 0..n-1, got {sorted(self.id2label)}"
-            )
-        self.label2id = {name: i for i, name in self.id2label.items()}
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"BertConfig: hidden_size {self.hidden_size} is not a multiple of "
-                f"num_attention_heads {self.num_attention_heads}"
-            )
-        if self.hidden_act != "gelu":
-            raise ValueError(
-                f"BertConfig: hidden_act {self.hidden_act!r} is not supported; minibert implements "
-                "BERT's exact (erf) 'gelu'"
-            )
-        if self.extra.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError("BertConfig: only position_embedding_type 'absolute' is supported")
-
-    @property
-    def head_size(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BertConfig:
-        """From the contents of a Hugging Face `config.json`; unknown keys go to `extra`."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        kwargs = {k: v for k, v in d.items() if k in known}
-        extra = {k: v for k, v in d.items() if k not in known}
-        if "id2label" in kwargs and "num_labels" in kwargs:
-            del kwargs["num_labels"]  # id2label decides (as in Hugging Face)
-        return cls(**kwargs, extra=extra)
-
-    def to_dict(self) -> dict:
-        """The `config.json` contents: every field (label maps with string keys) plus `extra`."""
-        d = dict(self.extra)
-        for f in dataclasses.fields(self):
-            if f.name not in ("extra", "num_labels", "id2label", "label2id"):
-                d[f.name] = getattr(self, f.name)
-        d["id2label"] = {str(i): name for i, name in sorted(self.id2label.items())}
-        d["label2id"] = {name: i for i, name in sorted(self.id2label.items())}
-        d.setdefault("model_type", "bert")
-        return d
-
 
 # ----------------------------------------------------------------------------------------------
 # Embeddings: e_i = word[id_i] + position[i] + segment[type_i]
@@ -274,14 +191,10 @@ class BertPreTrainedModel(Module):
         """Load a checkpoint directory (config.json + model.safetensors) or a shortcut name
         such as "all-MiniLM-L6-v2". `overrides` replace config fields (e.g. num_labels=3,
         hidden_dropout_prob=0.0). Returns the model in eval mode. See checkpoint.py."""
-        from .checkpoint import load_pretrained
-
         return load_pretrained(cls, path_or_name, **overrides)
 
     def save_pretrained(self, path) -> None:
         """Write config.json and model.safetensors (Hugging Face names and layout) to `path`."""
-        from .checkpoint import save_pretrained
-
         save_pretrained(self, path)
 
 

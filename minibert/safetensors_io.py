@@ -44,7 +44,7 @@ import struct
 
 import numpy as np
 
-from minibert.fileio import atomic_write
+from .fileio import atomic_write
 
 # safetensors dtype name -> NumPy dtype of the stored bytes ("<" = little-endian).
 # Listed in the order the reference writer lays tensors out: widest first.

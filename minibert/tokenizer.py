@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minibert.wordpiece_trainer import train_wordpiece
+from .wordpiece_trainer import train_wordpiece
 
 # BERT's special tokens, by role. Their ids come from the vocabulary file.
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"

@@ -541,16 +541,15 @@ def _label_map(model, data: LabelledData) -> dict[str, int]:
     names = label_names(data.labels)
     config = model.config
     if set(config.label2id) == set(names):
-        return dict(config.label2id)
+        return config.label2id
     if config.num_labels != len(names):
         raise ValueError(
             f"the model's head has {config.num_labels} outputs but {data.source} has "
             f"{len(names)} labels {names}; build the model with num_labels={len(names)}, e.g. "
             f"BertForSequenceClassification.from_pretrained(path, num_labels={len(names)})"
         )
-    config.id2label = dict(enumerate(names))
-    config.label2id = {name: i for i, name in enumerate(names)}
-    return dict(config.label2id)
+    config.id2label = dict(enumerate(names))  # label2id follows
+    return config.label2id
 
 
 def _freeze_encoder(model) -> list:

@@ -16,8 +16,8 @@ from minibert.checkpoint import (
     name_table,
     resolve_model_dir,
 )
+from minibert.config import BertConfig
 from minibert.model import (
-    BertConfig,
     BertForMaskedLM,
     BertForSequenceClassification,
     BertForTokenClassification,

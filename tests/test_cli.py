@@ -9,8 +9,9 @@ import pytest
 
 import minibert
 from minibert.cli import main
+from minibert.config import BertConfig
 from minibert.datasets import support_tickets_dir
-from minibert.model import BertConfig, BertForMaskedLM
+from minibert.model import BertForMaskedLM
 from minibert.tokenizer import Tokenizer
 
 TICKETS = support_tickets_dir()

@@ -17,8 +17,9 @@ import pytest
 import minibert
 from minibert import backend
 from minibert import functional as F
+from minibert.config import BertConfig
 from minibert.data import LabelledData
-from minibert.model import BertConfig, BertForSequenceClassification
+from minibert.model import BertForSequenceClassification
 from minibert.tokenizer import Tokenizer
 from minibert.train import finetune
 

@@ -11,8 +11,8 @@ import pytest
 
 import minibert
 from minibert import Tensor, gradcheck, no_grad
+from minibert.config import BertConfig
 from minibert.model import (
-    BertConfig,
     BertEmbeddings,
     BertForMaskedLM,
     BertForSequenceClassification,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import minibert
-from minibert.model import BertConfig, BertForSequenceClassification
+from minibert.config import BertConfig
+from minibert.model import BertForSequenceClassification
 from minibert.pipeline import Classifier, Prediction, format_predictions
 from minibert.tokenizer import Tokenizer
 

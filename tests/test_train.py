@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import minibert
+from minibert.config import BertConfig
 from minibert.data import DataError, LabelledData, read_text_corpus
 from minibert.metrics import accuracy, confusion_matrix, macro_f1, per_class_f1
-from minibert.model import BertConfig, BertForMaskedLM, BertForSequenceClassification
+from minibert.model import BertForMaskedLM, BertForSequenceClassification
 from minibert.safetensors_io import load_file
 from minibert.tokenizer import Tokenizer
 from minibert.train import (

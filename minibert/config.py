@@ -1,0 +1,122 @@
+"""The configuration of a BERT model: the fields of a Hugging Face `config.json`.
+
+    config = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                        intermediate_size=1536, id2label={0: "negative", 1: "positive"})
+    config.num_labels   # 2, read from id2label
+    config.label2id     # {"negative": 0, "positive": 1}, read from id2label
+
+`id2label` is the one fact about the classes of a classification head; `num_labels` and
+`label2id` are read from it. The constructor also accepts ``num_labels=C`` (classes named
+LABEL_0 ... LABEL_C-1, as Hugging Face names them) or ``label2id``, and turns either into
+id2label. Reading and writing `config.json` files is in checkpoint.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import InitVar, dataclass, field
+
+# The keys of config.json that describe the classes; id2label decides, the others follow.
+LABEL_KEYS = ("id2label", "label2id", "num_labels")
+
+
+@dataclass
+class BertConfig:
+    """The hyper-parameters of a BERT model. The defaults are BERT-base.
+
+    id2label names the classes of a classification head, {0: "negative", 1: "positive"}; the
+    keys must be 0 .. C-1. Without it the head has `num_labels` classes (default 2) named
+    LABEL_0, LABEL_1, ... Fields this class does not know (e.g. "transformers_version") are
+    kept in `extra` and written back unchanged.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 0
+    classifier_dropout: float | None = None  # None: use hidden_dropout_prob
+    id2label: dict[int, str] | None = None
+    extra: dict = field(default_factory=dict)
+    # Other ways to say which classes there are: only read by the constructor, which turns
+    # them into id2label. Afterwards `num_labels` and `label2id` are read from id2label.
+    num_labels: InitVar[int | None] = None
+    label2id: InitVar[dict[str, int] | None] = None
+
+    def __post_init__(self, num_labels: int | None, label2id: dict[str, int] | None):
+        self.id2label = _id2label(self.id2label, label2id, num_labels)
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"BertConfig: hidden_size {self.hidden_size} is not a multiple of "
+                f"num_attention_heads {self.num_attention_heads}"
+            )
+        if self.hidden_act != "gelu":
+            raise ValueError(
+                f"BertConfig: hidden_act {self.hidden_act!r} is not supported; minibert implements "
+                "BERT's exact (erf) 'gelu'"
+            )
+        if self.extra.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("BertConfig: only position_embedding_type 'absolute' is supported")
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BertConfig:
+        """From the contents of a Hugging Face `config.json`; unknown keys go to `extra`.
+
+        A config.json holds id2label and label2id (and sometimes num_labels); id2label decides,
+        as in Hugging Face.
+        """
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        labels = {k: d[k] for k in LABEL_KEYS if k in d}
+        if "id2label" in labels:
+            labels = {"id2label": labels["id2label"]}
+        kwargs = {k: v for k, v in d.items() if k in known and k not in LABEL_KEYS}
+        extra = {k: v for k, v in d.items() if k not in known and k not in LABEL_KEYS}
+        return cls(**kwargs, **labels, extra=extra)
+
+    def to_dict(self) -> dict:
+        """The `config.json` contents: every field (label maps with string keys) plus `extra`."""
+        d = dict(self.extra)
+        for f in dataclasses.fields(self):
+            if f.name not in ("extra", "id2label"):
+                d[f.name] = getattr(self, f.name)
+        d["id2label"] = {str(i): name for i, name in sorted(self.id2label.items())}
+        d["label2id"] = self.label2id  # written too: Hugging Face's readers expect both
+        d.setdefault("model_type", "bert")
+        return d
+
+
+# Read from id2label, never stored. (Assigned after the class: written inside it, these
+# properties would replace the defaults of the constructor arguments of the same names.)
+BertConfig.num_labels = property(lambda self: len(self.id2label),
+                                 doc="The number of classes: len(id2label).")
+BertConfig.label2id = property(lambda self: {name: i for i, name in self.id2label.items()},
+                               doc="Class name -> id, the inverse of id2label.")
+
+
+def _id2label(id2label: dict | None, label2id: dict | None, num_labels: int | None
+              ) -> dict[int, str]:
+    """The class names {0: name, ...} from whichever of the three was given (checked)."""
+    if id2label is not None:  # JSON keys are strings: {"0": "negative", ...}
+        names = {int(k): str(v) for k, v in id2label.items()}
+    elif label2id is not None:
+        names = {int(i): str(name) for name, i in label2id.items()}
+    else:
+        names = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else num_labels)}
+    if sorted(names) != list(range(len(names))):
+        raise ValueError(f"BertConfig: id2label keys must be 0..n-1, got {sorted(names)}")
+    if num_labels is not None and num_labels != len(names):
+        raise ValueError(f"BertConfig: num_labels={num_labels} but {len(names)} class names "
+                         f"{list(names.values())}; give one or the other")
+    return names
