@@ -39,8 +39,7 @@ from .safetensors_io import load_file, save_file
 from .sentence import SentenceEncoder
 from .tokenizer import BasicTokenizer, Tokenizer
 from .train import TrainConfig, TrainingDivergedError, evaluate, finetune, pretrain_mlm
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__  # re-exported: minibert.__version__
 
 __all__ = [
     "SGD", "AdamW", "BackendError", "BasicTokenizer", "BertConfig", "BertForMaskedLM",

@@ -41,6 +41,7 @@ from .backend import to_numpy
 from .config import LABEL_KEYS, BertConfig
 from .fileio import atomic_write
 from .safetensors_io import load_file, save_file
+from .version import __version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -303,8 +304,6 @@ def save_config(config: BertConfig, model_dir, architecture: str | None = None) 
     leaves out what no longer holds (STALE_CONFIG_FIELDS: e.g. the transformers version and the
     _name_or_path of the base model the config was read from).
     """
-    from . import __version__
-
     d = {k: v for k, v in config.to_dict().items() if k not in STALE_CONFIG_FIELDS}
     d["minibert_version"] = __version__
     if architecture is not None:

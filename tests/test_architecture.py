@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minibert"
 # Lowest first. A module may import from its own layer (without a cycle) and from any below.
 LAYERS = [
     # text, arrays and files: nothing of the package below them but each other
-    {"tokenizer", "wordpiece_trainer", "backend", "fileio", "safetensors_io", "datasets"},
+    {"tokenizer", "wordpiece_trainer", "backend", "fileio", "safetensors_io", "datasets",
+     "version"},
     {"autograd"},  # Tensor and reverse-mode autodiff
     {"functional", "gradcheck"},  # neural-network ops; checking a backward numerically
     {"nn"},  # Module and layers
@@ -30,7 +31,7 @@ LAYERS = [
     {"data", "optim", "metrics", "train"},
     {"pipeline", "sentence", "viz"},  # using a trained model: inference, embeddings, plots
     {"cli", "demo", "autograd_demo", "exercises"},  # programs and teaching tools
-    {"__init__"},  # the package's public names: may import anything
+    {"__init__", "__main__"},  # the package's public names; `python -m minibert`
 ]
 
 

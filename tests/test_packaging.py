@@ -28,7 +28,7 @@ def test_metadata_licence_and_version():
     assert "MIT License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert (ROOT / "minibert" / "py.typed").is_file()
     assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {
-        "attr": "minibert.__version__"}
+        "attr": "minibert.version.__version__"}
 
 
 def test_extras_keep_the_main_job_small():
