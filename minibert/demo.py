@@ -111,12 +111,10 @@ def run(out_dir: str | Path = "minibert-demo", epochs: int = 3, seed: int = 0,
     right = sum(p.label == want for p, want in zip(predictions, fresh.labels, strict=True))
     say(f"{right} of {len(predictions)} new tickets got the label their writer intended")
 
-    steps = history["steps"]
-    fig = loss_curve({"step": [s["step"] + 1 for s in steps], "loss": [s["loss"] for s in steps]},
-                     title="Fine-tuning loss on support tickets")
-    fig.savefig(out / "loss_curve.png", dpi=100)
+    fig = loss_curve(history, title="Fine-tuning loss on support tickets")
+    fig.savefig(out / "loss_curve.png", dpi=150)
     confusion_matrix_plot(np.array(final["confusion_matrix"]), labels).savefig(
-        out / "confusion_matrix.png", dpi=100)
+        out / "confusion_matrix.png", dpi=150)
     say(f"\nSaved {out / 'loss_curve.png'}, {out / 'confusion_matrix.png'} and the model in "
         f"{out / 'final'} (try: minibert predict --model {out / 'final'} \"my card was charged "
         f"twice\"). Took {time.perf_counter() - started:.0f} s.")

@@ -71,8 +71,18 @@ def hidden_state_norms(hidden_states: Sequence, tokens: Sequence[str],
 
 
 def loss_curve(history: dict | Sequence[float], title: str = "Training loss") -> Figure:
-    """Loss against step; `history` is a list of losses or a dict with "step"/"loss" lists
-    (optionally "eval_step"/"eval_loss" for a second curve)."""
+    """Loss against optimizer step, with the evaluation loss after each epoch.
+
+    `history`: what ``finetune``/``pretrain_mlm`` return (its "steps" and "epochs"; steps count
+    from 1), a dict of lists {"step", "loss"} (optionally "eval_step"/"eval_loss"), or a plain
+    list of losses (steps 1, 2, ...).
+    """
+    if isinstance(history, dict) and "steps" in history:  # a training run's history
+        evaluated = [e for e in history.get("epochs", []) if "loss" in e.get("eval", {})]
+        history = {"step": [s["step"] for s in history["steps"]],
+                   "loss": [s["loss"] for s in history["steps"]],
+                   "eval_step": [e["step"] for e in evaluated],
+                   "eval_loss": [e["eval"]["loss"] for e in evaluated]}
     if isinstance(history, dict):
         loss = np.asarray(history["loss"], dtype=float)
         steps = np.asarray(history.get("step", range(1, len(loss) + 1)))
@@ -89,7 +99,7 @@ def loss_curve(history: dict | Sequence[float], title: str = "Training loss") ->
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
         ax.plot(steps[k - 1:], smooth, label=f"train (mean of {k})")
     if isinstance(history, dict) and history.get("eval_loss"):
-        ax.plot(history["eval_step"], history["eval_loss"], "o-", label="evaluation")
+        ax.plot(history["eval_step"], history["eval_loss"], "o-", label="evaluation (per epoch)")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
@@ -127,9 +137,13 @@ def pca_2d(x) -> np.ndarray:
 def embedding_projection(embeddings, labels: Sequence[str] | None = None,
                          texts: Sequence[str] | None = None,
                          title: str = "Sentence embeddings (PCA)") -> Figure:
-    """Sentence embeddings (n, d) in 2-D; points coloured by label, optionally annotated."""
+    """Sentence embeddings (n, d) in 2-D; points coloured by label, optionally annotated.
+
+    texts: written beside their points, whole (wrapped onto short lines), each placed where it
+    overlaps no other text and stays inside the plot (``_place_labels``).
+    """
     xy = pca_2d(embeddings)
-    fig = _figure(6.5, 5.0)
+    fig = _figure(8.0, 6.5)
     ax = fig.add_subplot()
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1])
@@ -137,30 +151,84 @@ def embedding_projection(embeddings, labels: Sequence[str] | None = None,
         for name in sorted(set(labels)):
             idx = [i for i, lab in enumerate(labels) if lab == name]
             ax.scatter(xy[idx, 0], xy[idx, 1], label=name)
-        ax.legend()
-    for i, t in enumerate(texts or []):
-        ax.annotate(t[:30], xy[i], fontsize=7)
+        # beside the plot, not over the points and their texts
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_xlabel("first principal component")
     ax.set_ylabel("second principal component")
     ax.set_title(title)
+    if texts:
+        if len(texts) != len(xy):
+            raise ValueError(f"embedding_projection: {len(texts)} texts for {len(xy)} points")
+        ax.margins(0.3)  # room around the points for their texts
+        _place_labels(fig, ax, xy, texts)
     return fig
 
 
+def _place_labels(fig: Figure, ax, xy: np.ndarray, texts: Sequence[str], width: int = 24):
+    """Write each text beside its point where it overlaps no text placed before it.
+
+    Greedy: for each point try positions around it, nearest first, and keep the first whose
+    box (measured by the renderer, in pixels) lies inside the axes and clear of the others;
+    when none is free, the one that overlaps least.
+    """
+    import textwrap
+
+    fig.draw_without_rendering()  # settle the layout, so pixel positions are final
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    offsets = [(dx * r, dy * r) for r in (1, 3, 5) for dx, dy in
+               ((6, 4), (6, -4), (-6, 4), (-6, -4), (0, 8), (0, -8))]
+    placed = []
+    for (x, y), text in zip(xy, texts, strict=True):
+        best = None
+        for dx, dy in offsets:
+            ann = ax.annotate(textwrap.fill(text, width), (x, y), xytext=(dx, dy),
+                              textcoords="offset points", fontsize=7,
+                              ha="left" if dx >= 0 else "right",
+                              va="bottom" if dy >= 0 else "top")
+            ann.set_in_layout(False)  # keep the layout settled above
+            box = ann.get_window_extent(renderer)
+            overlap = sum(_overlap_area(box, other) for other in placed)
+            outside = box.width * box.height - _overlap_area(box, frame)
+            cost = overlap + outside
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, box)
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        placed.append(best[2])
+
+
+def _overlap_area(a, b) -> float:
+    """The area two pixel boxes (matplotlib Bbox) share."""
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(w, 0.0) * max(h, 0.0)
+
+
 def confusion_matrix_plot(matrix, labels: Sequence[str], title: str = "Confusion matrix") -> Figure:
-    """Counts of (true class, predicted class); the diagonal holds the correct predictions."""
+    """Counts of (true class, predicted class); the diagonal holds the correct predictions.
+
+    Sized for a slide (about 8 x 6.5 inches for 4 classes), with a colour bar for the counts.
+    """
     m = _host(matrix)
     if m.shape != (len(labels), len(labels)):
         raise ValueError(f"confusion_matrix_plot: matrix {m.shape} for {len(labels)} labels")
-    fig = _figure(1.5 + 0.9 * len(labels), 1.2 + 0.8 * len(labels))
+    n = len(labels)
+    fig = _figure(max(6.0, 3.5 + 1.1 * n), max(5.0, 2.5 + 1.0 * n))
     ax = fig.add_subplot()
-    ax.imshow(m, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    im = ax.imshow(m, cmap="Blues", vmin=0)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="examples")
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
-            ax.text(j, i, str(int(m[i, j])), ha="center", va="center",
+            ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=12,
                     color="white" if m[i, j] > m.max() / 2 else "black")
     return fig

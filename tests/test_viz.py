@@ -56,9 +56,52 @@ def test_pca_projection_keeps_the_main_direction():
     assert sorted(t.get_text() for t in fig.axes[0].get_legend().get_texts()) == ["n", "p"]
 
 
-def test_confusion_matrix_plot_writes_counts(tmp_path):
-    fig = viz.confusion_matrix_plot(np.array([[5, 1], [0, 4]]), ["neg", "pos"])
-    texts = sorted(t.get_text() for t in fig.axes[0].texts)
-    assert texts == ["0", "1", "4", "5"]
+def test_confusion_matrix_plot_writes_counts_with_a_colour_bar(tmp_path):
+    m = np.array([[5, 1], [0, 4]])
+    fig = viz.confusion_matrix_plot(m, ["neg", "pos"])
+    ax, colour_bar = fig.axes
+    assert sorted(t.get_text() for t in ax.texts) == ["0", "1", "4", "5"]
+    assert np.array_equal(ax.images[0].get_array(), m)
+    assert colour_bar.get_ylabel() == "examples" and colour_bar.get_ylim() == (0.0, 5.0)
+    width, height = fig.get_size_inches()
+    assert width >= 6 and height >= 5  # big enough for a slide (>= 900 px wide at 150 dpi)
     fig.savefig(tmp_path / "cm.png")  # headless save works
     assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_loss_curve_of_a_training_history_starts_at_step_1_and_shows_evaluation():
+    history = {"steps": [{"step": i, "loss": 2.0 / i} for i in range(1, 13)],
+               "epochs": [{"epoch": 1, "step": 6, "eval": {"loss": 0.9, "accuracy": 0.5}},
+                          {"epoch": 2, "step": 12, "eval": {"loss": 0.4, "accuracy": 0.8}}]}
+    ax = viz.loss_curve(history).axes[0]
+    train, smooth, evaluation = ax.lines
+    assert list(train.get_xdata()) == list(range(1, 13))  # the steps as the history counts them
+    assert np.allclose(train.get_ydata(), [2.0 / i for i in range(1, 13)])
+    assert list(smooth.get_xdata())[-1] == 12
+    assert list(evaluation.get_xdata()) == [6, 12] and list(evaluation.get_ydata()) == [0.9, 0.4]
+    assert evaluation.get_label() == "evaluation (per epoch)"
+    no_eval = dict(history, epochs=[{"epoch": 1, "step": 6}])  # a run without evaluation data
+    assert len(viz.loss_curve(no_eval).axes[0].lines) == 2
+
+
+def test_embedding_map_texts_are_whole_apart_and_inside_the_plot():
+    rng = np.random.default_rng(0)
+    # eight long texts on two tight clusters: naive labels would pile up on each other
+    x = np.repeat(np.eye(2, 16) * 5, 4, axis=0) + 0.05 * rng.standard_normal((8, 16))
+    texts = [f"ticket {i}: my card was charged twice for the same order, please refund it"
+             for i in range(8)]
+    fig = viz.embedding_projection(x, labels=["billing"] * 4 + ["shipping"] * 4, texts=texts)
+    ax = fig.axes[0]
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert [t.get_text().replace("\n", " ") for t in ax.texts] == texts  # whole, not cut
+    for i, a in enumerate(boxes):
+        assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
+        for b in boxes[i + 1:]:
+            assert viz._overlap_area(a, b) == 0, (a, b)
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= frame.x1  # the legend sits beside the points, not on them
+    with pytest.raises(ValueError, match="3 texts for 8 points"):
+        viz.embedding_projection(x, texts=texts[:3])
