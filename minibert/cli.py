@@ -164,23 +164,54 @@ def cmd_exercises(args) -> int:
     from . import exercises as ex
 
     root = ex.project_root()
+    target = args.target[0] if args.target else None
+    if args.action in ("status", "grade"):
+        return _exercises_progress(args, root)
+    if len(args.target) > 1:
+        raise ValueError(f"minibert exercises {args.action}: takes one argument, got "
+                         f"{len(args.target)}")
     if args.action == "list":
         for e in ex.find_exercises(root):
             print(f"{e.id:>5}  {e.path}:{e.begin + 1}\n       {e.hint}")
         return 0
     if args.action == "build":
-        if not args.target:
+        if not target:
             raise ValueError("minibert exercises build: give the folder to write, e.g. DIR")
-        made = ex.build(Path(args.target), root)
-        print(f"Wrote a learner copy to {args.target} with {len(made)} exercises stubbed out.")
+        made = ex.build(Path(target), root)
+        print(f"Wrote a learner copy to {target} with {len(made)} exercises stubbed out.")
         if made:
-            print(f"Start with: cd {args.target} && python -m pytest --exercise {made[0].id}")
+            print(f"Start with: cd {target} && python -m pytest --exercise {made[0].id}")
+            print(f"Your progress: minibert exercises status {target}")
         return 0
     if args.action == "check":
-        if not args.target:
+        if not target:
             raise ValueError("minibert exercises check: give an exercise id, e.g. 6.2")
-        return ex.check(args.target, root)
+        return ex.check(target, root)
     ex.verify(root)  # "verify"
+    return 0
+
+
+def _exercises_progress(args, root: Path) -> int:
+    from . import progress
+
+    if args.timeout <= 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.action == "status":
+        if len(args.target) > 1:
+            raise ValueError("minibert exercises status: takes one folder (grade takes many)")
+        rows = progress.progress(Path(args.target[0]) if args.target else root, args.timeout)
+        print(progress.format_status(rows))
+        return 0
+    if not args.target:
+        raise ValueError("minibert exercises grade: give the learner copies, e.g. copies/*")
+    if args.csv:
+        progress.check_csv_target(Path(args.csv))  # before the (long) work starts
+    rows = progress.grade([Path(t) for t in args.target], args.timeout, reference=root,
+                          log=lambda m: print(m, file=sys.stderr))
+    print(progress.format_grades(rows))
+    if args.csv:
+        progress.write_csv(rows, Path(args.csv))
+        print(f"wrote {len(rows)} rows to {args.csv}")
     return 0
 
 
@@ -286,9 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("autograd", help="walk through autograd on a tiny graph")
     p.set_defaults(func=cmd_autograd, seed=0)
 
-    p = sub.add_parser("exercises", help="learner exercises: list, build DIR, check ID, verify")
-    p.add_argument("action", choices=["list", "build", "check", "verify"])
-    p.add_argument("target", nargs="?", help="folder for build, exercise id for check")
+    p = sub.add_parser("exercises", help="learner exercises: list, build DIR, check ID, "
+                       "status [DIR], grade DIR..., verify")
+    p.add_argument("action", choices=["list", "build", "check", "status", "grade", "verify"])
+    p.add_argument("target", nargs="*", help="folder for build and status, exercise id for "
+                   "check, learner copies for grade")
+    p.add_argument("--csv", default=None, help="grade: also write the report to this CSV file")
+    p.add_argument("--timeout", type=float, default=60.0, help="status/grade: seconds one "
+                   "test may run before it is stopped and scored 'timeout' (default 60)")
     p.set_defaults(func=cmd_exercises, seed=0)
     return parser
 

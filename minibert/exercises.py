@@ -143,10 +143,24 @@ def copy_project(root: Path, dest: Path, stub: set[str] | None | bool = None) ->
         target.write_text(stub_text(source, stub, str(ex_file)), encoding="utf-8")
 
 
+# What the learner's loop needs besides minibert/: the tests that check an exercise (and the
+# conftest that runs them on the copy's own code), and the lessons that use it.
+LOOP_PARTS = ("tests/conftest.py", "lessons/_common.py", "exercises/README.md")
+
+
 def build(dest: Path, root: Path | None = None) -> list[Exercise]:
     """Write the learner copy of the project into `dest` (which must not exist or be empty)."""
     root = root or project_root()
     dest = Path(dest)
+    missing = [part for part in LOOP_PARTS if not (root / part).is_file()]
+    if missing:  # e.g. minibert installed from a wheel: only the package is there
+        raise ExerciseError(
+            f"cannot build a learner copy from {root}: it has minibert/ but not "
+            f"{', '.join(missing)}, which the exercises need (the tests check your code, the "
+            "lessons run it). This happens when minibert was installed as a package (a wheel): "
+            "get the project's source (git clone the repository) and run `minibert exercises "
+            "build DIR` inside it."
+        )
     if dest.exists() and any(dest.iterdir()):
         raise ExerciseError(f"{dest} exists and is not empty; choose a new folder")
     exercises = find_exercises(root)

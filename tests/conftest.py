@@ -13,14 +13,21 @@ twice, without and with `--cupy`.
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
+# The tests check the minibert of the project they belong to: in a learner copy (`minibert
+# exercises build DIR`) that is the learner's own code, however pytest was started.
+_PROJECT = str(Path(__file__).resolve().parents[1])
+if _PROJECT not in sys.path[:1]:
+    sys.path.insert(0, _PROJECT)
 
-import cupy_sim
-import minibert
-from minibert import backend
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import cupy_sim  # noqa: E402
+import minibert  # noqa: E402
+from minibert import backend  # noqa: E402
 
 # A real CuPy on a real GPU (not the simulation, which processes started by `pytest --cupy`
 # on a machine without a GPU find in place of cupy from their first line on)
@@ -138,3 +145,40 @@ def pytest_collection_modifyitems(config, items):
         (selected if tags and (wanted == "all" or wanted in tags) else deselected).append(item)
     config.hook.pytest_deselected(items=deselected)
     items[:] = selected
+
+
+# -- progress reports: `minibert exercises status/grade` read what each test did --------------
+# With $MINIBERT_PROGRESS_LOG set, every collected exercise test, the start of each test and its
+# outcome are appended to that file as JSON lines, flushed at once: the reader sees which test
+# is running, so it can stop one that never ends (see minibert/progress.py).
+
+
+def _progress(**event):
+    path = os.environ.get("MINIBERT_PROGRESS_LOG")
+    if path:
+        import json
+
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(event) + "\n")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    for item in session.items:
+        tags = sorted({m.args[0] for m in item.iter_markers("exercise") if m.args})
+        _progress(event="collected", nodeid=item.nodeid, exercises=tags)
+
+
+def pytest_runtest_logstart(nodeid, location):
+    _progress(event="start", nodeid=nodeid)
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or report.outcome != "passed":  # a failed setup counts too
+        message = ""
+        if report.outcome != "passed":
+            crash = getattr(report.longrepr, "reprcrash", None)
+            lines = (crash.message if crash else str(report.longrepr)).strip().splitlines()
+            message = lines[0] if lines else ""
+        _progress(event="result", nodeid=report.nodeid, when=report.when,
+                  outcome=report.outcome, message=message)
