@@ -28,8 +28,12 @@ tickets = read_labelled(support_tickets_dir() / "train.tsv")
 ticket_words = sorted({w for t in tickets.texts for w in basic.tokenize(t)})
 words_only = Tokenizer(list(SPECIAL_TOKENS) + ticket_words)
 print(f"words-only vocabulary: {words_only.vocab_size} entries (from {len(tickets)} tickets)")
-print(f"tokens: {words_only.tokenize(TEXT)}")
-print("-> 'neuroplasticity' (and 'rewire') were never seen: [UNK], their meaning is lost.")
+unk_tokens = words_only.tokenize(TEXT)
+print(f"tokens: {unk_tokens}")
+# one word, one token here (no ## pieces), so the lists line up
+unknown = [w for w, t in zip(words, unk_tokens, strict=True) if t == "[UNK]"]
+print(f"-> {len(unknown)} of {len(words)} words never occur in the tickets: {unknown} all "
+      "became [UNK], their meaning is lost.")
 
 banner("3. WordPiece with the real MiniLM vocabulary")
 tok = Tokenizer.from_pretrained(minilm_dir())

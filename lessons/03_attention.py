@@ -22,7 +22,7 @@ from minibert.viz import attention_heatmap
 model_dir = minilm_dir()
 tok = Tokenizer.from_pretrained(model_dir)
 model = BertModel.from_pretrained(model_dir)
-LAYER, HEAD, ROW = 0, 0, 0
+LAYER, HEAD, ROW = 0, 0, 0  # model.layers[0] is "layer 1": layers count from 1 in the course
 
 banner("1. A padded batch of two sentences; we follow row 0, which has padding")
 batch = tok.batch_encode(["The cat sat on the mat.",
@@ -35,7 +35,7 @@ with no_grad():
     out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                 output_hidden_states=True, output_attentions=True)
     attn = model.layers[LAYER].attention
-    x = out.hidden_states[LAYER][ROW]  # the input of layer 0 = the embeddings, (T, H)
+    x = out.hidden_states[LAYER][ROW]  # the input of layer 1 = the embeddings, (T, H)
     T, H = x.shape
     h, d = attn.num_heads, attn.head_size
     print(f"T = {T} tokens, H = {H}, h = {h} heads of size d = H / h = {d}")
@@ -58,7 +58,7 @@ with no_grad():
 
     banner("4. The padding mask: a huge negative number on padded keys (columns)")
     m = batch["attention_mask"][ROW]
-    bias = (1 - m).astype(np.float32) * np.finfo(np.float32).min
+    bias = np.where(m == 1, 0.0, np.finfo(np.float32).min).astype(np.float32)
     show("mask bias                       (T,)", bias, values=False)
     print(f"    {bias[m == 1][0]:.0f} on the {int(m.sum())} real keys, {bias[m == 0][0]:.3g} "
           f"(the most negative float32) on the {int((m == 0).sum())} padded keys")
@@ -84,9 +84,16 @@ with no_grad():
     print(f"max |ours - model's| = {diff:.2e}")
     print(f"our attention map matches the model's: {diff < 1e-5}")
 
-fig = attention_heatmap(p, tokens, title=f"MiniLM layer {LAYER}, head {HEAD}")
+pad_rows = p[m == 0]  # the [PAD] *queries*: the mask hides padded keys, not padded queries
+favourite = {tokens[j] for j in pad_rows.argmax(axis=1)}
+print(f"\nthe {len(pad_rows)} [PAD] query rows are computed too; each puts most weight on "
+      f"{sorted(favourite)}. Nothing uses their outputs (pooling, the loss and the next layers' "
+      "attention all skip padded positions), so what they attend to does not matter.")
+
+# Layers are numbered from 1 in every lesson and notebook (hidden_states[0] = the embeddings).
+fig = attention_heatmap(p, tokens, title=f"MiniLM layer {LAYER + 1}, head {HEAD}")
 path = out_dir() / "03_attention_heatmap.png"
 fig.savefig(path, dpi=100)
-print(f"\nsaved the heatmap to {path}: row i = where token i looks; the [PAD] columns are 0.")
+print(f"saved the heatmap to {path}: row i = where token i looks; the [PAD] columns are 0.")
 print("Next: scaled_dot_product_attention in minibert/model.py; exercise 3.1 is softmax in "
       "minibert/functional.py.")

@@ -34,6 +34,10 @@ print(f"encoder parameters θ: {clf.bert.num_parameters():,}")
 print(f"head parameters ω:    {clf.classifier.num_parameters():,}  (W_c {clf.classifier.W.shape},"
       f" b_c {clf.classifier.b.shape})")
 
+b_p = clf.bert.pooler.b.numpy()
+print(f"\npooler bias b_p: {np.count_nonzero(b_p == 0)} of {b_p.size} entries exactly 0 -> "
+      f"the pooler was never trained: {bool((b_p == 0).all())}")
+
 TICKET = "I was charged twice for my subscription this month."
 enc = tok.encode(TICKET)
 ids = np.array([enc.input_ids])

@@ -45,7 +45,10 @@ def run(freeze_encoder: bool, lr: float):
                        weight_decay=0.0, max_length=32, freeze_encoder=freeze_encoder, seed=0,
                        progress=False)
     for s in history["steps"]:
-        print(f"  step {s['step']}  loss {s['loss']:.4f}  gradient norm {s['grad_norm']:.3f}")
+        print(f"  step {s['step']}  loss {s['loss']:.4f}  gradient norm {s['grad_norm']:.3f}  "
+              f"learning rate {s['lr']:.3g}")
+    # for the explanation below: how many steps, and the sum of their learning rates
+    run.steps, run.lr_sum = len(history["steps"]), sum(s["lr"] for s in history["steps"])
     after = model.state_dict()
     changed = {name: float(np.abs(after[name] - before[name]).max()) for name in before}
     print(f"\n  {'parameter':<42} {'shape':<14} max |after - before|")
@@ -64,10 +67,17 @@ rows = np.abs(after["bert.embeddings.word_embeddings.weight"]
               - before["bert.embeddings.word_embeddings.weight"]).max(axis=1) > 0
 seen = {i for text in small.texts for i in tok.encode(text, max_length=32).input_ids}
 print(f"  word-embedding rows that changed: {rows.sum()} of {len(rows)} — exactly the "
-      f"{len(seen)} tokens that occur in the batch: {set(np.flatnonzero(rows)) == seen}")
-print("  (with weight decay > 0, AdamW would also shrink every other row a little)")
-print("  Nearly every tensor moved by the same ~2.5 × lr: Adam divides each gradient by its own")
-print("  running size, so early steps are about lr per step and direction, whatever the scale.")
+      f"{len(seen)} distinct tokens of the {len(small)} training tickets (2 batches of 8, "
+      f"2 epochs): {set(np.flatnonzero(rows)) == seen}")
+print("  (a row gets a gradient only where its token occurs; with weight decay > 0, AdamW would")
+print("  also shrink every other row a little)")
+largest = max(changed.values())
+print(f"  The largest change, {largest:.3g}, is {largest / 5e-5:.2f} × lr: the sum of the "
+      f"{run.steps} steps' learning")
+print(f"  rates (linear decay, no warm-up: {run.lr_sum:.3g} = {run.lr_sum / 5e-5:.2f} × lr). "
+      "Adam divides each gradient by")
+print("  its own running size, so in early steps every number moves by about the step's learning")
+print("  rate, whatever its gradient's scale; one whose gradient kept its sign moved by the sum.")
 
 banner("2. Frozen encoder: requires_grad=False on θ, only the head ω trains (lr 1e-3)")
 model, before, after, changed = run(freeze_encoder=True, lr=1e-3)

@@ -20,18 +20,24 @@ WEIGHTS_REASON = ("needs the real all-MiniLM-L6-v2 weights: "
 # (script, needs the weights package, lines its output must contain)
 LESSONS = [
     ("01_tokenization", True, ["neuroplasticity -> ne ##uro ##pl ##astic ##ity",
-                               "'[UNK]', '[UNK]', 'the'"]),
+                               "'[UNK]', '[UNK]', 'the'",
+                               "-> 4 of 7 words never occur in the tickets"]),
     ("02_embeddings", True, ["the sum matches the model's embedding output: True"]),
     ("03_attention", True, ["every row sums to 1: True",
-                            "our attention map matches the model's: True"]),
+                            "our attention map matches the model's: True",
+                            "    0 on the 9 real keys", "[PAD] query rows are computed too"]),
     ("04_encoder_layer", True, ["15 tokens", "hidden_states[2]        (1, T, H)      shape "
                                 "(1, 15, 768)", "matches the model's layer 1: True"]),
-    ("05_prediction_network", True, ["same as by hand: True"]),
+    ("05_prediction_network", True, ["same as by hand: True",
+                                     "384 of 384 entries exactly 0 -> the pooler was never "
+                                     "trained: True"]),
     ("06_loss_and_gradients", False, ["= (softmax - onehot) / n: True",
-                                      "gradcheck(layer_norm)   -> True"]),
+                                      "gradcheck(layer_norm)   -> True",
+                                      "6.6 cross-entropy backward"]),
     ("07_mlm_pretraining", False, ["the loss fell: True"]),
     ("08_finetuning", True, ["only the head changed: True",
-                             "tokens that occur in the batch: True"]),
+                             "training tickets (2 batches of 8, 2 epochs): True",
+                             "is 2.50 × lr: the sum of the 4 steps' learning"]),
     ("09_inference", True, ["pipeline agrees with the step-by-step result: True"]),
     ("10_real_weights", True, ["all within the tolerance 0.0001: True"]),
 ]
