@@ -26,11 +26,12 @@ $(DEMO_STAMP): pyproject.toml Makefile
 	touch $@
 
 # The tests add their tools (the dev extra), the references they compare with (the reference
-# extra: transformers, safetensors) and PyTorch from the local wheel.
+# extra: transformers, safetensors) and PyTorch from the local wheel, with accelerate (which
+# transformers' Trainer needs) in the same command, so that pip takes torch from the wheel.
 $(TEST_STAMP): $(DEMO_STAMP)
 	$(BIN)/python -m pip install -q -e ".[dev,reference]"
 ifneq ($(TORCH_WHEEL),)
-	$(BIN)/python -m pip install -q "$(TORCH_WHEEL)"
+	$(BIN)/python -m pip install -q "$(TORCH_WHEEL)" accelerate
 endif
 	touch $@
 

@@ -206,3 +206,68 @@ def test_config_json_records_minibert_and_drops_stale_fields(tmp_path):
     again = BertForSequenceClassification.from_pretrained(tmp_path)
     again.save_pretrained(tmp_path / "again")  # reading and writing again changes nothing
     assert json.loads((tmp_path / "again" / "config.json").read_text()) == written
+
+
+# ----------------------------------------------------------------------------------------------
+# A folder minibert trains continues in transformers (README: "When one CPU is not enough")
+
+
+def _finetuned_folder(out_dir: Path) -> tuple[Path, minibert.LabelledData]:
+    """A tiny classifier fine-tuned by minibert on a 3-topic task; returns out_dir/final."""
+    words = {"fruit": "apple banana cherry grape", "animal": "dog cat horse sheep",
+             "weather": "rain snow wind storm"}
+    texts = [f"the {w} and {v}" for label in words for w in words[label].split()
+             for v in words[label].split()]
+    labels = [label for label in words for _ in range(16)]
+    data = minibert.LabelledData(texts, labels, source="topics")
+    tokenizer = Tokenizer.train(texts, vocab_size=100, min_frequency=1)
+    minibert.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=32, max_position_embeddings=16, num_labels=3))
+    minibert.finetune(model, tokenizer, data, data, epochs=2, batch_size=8, lr=1e-3,
+                      max_length=16, out_dir=str(out_dir), progress=False)
+    return out_dir / "final", data
+
+
+def test_a_finetuned_folder_continues_in_transformers_trainer(tmp_path):
+    torch = pytest.importorskip("torch", reason="transformers' Trainer runs on PyTorch")
+    transformers = pytest.importorskip("transformers", reason="needs transformers")
+    pytest.importorskip("accelerate", reason="transformers' Trainer needs accelerate")
+    transformers.logging.set_verbosity_error()
+    final, data = _finetuned_folder(tmp_path / "run")
+
+    # The folder opens as it is: tokenizer, classes and outputs are minibert's.
+    hf_tok = transformers.AutoTokenizer.from_pretrained(final)
+    hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(final).eval()
+    ours = minibert.Classifier.from_pretrained(final)
+    assert hf_model.config.id2label == ours.model.config.id2label
+    batch = hf_tok(data.texts[:6], padding=True, return_tensors="pt")
+    mine = ours.tokenizer.batch_encode(data.texts[:6])
+    assert batch["input_ids"].tolist() == mine["input_ids"].tolist()
+    with torch.no_grad():
+        theirs = hf_model(**batch).logits.numpy()
+    with no_grad():
+        np.testing.assert_allclose(
+            ours.model(mine["input_ids"], mine["attention_mask"]).logits.numpy(), theirs,
+            atol=1e-5)
+
+    # Training continues in transformers' own engine, and what it saves opens in minibert.
+    label2id = hf_model.config.label2id
+    rows = [dict(hf_tok(t, truncation=True, max_length=16), labels=label2id[y])
+            for t, y in zip(data.texts, data.labels, strict=True)]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"), max_steps=3, per_device_train_batch_size=8,
+        learning_rate=1e-3, use_cpu=True, report_to=[], save_strategy="no", logging_steps=1,
+        disable_tqdm=True)
+    trainer = transformers.Trainer(
+        model=hf_model.train(), args=args, train_dataset=rows,
+        data_collator=transformers.DataCollatorWithPadding(hf_tok))
+    result = trainer.train()
+    assert result.global_step == 3 and np.isfinite(result.training_loss)
+    trainer.save_model(str(tmp_path / "continued"))
+    hf_tok.save_pretrained(str(tmp_path / "continued"))
+    again = minibert.Classifier.from_pretrained(tmp_path / "continued")
+    trained = {k: v.detach().numpy() for k, v in hf_model.state_dict().items()}
+    np.testing.assert_allclose(again.model.classifier.W.numpy(),
+                               trained["classifier.weight"].T, atol=0)
