@@ -15,10 +15,15 @@ If anything fails before step 3, we delete the temp file and the target is untou
 (The temp file must be in the same directory: a rename across file systems is a copy,
 and copies are not atomic.)
 
+It also has `parse_json`, the one JSON reader for files this code did not write itself
+(config.json, a safetensors header, latest.json): hostile JSON must end in a clear error,
+never in a RecursionError or a traceback.
+
 Only the standard library is used.
 """
 
 import contextlib
+import json
 import os
 import secrets
 
@@ -90,3 +95,30 @@ def _fsync_directory(directory):
         pass  # some file systems (network mounts, some containers) refuse; not fatal
     finally:
         os.close(fd)
+
+
+def parse_json(data, where, error=ValueError, object_pairs_hook=None):
+    """
+    Parse JSON text from a file, turning every way it can fail into one clear error.
+
+    in:  data  - the file's contents, str or UTF-8 bytes
+         where - what to name in the message (the file's path)
+         error - the exception class to raise (each caller has its own: SafetensorsError, ...)
+         object_pairs_hook - passed to json.loads (e.g. to refuse duplicate keys)
+    out: the parsed value (any JSON type: the caller checks it is what it expects)
+    Raises `error` for invalid UTF-8, invalid JSON, nesting too deep for Python's recursion
+    (json.loads raises RecursionError at a few thousand levels) and integers with more
+    digits than Python converts (ValueError, over 4300 digits).
+    """
+    try:
+        if isinstance(data, bytes):
+            data = data.decode("utf-8")
+        return json.loads(data, object_pairs_hook=object_pairs_hook)
+    except UnicodeDecodeError as e:
+        raise error(f"{where}: not valid UTF-8 (byte {e.start}: {e.reason})") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{where}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise error(f"{where}: JSON nested too deeply; corrupt file?") from None
+    except ValueError as e:  # e.g. an integer with thousands of digits, a duplicate key
+        raise error(f"{where}: not valid JSON ({e})") from None

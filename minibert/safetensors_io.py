@@ -31,7 +31,7 @@ output deterministic: save -> load -> save gives the same bytes.
 
 Public API:
     save_file(tensors, path, metadata=None)   write {name: array} (atomically)
-    load_file(path, dtype=None)               -> {name: array}
+    load_file(path, dtype=None, names=None)   -> {name: array} (only `names`, if given)
     load_metadata(path)                       -> the "__metadata__" dict, or None
     read_header(path)                         -> the checked JSON header; reads no tensor data
     SafetensorsError                          raised for malformed files (a ValueError)
@@ -44,7 +44,7 @@ import struct
 
 import numpy as np
 
-from .fileio import atomic_write
+from .fileio import atomic_write, parse_json
 
 # safetensors dtype name -> NumPy dtype of the stored bytes ("<" = little-endian).
 # Listed in the order the reference writer lays tensors out: widest first.
@@ -69,6 +69,10 @@ _LAYOUT_RANK = {name: i for i, name in enumerate(DTYPES)}
 _NAME_OF = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items() if name != "BF16"}
 
 MAX_HEADER_BYTES = 100_000_000  # the reference's limit: a bigger header means a broken file
+# NumPy cannot make an array with more dimensions (32 before NumPy 2), nor one whose shape,
+# zeros aside, multiplies out past the address space; refuse such shapes in the header.
+MAX_DIMS = 32
+MAX_SHAPE_BYTES = 2**62
 
 
 class SafetensorsError(ValueError):
@@ -157,23 +161,32 @@ def load_metadata(path):
     return read_header(path).get("__metadata__")
 
 
-def load_file(path, dtype=None):
+def load_file(path, dtype=None, names=None):
     """
-    Load all tensors of a safetensors file.
+    Load the tensors of a safetensors file: all of them, or only those named.
 
     in:  path  - str or os.PathLike
          dtype - optional NumPy dtype (e.g. np.float32) that floating-point tensors are
                  cast to; integer and bool tensors are never cast
+         names - optional iterable of tensor names: only these are read (and allocated), so
+                 a file full of tensors the caller does not want costs nothing
     out: dict {name: np.ndarray} in the order of the header; each array owns its memory,
          is writable, and is in the machine's native byte order. BF16 tensors come back as
          float32 (exactly: every bfloat16 value is a float32 value).
-    Raises FileNotFoundError if there is no such file, SafetensorsError if it is malformed.
+    Raises FileNotFoundError if there is no such file, SafetensorsError if it is malformed
+    or lacks one of `names`. The whole header is checked against the file size before any
+    tensor is allocated.
     """
     tensors = {}
     with open(path, "rb") as f:
         header, data_start = _read_checked_header(f, path)
+        wanted = None if names is None else set(names)
+        if wanted is not None:
+            absent = sorted(wanted - header.keys() - {"__metadata__"})
+            if absent:
+                raise SafetensorsError(f"{path}: no tensor named {', '.join(map(repr, absent))}")
         for name, info in header.items():
-            if name == "__metadata__":
+            if name == "__metadata__" or (wanted is not None and name not in wanted):
                 continue
             begin, end = info["data_offsets"]
             # read the bytes straight into a fresh array of the stored dtype: no extra copy
@@ -220,10 +233,7 @@ def _read_checked_header(f, path):
         fail(f"header length {n} is absurd (limit {MAX_HEADER_BYTES}); corrupt file?")
     if 8 + n > file_size:
         fail(f"header length {n} is larger than the file ({file_size} bytes)")
-    try:
-        header = json.loads(f.read(n).decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, json.JSONDecodeError, _DuplicateKey) as e:
-        fail(f"header is not valid UTF-8 JSON ({e})")
+    header = parse_json(f.read(n), f"{path}: header", SafetensorsError, _no_duplicate_keys)
     if not isinstance(header, dict):
         fail(f"header must be a JSON object, not {type(header).__name__}")
 
@@ -243,12 +253,17 @@ def _read_checked_header(f, path):
             if key not in info:
                 fail(f"entry {name!r} has no {key!r}")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in DTYPES:
-            fail(f"entry {name!r} has unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
+        if not isinstance(dtype, str) or dtype not in DTYPES:  # a list would be unhashable
+            fail(f"entry {name!r} has unknown dtype {_short(dtype)} (known: {', '.join(DTYPES)})")
         if not (isinstance(shape, list) and all(_is_uint(d) for d in shape)):
-            fail(f"entry {name!r}: shape must be a list of non-negative integers, not {shape}")
+            fail(f"entry {name!r}: shape must be a list of non-negative integers, "
+                 f"not {_short(shape)}")
+        if len(shape) > MAX_DIMS:
+            fail(f"entry {name!r}: shape has {len(shape)} dimensions (at most {MAX_DIMS})")
+        if math.prod(max(d, 1) for d in shape) * DTYPES[dtype].itemsize > MAX_SHAPE_BYTES:
+            fail(f"entry {name!r}: shape {_short(shape)} is too large for any array")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_uint, offsets))):
-            fail(f"entry {name!r}: data_offsets must be [begin, end], not {offsets}")
+            fail(f"entry {name!r}: data_offsets must be [begin, end], not {_short(offsets)}")
         begin, end = offsets
         if end < begin:
             fail(f"entry {name!r}: data_offsets end {end} < begin {begin}")
@@ -288,6 +303,12 @@ def _no_duplicate_keys(pairs):
             raise _DuplicateKey(f"duplicate key {k!r}")
         d[k] = v
     return d
+
+
+def _short(value, limit=80):
+    """repr(value), cut short: a hostile header must not make a megabyte error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _is_uint(x):

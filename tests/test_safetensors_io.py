@@ -245,8 +245,17 @@ def one(**changes):
 
 BAD_FILES = {
     # name: (header (dict or raw bytes), data, header length to claim or None, expected message)
-    "invalid utf-8": (b'{"a": "\xff"}', b"", None, "not valid UTF-8 JSON"),
-    "invalid json": (b'{"a": ', b"", None, "not valid UTF-8 JSON"),
+    "invalid utf-8": (b'{"a": "\xff"}', b"", None, "not valid UTF-8"),
+    "invalid json": (b'{"a": ', b"", None, "not valid JSON"),
+    "nested 200,000 deep": (b"[" * 200_000, b"", None, "nested too deeply"),
+    "5,000-digit integer": (b'{"a": ' + b"9" * 5000 + b"}", b"", None, "not valid JSON"),
+    "dtype is a list": (one(dtype=["F32"]), bytes(8), None, "unknown dtype \\['F32'\\]"),
+    "dtype is a dict": (one(dtype={"F": 32}), bytes(8), None, "unknown dtype"),
+    "huge dimension beside a zero": (
+        one(shape=[0, 2**70], data_offsets=[0, 0]), b"", None, "too large for any array"
+    ),
+    "100 dimensions": (one(shape=[1] * 100, data_offsets=[0, 4]), bytes(4), None,
+                       "100 dimensions"),
     "duplicate key": (b'{"a": {}, "a": {}}', b"", None, "duplicate key 'a'"),
     "not an object": (b"[1, 2]", b"", None, "must be a JSON object, not list"),
     "header longer than file": ({"a": F32_2}, bytes(8), 10_000, "larger than the file"),
@@ -326,6 +335,20 @@ def count_reads(monkeypatch):
         stio, "open", lambda path, mode: io.BufferedReader(CountingFileIO(path)), raising=False
     )
     return lambda: CountingFileIO.nread
+
+
+def test_only_the_named_tensors_are_read(tmp_path, count_reads):
+    # 8 GiB declared for a tensor nobody asks for, in a sparse file: it is never allocated
+    path = raw_file(tmp_path / "t", {"small": F32_2,
+                                     "unused": {"dtype": "F32", "shape": [2**31],
+                                                "data_offsets": [8, 8 + 2**33]}})
+    with open(path, "ab") as f:
+        f.truncate(os.path.getsize(path) + 2**33 + 8)  # sparse: costs no disk
+    got = load_file(path, names=["small"])
+    assert list(got) == ["small"] and got["small"].shape == (2,)
+    assert count_reads() < 100_000
+    with pytest.raises(SafetensorsError, match="no tensor named 'nope'"):
+        load_file(path, names=["small", "nope"])
 
 
 def test_bad_header_is_rejected_without_reading_the_data(tmp_path, count_reads):
@@ -442,6 +465,73 @@ def test_property_round_trip(tensors, metadata):
         assert load_metadata(a) == metadata
         save_file(got, b, metadata=metadata)
         assert a.read_bytes() == b.read_bytes()
+
+
+# -----------------------------------------------------------------------------
+# property test: a malformed file, however it is malformed, gives a SafetensorsError (never
+# another exception) and the reader allocates little more than the file's size
+
+
+def _json_values(depth=3):
+    leaf = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(
+        max_size=8) | st.sampled_from(list(stio.DTYPES))
+    return st.recursive(leaf, lambda v: st.lists(v, max_size=4) | st.dictionaries(
+        st.text(max_size=6), v, max_size=4), max_leaves=12)
+
+
+_fields = {
+    "dtype": st.sampled_from(list(stio.DTYPES)) | _json_values(),
+    "shape": st.lists(st.integers(0, 2**66) | st.sampled_from([0, 1, 2, 3]), max_size=40)
+    | _json_values(),
+    "data_offsets": st.lists(st.integers(-5, 2**65) | st.sampled_from([0, 4, 8, 12, 16]),
+                             max_size=3) | _json_values(),
+}
+entries = st.fixed_dictionaries(_fields) | st.fixed_dictionaries({}, optional=_fields)
+headers = st.dictionaries(st.text(max_size=6), entries | _json_values(), max_size=4)
+
+
+def _mutated_valid_file(draw_bytes, flips):
+    """A valid file with some bytes overwritten."""
+    buf = io.BytesIO()
+    tensors = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(3, np.int8)}
+    h, arrays = stio._build_header(tensors, {"format": "pt"})
+    data = bytearray(struct.pack("<Q", len(h)) + h + b"".join(a.tobytes() for a in arrays))
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    buf.write(bytes(data))
+    return buf.getvalue() + draw_bytes
+
+
+malformed_files = st.one_of(
+    st.binary(max_size=64),
+    st.builds(lambda h, data, n: (struct.pack("<Q", n) if n is not None else b"") + h + data,
+              headers.map(lambda h: json.dumps(h).encode()), st.binary(max_size=40),
+              st.none() | st.integers(0, 2**64 - 1)),
+    st.builds(lambda h, data: struct.pack("<Q", len(h)) + h + data,
+              headers.map(lambda h: json.dumps(h).encode()), st.binary(max_size=40)),
+    st.builds(_mutated_valid_file, st.binary(max_size=4),
+              st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=6)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(content=malformed_files)
+def test_property_malformed_files_give_only_safetensors_errors(content):
+    import tracemalloc
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "f.safetensors"
+        path.write_bytes(content)
+        for read in (load_file, read_header):
+            tracemalloc.start()
+            try:
+                read(path)
+            except SafetensorsError as e:
+                assert str(path) in str(e)
+            finally:
+                _, peak = tracemalloc.get_traced_memory()
+                tracemalloc.stop()
+            assert peak < 64 * len(content) + 1_000_000, (peak, len(content))
 
 
 # -----------------------------------------------------------------------------
