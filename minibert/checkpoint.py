@@ -40,7 +40,7 @@ import numpy as np
 from .backend import to_numpy
 from .config import LABEL_KEYS, BertConfig
 from .fileio import atomic_write
-from .safetensors_io import load_file, save_file
+from .safetensors_io import DTYPES, load_file, read_header, save_file
 from .version import __version__
 
 CONFIG_NAME = "config.json"
@@ -168,34 +168,64 @@ def load_hf_state_dict(model, tensors: dict, source: str = "state dict") -> None
     """Copy Hugging Face-named arrays into `model`'s parameters (transposing Linear weights).
 
     The encoder's weights must all be there. A head (or pooler) that the checkpoint lacks
-    keeps its fresh random initialisation, with a warning naming its parameters; weights the
-    model has no place for (e.g. another task's head) are discarded, with a warning.
+    keeps its fresh random initialisation, with a warning naming its parameters. Weights the
+    model has no place for are an error (e.g. a layer beyond config.json's
+    num_hidden_layers), except a known head, which is discarded with a warning.
     `source` (the file) is named in every message.
     """
-    state = {}
-    for name, value in tensors.items():
+    info = {name: (np.shape(a), np.asarray(a).dtype.kind) for name, a in tensors.items()}
+    plan = match_weights(model, info, source)
+    _copy_weights(model, plan, tensors, source)
+
+
+# Heads that a checkpoint may carry and a model may drop, with a note: BERT's pre-training
+# heads (masked LM and next sentence: cls.*), the pooler (a masked-LM model has none) and
+# minibert's classifier (when its encoder is reused alone). Any other unused weight means
+# config.json does not describe the weights, which is an error.
+DISCARDABLE_HEADS = ("cls.", "pooler.", "classifier.")
+
+
+def match_weights(model, info: dict, source: str, require_head: bool = False) -> dict:
+    """Decide, from names, shapes and dtypes alone, which tensor of a checkpoint feeds which
+    parameter of `model`, before any tensor data is read.
+
+    info: {Hugging Face name: (shape, NumPy dtype kind "f"/"i"/"u"/"b")} for each tensor
+    require_head: a head parameter the checkpoint lacks is an error, not a fresh start
+        (inference must never predict with a random head)
+    Returns {name in the checkpoint: (minibert name, transpose?)}.
+    Raises CheckpointError naming the file and the tensors for: missing encoder weights,
+    wrong shapes, weights that are not floating point, unused weights that are not a known
+    head.
+    """
+    state = {}  # canonical name -> the name in the file
+    for name in info:
         key = _canonical(name)
         if key in state:
             raise CheckpointError(f"{source}: {name!r} appears twice (with and without 'bert.')")
-        state[key] = value
+        state[key] = name
     if "cls.predictions.bias" not in state and "cls.predictions.decoder.bias" in state:
         state["cls.predictions.bias"] = state["cls.predictions.decoder.bias"]
 
     params = dict(model.named_parameters())
-    loaded, fresh = {}, []
+    plan, fresh = {}, []
     for ours, hf, transpose in name_table(model):
-        value = state.pop(_canonical(hf), None)
-        if value is None:
+        name = state.pop(_canonical(hf), None)
+        if name is None:
             fresh.append(ours)
             continue
-        value = to_numpy(value)
+        shape, kind = info[name]
         expected = params[ours].shape[::-1] if transpose else params[ours].shape
-        if value.shape != expected:
+        if tuple(shape) != tuple(expected):
             raise CheckpointError(
-                f"{source}: {hf} has shape {value.shape}, but the model built from "
+                f"{source}: {hf} has shape {tuple(shape)}, but the model built from "
                 f"{CONFIG_NAME} needs {expected}; do config.json and the weights belong together?"
             )
-        loaded[ours] = np.ascontiguousarray(value.T if transpose else value)
+        if kind != "f":
+            raise CheckpointError(
+                f"{source}: {name} holds {'integers' if kind in 'iu' else 'booleans'}; "
+                "weights must be floating point (F32, F16, BF16 or F64). Is the file corrupt?"
+            )
+        plan[name] = (ours, transpose)
 
     is_head = lambda name: not name.startswith(("embeddings.", "layers.", "bert.embeddings.",
                                                 "bert.layers."))
@@ -205,21 +235,47 @@ def load_hf_state_dict(model, tensors: dict, source: str = "state dict") -> None
             f"{source} has no weights for {len(missing_encoder)} encoder parameters, e.g. "
             f"{missing_encoder[:5]}; is it a BERT checkpoint?"
         )
+    if fresh and require_head:
+        raise CheckpointError(
+            f"{source} has no weights for {fresh}: the folder holds no trained "
+            f"{type(model).__name__} head, and predicting with a random one would be "
+            "meaningless. Fine-tune one first (`minibert finetune`)."
+        )
     if fresh:
         warnings.warn(
             f"{type(model).__name__}: {source} has no weights for {fresh}; they start from a "
             "fresh random initialisation (seeded by minibert.manual_seed) and must be trained.",
-            stacklevel=3,
+            stacklevel=4,
         )
     unused = sorted(k for k in state if k not in TIED_OR_BUFFERS)
+    unknown = [k for k in unused if not k.startswith(DISCARDABLE_HEADS)]
+    if unknown:
+        raise CheckpointError(
+            f"{source} has {len(unknown)} weights that the model built from {CONFIG_NAME} "
+            f"does not use: {unknown[:8]}{' ...' if len(unknown) > 8 else ''}. Does "
+            f"{CONFIG_NAME} (num_hidden_layers = {model.config.num_hidden_layers}) describe "
+            "these weights?"
+        )
     if unused:
         heads = sorted({".".join(k.split(".")[:2]) for k in unused})
         warnings.warn(
             f"{type(model).__name__}: discarding {len(unused)} weights of {source} that this "
             f"model has no place for ({', '.join(heads)}: e.g. another task's head): "
             f"{unused[:8]}{' ...' if len(unused) > 8 else ''}",
-            stacklevel=3,
+            stacklevel=4,
         )
+    return plan
+
+
+def _copy_weights(model, plan: dict, tensors: dict, source: str) -> None:
+    """Copy the planned tensors into the model; NaN or infinite weights are refused."""
+    loaded = {}
+    for name, (ours, transpose) in plan.items():
+        value = to_numpy(tensors[name])
+        if not np.isfinite(value).all():
+            raise CheckpointError(f"{source}: {name} holds NaN or infinite values; the weights "
+                                  "are broken (a diverged run, or a corrupt file)")
+        loaded[ours] = np.ascontiguousarray(value.T if transpose else value)
     model.load_state_dict(loaded, strict=False)
 
 
@@ -318,18 +374,20 @@ def save_config(config: BertConfig, model_dir, architecture: str | None = None) 
 # from_pretrained / save_pretrained
 
 
-def load_weights(model_dir) -> tuple[dict[str, np.ndarray], str]:
-    """All tensors of a checkpoint folder: model.safetensors, or the shards its index lists.
+def weight_files(model_dir) -> tuple[dict[str, tuple[Path, dict]], str]:
+    """Where each tensor of a checkpoint folder is, read from the headers alone (no data).
 
-    Returns (name -> array, the file(s) they came from, for messages). A folder that holds
-    only weights of another format is a FileNotFoundError that says how to convert them.
+    Returns ({name: (file, its header entry {"dtype", "shape", "data_offsets"})}, the file(s)
+    to name in messages): model.safetensors, or the shards model.safetensors.index.json lists.
+    A folder that holds only weights of another format is a FileNotFoundError that says how
+    to convert them.
     """
     model_dir = Path(model_dir)
     single, index = model_dir / WEIGHTS_NAME, model_dir / WEIGHTS_INDEX_NAME
     if single.is_file():
-        return load_file(single), str(single)
+        return _entries(single), str(single)
     if index.is_file():
-        return _load_shards(index), str(index)
+        return _shard_entries(index), str(index)
     found = [name for name in OTHER_FORMATS if (model_dir / name).is_file()]
     if found:
         what, how = OTHER_FORMATS[found[0]]
@@ -343,41 +401,71 @@ def load_weights(model_dir) -> tuple[dict[str, np.ndarray], str]:
     )
 
 
-def _load_shards(index_path: Path) -> dict[str, np.ndarray]:
-    """Read a sharded checkpoint: the index's "weight_map" says which file holds each tensor."""
+def load_weights(model_dir) -> tuple[dict[str, np.ndarray], str]:
+    """All tensors of a checkpoint folder (see weight_files), and the file(s) they came from."""
+    files, source = weight_files(model_dir)
+    return _read_tensors(files, files), source
+
+
+def _entries(path: Path) -> dict[str, tuple[Path, dict]]:
+    return {name: (path, entry) for name, entry in read_header(path).items()
+            if name != "__metadata__"}
+
+
+def _shard_entries(index_path: Path) -> dict[str, tuple[Path, dict]]:
+    """A sharded checkpoint: the index's "weight_map" says which file holds each tensor."""
     try:
         weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        if not all(isinstance(v, str) for v in weight_map.values()):
+            raise TypeError("weight_map values must be file names")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError,
+            RecursionError, ValueError) as e:
         raise CheckpointError(f"{index_path}: not a safetensors index ({e!r})") from None
-    tensors: dict[str, np.ndarray] = {}
+    entries: dict[str, tuple[Path, dict]] = {}
     for shard in sorted(set(weight_map.values())):
         path = index_path.parent / shard
         if Path(shard).name != shard:  # only files beside the index, never ../elsewhere
             raise CheckpointError(f"{index_path}: shard {shard!r} is not a file name")
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: {index_path.name} lists it as a shard")
-        for name, value in load_file(path).items():
+        for name, entry in _entries(path).items():
             if weight_map.get(name) != shard:
                 raise CheckpointError(f"{path}: holds {name!r}, which {index_path.name} "
                                       f"places in {weight_map.get(name)!r}")
-            tensors[name] = value
-    missing = sorted(set(weight_map) - set(tensors))
+            entries[name] = entry
+    missing = sorted(set(weight_map) - set(entries))
     if missing:
         raise CheckpointError(f"{index_path}: tensors {missing[:5]} are not in their shards")
+    return entries
+
+
+def _read_tensors(files: dict[str, tuple[Path, dict]], names) -> dict[str, np.ndarray]:
+    """Read only the tensors `names` (each from its file): nothing else is allocated."""
+    by_file: dict[Path, list[str]] = {}
+    for name in names:
+        by_file.setdefault(files[name][0], []).append(name)
+    tensors = {}
+    for path, wanted in by_file.items():
+        tensors.update(load_file(path, names=wanted))
     return tensors
 
 
-def load_pretrained(cls, path_or_name, **overrides):
+def load_pretrained(cls, path_or_name, require_head: bool = False, **overrides):
     """Build `cls` (BertModel or a head) from a checkpoint; in eval mode, as transformers does.
 
     Parameters are created first (fresh, seeded initialisation), then overwritten by the
-    checkpoint's weights: only what the checkpoint lacks keeps its initial values.
+    checkpoint's weights: only what the checkpoint lacks keeps its initial values (a head
+    about to be fine-tuned), unless `require_head`, which makes a missing head an error.
     """
     model_dir = resolve_model_dir(path_or_name)
     config = load_config(model_dir, **overrides)
-    tensors, source = load_weights(model_dir)
+    files, source = weight_files(model_dir)
     model = cls(config)
-    load_hf_state_dict(model, tensors, source=source)
+    # Check names, shapes and dtypes from the headers first, then read only the tensors used.
+    kind = lambda dtype: "f" if dtype == "BF16" else DTYPES[dtype].kind
+    info = {name: (entry["shape"], kind(entry["dtype"])) for name, (_, entry) in files.items()}
+    plan = match_weights(model, info, source, require_head)
+    _copy_weights(model, plan, _read_tensors(files, plan), source)
     return model.eval()
 
 

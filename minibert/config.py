@@ -116,6 +116,10 @@ def _id2label(id2label: dict | None, label2id: dict | None, num_labels: int | No
         names = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else num_labels)}
     if sorted(names) != list(range(len(names))):
         raise ValueError(f"BertConfig: id2label keys must be 0..n-1, got {sorted(names)}")
+    twice = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
+    if twice:  # label2id would silently merge them into one class
+        raise ValueError(f"BertConfig: id2label names two classes {twice}; label names must "
+                         "be distinct")
     if num_labels is not None and num_labels != len(names):
         raise ValueError(f"BertConfig: num_labels={num_labels} but {len(names)} class names "
                          f"{list(names.values())}; give one or the other")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import load_config
+from .checkpoint import load_config, load_pretrained
 from .model import BertForSequenceClassification
 from .tokenizer import Tokenizer
 
@@ -42,6 +42,7 @@ class Classifier:
         if len(labels) != model.config.num_labels:
             raise ValueError(f"{len(labels)} label names for a model with "
                              f"{model.config.num_labels} classes")
+        _check_label_names(labels)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.labels = list(labels)
@@ -71,8 +72,10 @@ class Classifier:
                     "classifier. Fine-tune one with `minibert finetune`, or pass the label "
                     "names explicitly (labels=[...] / --labels)."
                 )
-        model = BertForSequenceClassification.from_pretrained(
-            path, id2label=dict(enumerate(labels)))  # keeps the names in model.config too
+        _check_label_names(labels)
+        # require_head: predicting with a freshly initialised, random head must be an error
+        model = load_pretrained(BertForSequenceClassification, path, require_head=True,
+                                id2label=dict(enumerate(labels)))  # names kept in the config
         return cls(model, Tokenizer.from_pretrained(path), labels, max_length)
 
     def predict_proba(self, texts: list[str], text_pairs: list[str] | None = None,
@@ -103,6 +106,19 @@ class Classifier:
                        {name: float(q) for name, q in zip(self.labels, p, strict=True)})
             for text, p in zip(texts, probs, strict=True)
         ]
+
+
+def _check_label_names(labels: list[str]) -> None:
+    """Label names must be non-empty and distinct: two classes with one name would print one
+    merged probability and make evaluation count them as one."""
+    empty = [i for i, name in enumerate(labels) if not str(name).strip()]
+    if empty:
+        raise ValueError(f"label names must not be empty (class {empty[0]} has {labels[empty[0]]!r}"
+                         f" in {list(labels)})")
+    twice = sorted({name for name in labels if list(labels).count(name) > 1})
+    if twice:
+        raise ValueError(f"label names must be distinct; {twice} name two classes each "
+                         f"(in {list(labels)})")
 
 
 def format_predictions(predictions: list[Prediction], width: int = 48) -> str:

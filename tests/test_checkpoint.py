@@ -244,3 +244,79 @@ def test_transformers_loads_our_files(tmp_path):
         if ours_cls is not BertModel:
             np.testing.assert_allclose(mine.logits.numpy(), theirs.logits.numpy(), atol=1e-5)
             assert hf.config.id2label[2] == "positive"
+
+
+# ----------------------------------------------------------------------------------------------
+# weights that must be refused (issue 12: items 7-10, 14)
+
+
+def test_unused_encoder_weights_are_an_error(tmp_path):
+    make(BertModel).save_pretrained(tmp_path)  # 2 layers of weights
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["num_hidden_layers"] = 1  # ... described as 1 layer: layer 1 would be dropped
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"does not use: \['encoder\.layer\.1\.") as e:
+        BertModel.from_pretrained(tmp_path)
+    assert "model.safetensors" in str(e.value) and "num_hidden_layers = 1" in str(e.value)
+
+
+def test_a_known_head_is_discarded_but_an_unknown_weight_is_an_error(tmp_path):
+    model = make(BertModel)
+    model.save_pretrained(tmp_path)
+    state = hf_state_dict(model)
+    state["cls.seq_relationship.weight"] = np.zeros((2, 8), np.float32)  # NSP head: known
+    save_file(state, tmp_path / "model.safetensors")
+    with pytest.warns(UserWarning, match="discarding 1 weights.*cls.seq_relationship"):
+        BertModel.from_pretrained(tmp_path)
+    state["mystery.weight"] = np.zeros(3, np.float32)
+    save_file(state, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"\['mystery\.weight'\]"):
+        BertModel.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinite_weights_are_refused_naming_the_tensor(tmp_path, bad):
+    model = make(BertModel)
+    model.save_pretrained(tmp_path)
+    state = hf_state_dict(model)
+    state["encoder.layer.0.attention.self.key.bias"][3] = bad
+    save_file(state, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"encoder\.layer\.0\.attention\.self\.key\.bias "
+                                              "holds NaN or infinite"):
+        BertModel.from_pretrained(tmp_path)
+
+
+def test_integer_weights_are_refused_not_cast(tmp_path):
+    model = make(BertModel)
+    model.save_pretrained(tmp_path)
+    state = hf_state_dict(model)
+    state["pooler.dense.bias"] = np.arange(8, dtype=np.int32)
+    save_file(state, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"pooler\.dense\.bias holds integers"):
+        BertModel.from_pretrained(tmp_path)
+
+
+def test_only_used_tensors_are_read_from_the_file(tmp_path, monkeypatch):
+    make(BertForMaskedLM).save_pretrained(tmp_path)
+    asked = []
+    real = checkpoint.load_file
+    monkeypatch.setattr(checkpoint, "load_file",
+                        lambda path, **kw: asked.append(kw.get("names")) or real(path, **kw))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        BertModel.from_pretrained(tmp_path)
+    assert any("discarding" in str(w.message) for w in caught)
+    (names,) = asked
+    assert names and not any(n.startswith("cls.") for n in names)  # the MLM head: never read
+
+
+def test_duplicate_label_names_are_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"id2label names two classes \['pos'\]"):
+        tiny_config(id2label={0: "pos", 1: "neg", 2: "pos"})
+    make(BertForSequenceClassification).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["id2label"] = {"0": "a", "1": "a", "2": "b"}
+    del config["label2id"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="config.json.*'a'"):
+        load_config(tmp_path)

@@ -80,3 +80,27 @@ def test_demo_falls_back_to_a_model_trained_from_scratch(tmp_path):
                  say=lines.append)
     assert any("pre-trains a small BERT from scratch" in line for line in lines)
     assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
+
+
+def test_a_folder_without_classifier_weights_is_refused(tmp_path):
+    """Predicting with a freshly initialised head would print random labels (issue 12, item 7)."""
+    tok = Tokenizer.train(["a b c", "d e f"], vocab_size=40)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=16,
+                        id2label={0: "no", 1: "yes"})
+    from minibert.model import BertModel
+
+    BertModel(config).save_pretrained(tmp_path)  # an encoder, but config.json names labels
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"no weights for \['classifier\.W', 'classifier\.b'\]"):
+        Classifier.from_pretrained(tmp_path)
+    # fine-tuning may start the head afresh: there it is only a warning
+    with pytest.warns(UserWarning, match="fresh"):
+        BertForSequenceClassification.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("labels, match", [(["a", "a", "b"], "distinct"),
+                                           (["", "", ""], "must not be empty")])
+def test_label_names_must_be_distinct_and_non_empty(classifier, labels, match):
+    with pytest.raises(ValueError, match=match):
+        Classifier(classifier.model, classifier.tokenizer, labels)
