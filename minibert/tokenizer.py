@@ -404,6 +404,9 @@ class Tokenizer:
     tokens [PAD] [UNK] [CLS] [SEP] [MASK].
     lowercase, strip_accents, tokenize_chinese_chars: see ``BasicTokenizer``.
     model_max_length: the default ``max_length`` when truncating (512 for BERT); None = no limit.
+    split_special_tokens: False (the default, as the reference): "[MASK]" written in the text
+        becomes the [MASK] token. True: text is only ever text ("[MASK]" -> [, mask, ]), so
+        user input can never inject [SEP] or [CLS]; special tokens then come only from encode.
     """
 
     def __init__(
@@ -413,6 +416,7 @@ class Tokenizer:
         strip_accents: bool | None = None,
         tokenize_chinese_chars: bool = True,
         model_max_length: int | None = None,
+        split_special_tokens: bool = False,
     ):
         if isinstance(vocab, (str, bytes)) or not isinstance(vocab, Sequence):
             raise TypeError("vocab must be a list of tokens; use Tokenizer.from_vocab_file(path)")
@@ -422,7 +426,11 @@ class Tokenizer:
         self.lowercase = lowercase
         self._strip_accents = strip_accents  # kept as given, for save_pretrained
         self.model_max_length = model_max_length
-        self.basic = BasicTokenizer(lowercase, strip_accents, tokenize_chinese_chars)
+        self.split_special_tokens = bool(split_special_tokens)
+        # never_split: a chunk that *after cleaning* is exactly a special token stays whole, as
+        # in the reference: "[MA\u200bSK]" loses its zero-width space and is [MASK].
+        self.basic = BasicTokenizer(lowercase, strip_accents, tokenize_chinese_chars,
+                                    never_split=() if split_special_tokens else SPECIAL_TOKENS)
 
         self.pad_token, self.unk_token, self.cls_token = PAD, UNK, CLS
         self.sep_token, self.mask_token = SEP, MASK
@@ -462,17 +470,29 @@ class Tokenizer:
         config_path = model_dir / "tokenizer_config.json"
         config = {}
         if config_path.is_file():
-            try:
+            try:  # RecursionError: JSON nested thousands deep; ValueError: a 5000-digit int
                 config = json.loads(config_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{config_path}: invalid JSON ({e})") from None
+            except (UnicodeDecodeError, RecursionError, ValueError) as e:
+                raise VocabError(f"{config_path}: not valid UTF-8 JSON "
+                                 f"({type(e).__name__}: {str(e)[:200]})") from None
+            if not isinstance(config, dict):
+                raise VocabError(f"{config_path}: expected a JSON object of settings, got "
+                                 f"{type(config).__name__}")
+            for key in ("do_lower_case", "tokenize_chinese_chars", "split_special_tokens"):
+                if not isinstance(config.get(key, False), bool):
+                    raise VocabError(f"{config_path}: {key} must be true or false, not "
+                                     f"{config[key]!r}")
+            if not isinstance(config.get("strip_accents"), bool | None):
+                raise VocabError(f"{config_path}: strip_accents must be true, false or null, "
+                                 f"not {config['strip_accents']!r}")
+        split = config.get("split_special_tokens", False)
         max_len = config.get("model_max_length")
         if not isinstance(max_len, int) or max_len > 10**6:  # HF writes a huge int for "none"
             max_len = None
         vocab_path, json_path = model_dir / "vocab.txt", model_dir / "tokenizer.json"
         if not vocab_path.is_file() and json_path.is_file():
             vocab, settings = read_tokenizer_json(json_path)
-            return cls(vocab, model_max_length=max_len, **settings)
+            return cls(vocab, model_max_length=max_len, split_special_tokens=split, **settings)
         if not vocab_path.is_file():
             raise FileNotFoundError(f"vocabulary file not found: {vocab_path} (and no "
                                     f"tokenizer.json beside it)")
@@ -482,6 +502,7 @@ class Tokenizer:
             strip_accents=config.get("strip_accents"),
             tokenize_chinese_chars=config.get("tokenize_chinese_chars", True),
             model_max_length=max_len,
+            split_special_tokens=split,
         )
 
     def save_vocab(self, path: str | os.PathLike) -> Path:
@@ -505,6 +526,8 @@ class Tokenizer:
         }
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
+        if self.split_special_tokens:
+            config["split_special_tokens"] = True
         config_path = model_dir / "tokenizer_config.json"
         config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         return [self.save_vocab(model_dir / "vocab.txt"), config_path]
@@ -572,7 +595,8 @@ class Tokenizer:
         tokens: list[str] = []
         ids: list[int] = []
         # split() with a capturing group alternates: text, special, text, special, ..., text
-        for i, part in enumerate(self._special_pattern.split(text)):
+        parts = [text] if self.split_special_tokens else self._special_pattern.split(text)
+        for i, part in enumerate(parts):
             if i % 2 == 1:
                 tokens.append(part)
                 ids.append(self.vocab[part])

@@ -444,9 +444,40 @@ def test_tokenizer_modules_import_only_stdlib_and_numpy():
             if isinstance(node, ast.Import):
                 roots = [alias.name.split(".")[0] for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
-                roots = [(node.module or "").split(".")[0]]
-                if node.module and node.module.startswith("minibert"):
-                    assert node.module == "minibert.wordpiece_trainer", (name, node.module)
+                module = ("minibert." if node.level else "") + (node.module or "")
+                roots = [module.split(".")[0]]
+                if module.startswith("minibert"):
+                    assert module == "minibert.wordpiece_trainer", (name, module)
             else:
                 continue
             assert set(roots) <= allowed, (name, roots)
+
+
+def test_special_token_with_an_invisible_character_stays_whole():
+    """As the reference: clean the text first (a zero-width space, a control character, a
+    private-use or unassigned code point, U+FFFD go), then keep a chunk equal to a special
+    token whole. With split_special_tokens=True text never becomes a special token."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[", "]", "a", "b", "mask", "sep"]
+    tok = Tokenizer(vocab)
+    for text in ["a [MA\u200bSK] b", "a [MA\x01SK] b", "a [MASK\u200e] b", "a [MA\ue000SK] b",
+                 "a [MA\u0378SK] b", "a [MA\ufffdSK] b", "a [MASK] b", "a[MASK]b"]:
+        assert tok.tokenize(text) == ["a", "[MASK]", "b"], repr(text)
+    assert tok.tokenize("a[MA\u200bSK]b") == ["a", "[", "mask", "]", "b"]  # one chunk: text
+    split = Tokenizer(vocab, split_special_tokens=True)
+    for text in ["a [MASK] b", "a[MASK]b", "a [MA\u200bSK] b"]:
+        assert split.tokenize(text) == ["a", "[", "mask", "]", "b"], repr(text)
+    assert split.encode("[SEP]").input_ids == [2, 5, 10, 6, 3]
+
+
+def test_split_special_tokens_is_saved_and_tokenizer_config_is_checked(tmp_path):
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"]
+    Tokenizer(vocab, split_special_tokens=True).save_pretrained(tmp_path)
+    assert Tokenizer.from_pretrained(tmp_path).split_special_tokens is True
+    config = tmp_path / "tokenizer_config.json"
+    for text, match in [("[1, 2]", "expected a JSON object"), ("[" * 100_000, "RecursionError"),
+                        ('{"do_lower_case": "yes"}', "do_lower_case must be true or false"),
+                        ('{"strip_accents": 1}', "strip_accents must be"), ("{", "not valid")]:
+        config.write_text(text)
+        with pytest.raises(VocabError, match=match) as e:
+            Tokenizer.from_pretrained(tmp_path)
+        assert "tokenizer_config.json" in str(e.value)

@@ -153,3 +153,36 @@ def test_save_pretrained_is_readable_by_the_reference(tok, ref, tmp_path):
     again = _reference_class().from_pretrained(tmp_path)
     text = "The [MASK] of Naïve Über-Tokenizers, 1,000 times!"
     assert again(text)["input_ids"] == ref(text)["input_ids"] == tok.encode(text).input_ids
+
+
+# A special token with an invisible character inside or beside it: the reference cleans the text
+# first (Cc, Cf, Co, Cn and U+FFFD are dropped), then keeps a chunk that is exactly a special
+# token whole. (Issue 12: minibert used to split these into [, mask, ].)
+INVISIBLE = ["\u200b", "\x01", "\u200e", "\ue000", "\u0378", "\ufffd", "\x7f", "\u2060"]
+SPECIAL_TEXTS = [f"{a}{t[:3]}{c}{t[3:]}{b}" for t in ("[MASK]", "[CLS]", "[SEP]", "[PAD]")
+                 for c in INVISIBLE for a, b in (("a ", " b"), ("", ""), ("x", "y"))]
+SPECIAL_TEXTS += ["the[MASK]sat", "a [MASK] b", "[mask]", "[CLS] [SEP]", "x\u00a0[SEP]\u00a0y",
+                  "[MASK]\u200b", "\u200b[MASK]", "[[MASK]]", "[MA SK]"]
+
+
+def test_special_tokens_with_invisible_characters(tok, ref):
+    for text in SPECIAL_TEXTS:
+        assert tok.tokenize(text) == ref.tokenize(text), repr(text)
+        assert tok.encode(text).input_ids == ref(text)["input_ids"], repr(text)
+
+
+def test_split_special_tokens_matches_the_reference(model_dir):
+    """split_special_tokens=True: text never becomes a special token. The reference here is
+    transformers' fast tokenizer (the pure-Python one still keeps a whitespace-separated
+    "[MASK]" whole with the option on)."""
+    # transformers 5 calls the fast tokenizer BertTokenizer; 4.x calls it BertTokenizerFast
+    fast_class = getattr(transformers, "BertTokenizerFast", None) or transformers.BertTokenizer
+    fast = fast_class.from_pretrained(model_dir, split_special_tokens=True)
+    tok = Tokenizer.from_pretrained(model_dir)
+    tok_split = Tokenizer(tok.ids_to_tokens, split_special_tokens=True,
+                          model_max_length=tok.model_max_length)
+    # (The fast tokenizer's Unicode tables differ from Python's on unassigned code points
+    # (category Cn): those are compared with the pure-Python reference above only.)
+    for text in (t for t in SPECIAL_TEXTS if "\u0378" not in t):
+        assert tok_split.encode(text).input_ids == fast(text)["input_ids"], repr(text)
+        assert not set(tok_split.encode(text).input_ids[1:-1]) & tok_split.special_ids
