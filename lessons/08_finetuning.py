@@ -92,5 +92,6 @@ print("A frozen encoder trains only 1,540 numbers, fast and hard to overfit, wit
 print("learning rate; its encoder outputs never change, so they can even be computed once")
 print("(notebooks/02 does exactly that).")
 show("classifier.W after the frozen run (H, C)", after["classifier.W"])
-print("\nNext: finetune and _Loop.train_step in minibert/train.py, AdamW in minibert/optim.py")
+print("\nNext: finetune and TrainingRun.train_step in minibert/train.py, AdamW in "
+      "minibert/optim.py")
 print("(exercises 8.1 AdamW step, 8.2 the fine-tuning step).")

@@ -15,10 +15,11 @@ from _common import banner, load_quietly, minilm_dir, show
 import minibert
 from minibert.data import label_names, read_labelled
 from minibert.datasets import support_tickets_dir
+from minibert.evaluation import evaluate
 from minibert.model import BertForSequenceClassification
 from minibert.pipeline import Classifier, format_predictions
 from minibert.tokenizer import Tokenizer
-from minibert.train import evaluate, finetune
+from minibert.train import finetune
 
 model_dir = minilm_dir()
 tok = Tokenizer.from_pretrained(model_dir)

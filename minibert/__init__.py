@@ -9,7 +9,8 @@ Read it in the order data flows:
     config.py        BertConfig: the fields of config.json
     checkpoint.py    real weights: Hugging Face names, config.json + model.safetensors
     model.py         BERT: embeddings -> encoder layers -> hidden states -> heads
-    optim.py, data.py, train.py   pre-training and fine-tuning
+    data.py, optim.py, train.py   pre-training and fine-tuning (run_state.py: a run's saved
+                                  state; evaluation.py, metrics.py: how good a model is)
     pipeline.py      inference: text -> probabilities -> argmax
 """
 
@@ -26,6 +27,7 @@ from .backend import (
 from .checkpoint import CheckpointError
 from .config import BertConfig
 from .data import DataError, LabelledData, MLMCollator, read_labelled, read_text_corpus
+from .evaluation import evaluate
 from .gradcheck import GradcheckError, gradcheck
 from .model import (
     BertForMaskedLM,
@@ -38,7 +40,7 @@ from .pipeline import Classifier
 from .safetensors_io import load_file, save_file
 from .sentence import SentenceEncoder
 from .tokenizer import BasicTokenizer, Tokenizer
-from .train import TrainConfig, TrainingDivergedError, evaluate, finetune, pretrain_mlm
+from .train import TrainConfig, TrainingDivergedError, finetune, pretrain_mlm
 from .version import __version__ as __version__  # re-exported: minibert.__version__
 
 __all__ = [

@@ -129,9 +129,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate
     from .metrics import format_confusion
     from .pipeline import Classifier
-    from .train import evaluate
 
     _setup(args)
     data = _read(args, args.data)

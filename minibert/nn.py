@@ -7,6 +7,7 @@ such as ``encoder.layers.0.attention.query.W`` — the keys of `state_dict()`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -119,6 +120,22 @@ class Module:
     def eval(self) -> Module:
         """Evaluation mode (dropout off). Returns self."""
         return self.train(False)
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Evaluation mode inside a `with` block; afterwards every sub-module is back in the
+        mode it was in (a frozen encoder kept in eval mode inside a training model stays so).
+
+            with model.evaluating(), no_grad():
+                logits = model(ids).logits
+        """
+        modes = [(m, m.training) for _, m in self.named_modules()]
+        self.eval()
+        try:
+            yield self
+        finally:
+            for m, mode in modes:
+                m.training = mode
 
     def zero_grad(self) -> None:
         for p in self.parameters():

@@ -8,15 +8,17 @@ pre-trained values, ω from fresh random values, and both are trained together o
 
 With ``freeze_encoder=True`` only ω trains: the encoder is a fixed feature extractor.
 
-One training step, the same in both loops:
+One training step, the same in both loops (``TrainingRun.train_step``):
 
-    batch -> forward -> loss -> backward -> clip the gradient norm -> AdamW step (lr from the
-    warm-up/decay schedule)
+    zero_grad -> forward -> loss -> backward -> clip the gradient norm -> AdamW step (lr from
+    the warm-up/decay schedule)
 
-After every epoch: evaluation, the history written to ``history.json`` and a checkpoint
-(model + optimizer + data generator + epoch/step + history) written atomically into
-``out_dir``. ``resume=True`` continues from the last checkpoint exactly as if the run had never
-stopped: same seed -> the same numbers, bit for bit, on CPU and on GPU.
+Both loops are a ``TrainingRun``. After every epoch: evaluation (evaluation.py), the history
+written to ``history.json`` and the run's state (model + optimizer + data generator +
+epoch/step + history, see run_state.py) written atomically into ``out_dir``. ``resume=True``
+continues from the last saved state exactly as if the run had never stopped: same seed -> the
+same numbers, bit for bit, on CPU and on GPU. At the end the model is saved in from_pretrained
+format to ``out_dir/final``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +36,6 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .autograd import no_grad
 from .data import (
     DataError,
     LabelledData,
@@ -48,10 +48,9 @@ from .data import (
     label_names,
     read_text_corpus,
 )
-from .fileio import atomic_write
-from .metrics import accuracy, confusion_matrix, macro_f1
+from .evaluation import evaluate, evaluate_mlm
 from .optim import AdamW, clip_grad_norm, global_grad_norm, linear_warmup_decay, weight_decay_groups
-from .safetensors_io import load_file, save_file
+from .run_state import latest_run_state, load_run_state, save_run_state, write_json
 
 # ----------------------------------------------------------------------------------------------
 # Options
@@ -150,220 +149,76 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Checkpoints
-#
-#   out_dir/latest.json                     {"checkpoint": "checkpoint-epoch-2"}
-#   out_dir/checkpoint-epoch-2/model.safetensors        the parameters (our names)
-#   out_dir/checkpoint-epoch-2/optimizer.safetensors    AdamW's m and v
-#   out_dir/checkpoint-epoch-2/trainer_state.json       epoch, step, data RNG state, history, ...
-#
-# Each file is written atomically, into a new folder; only then does latest.json (itself
-# written atomically) point at it, and only then is the previous folder removed. A crash at any
-# moment leaves latest.json pointing at a complete checkpoint.
+# One training run, shared by pre-training and fine-tuning
 
 
-def save_checkpoint(out_dir, name: str, model, optimizer, trainer_state: dict) -> Path:
-    """Write a checkpoint folder out_dir/name and point latest.json at it. Returns the folder."""
-    out_dir = Path(out_dir)
-    folder = out_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(model.state_dict(), folder / "model.safetensors")
-    arrays, scalars = _split_optimizer_state(optimizer.state_dict())
-    save_file(arrays, folder / "optimizer.safetensors")
-    state = dict(trainer_state, optimizer=scalars)
-    _write_json(folder / "trainer_state.json", state)
-    previous = latest_checkpoint(out_dir)
-    _write_json(out_dir / "latest.json", {"checkpoint": name})
-    if previous is not None and previous != folder:
-        shutil.rmtree(previous, ignore_errors=True)
-    return folder
+class TrainingRun:
+    """One run of the training loop: optimizer, schedule, random state, history, saved state.
 
+        run = TrainingRun(model, cfg, num_examples, {"task": "finetune"})
+        history = run.fit(make_batch, evaluate, tokenizer)
 
-def latest_checkpoint(out_dir) -> Path | None:
-    """The folder latest.json points at, or None when there is no checkpoint yet."""
-    pointer = Path(out_dir) / "latest.json"
-    if not pointer.is_file():
-        return None
-    folder = Path(out_dir) / json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
-    return folder if folder.is_dir() else None
-
-
-def load_checkpoint(folder, model, optimizer) -> dict:
-    """Load weights and optimizer state from a checkpoint folder; returns trainer_state."""
-    folder = Path(folder)
-    state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
-    model.load_state_dict(load_file(folder / "model.safetensors"))
-    arrays = load_file(folder / "optimizer.safetensors")
-    optimizer.load_state_dict(_join_optimizer_state(arrays, state["optimizer"]))
-    return state
-
-
-def _split_optimizer_state(sd: dict) -> tuple[dict, dict]:
-    """optimizer.state_dict() -> (arrays for safetensors, everything else for JSON)."""
-    arrays, numbers = {}, {}
-    for i, entry in sd["state"].items():
-        for k, v in entry.items():
-            if isinstance(v, np.ndarray):
-                arrays[f"{i}.{k}"] = v
-            else:
-                numbers.setdefault(str(i), {})[k] = v
-    return arrays, {"lr": sd["lr"], "groups": sd["groups"], "numbers": numbers}
-
-
-def _join_optimizer_state(arrays: dict, scalars: dict) -> dict:
-    state: dict[int, dict] = {}
-    for key, value in arrays.items():
-        i, k = key.split(".", 1)
-        state.setdefault(int(i), {})[k] = value
-    for i, entry in scalars["numbers"].items():
-        state.setdefault(int(i), {}).update(entry)
-    return {"lr": scalars["lr"], "groups": scalars["groups"], "state": state}
-
-
-def _write_json(path, obj) -> None:
-    atomic_write(path, lambda f: json.dump(obj, f, indent=1), mode="w")
-
-
-# ----------------------------------------------------------------------------------------------
-# Evaluation
-
-
-def evaluate(model, tokenizer, data: LabelledData, label2id: dict[str, int] | None = None,
-             batch_size: int = 64, max_length: int = 128) -> dict:
-    """Loss, accuracy, macro-F1 and confusion matrix of a classifier on labelled data.
-
-    label2id defaults to the model's ``config.label2id``. Dropout is off during evaluation;
-    the model's train/eval mode is restored afterwards. The confusion matrix is a list of rows
-    (true class) of counts per predicted class, in label-id order.
-    """
-    label2id = label2id or model.config.label2id
-    y_true = encode_labels(data.labels, label2id, data.source)  # unknown labels: clear error
-    was_training = model.training
-    model.eval()
-    preds, total_loss = [], 0.0
-    try:
-        with no_grad():
-            for idx in batch_indices(len(data), batch_size):
-                b = classification_batch(tokenizer, data, idx, label2id, max_length)
-                out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"],
-                            labels=b["labels"])
-                total_loss += out.loss.item() * len(idx)
-                preds.append(backend.to_numpy(out.logits.data).argmax(axis=-1))
-    finally:
-        model.train(was_training)
-    y_pred = np.concatenate(preds)
-    C = len(label2id)
-    return {
-        "loss": total_loss / len(data),
-        "accuracy": accuracy(y_true, y_pred),
-        "macro_f1": macro_f1(y_true, y_pred, C),
-        "confusion_matrix": confusion_matrix(y_true, y_pred, C).tolist(),
-        "num_examples": len(data),
-    }
-
-
-def evaluate_mlm(model, collator_batches: list[dict]) -> dict:
-    """Mean MLM loss over fixed, already-masked batches (weighted by masked tokens), and the
-    perplexity exp(loss): how many words the model is 'choosing between' on average."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    try:
-        with no_grad():
-            for b in collator_batches:
-                n = int((b["labels"] != -100).sum())
-                if n == 0:
-                    continue
-                out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"],
-                            labels=b["labels"])
-                total += out.loss.item() * n
-                count += n
-    finally:
-        model.train(was_training)
-    loss = total / max(count, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": count}
-
-
-# ----------------------------------------------------------------------------------------------
-# The training loop shared by pre-training and fine-tuning
-
-
-class _Loop:
-    """One run: optimizer, schedule, random state, checkpoints and history.
-
+    info: what the history says about the run besides its config, steps and epochs
+    log: called with a dict after every step and every epoch (see ``finetune``)
     make_batch(indices) -> dict of arrays (input_ids, attention_mask, token_type_ids, labels)
-    evaluate_fn() -> dict of metrics, or None
+    evaluate() -> dict of metrics, or None
     """
 
-    def __init__(self, model, cfg: TrainConfig, num_examples: int, make_batch, evaluate_fn,
-                 data_rng: np.random.Generator, history: dict, log: Callable | None,
-                 set_mode: Callable):
-        self.model, self.cfg = model, cfg
-        self.num_examples, self.make_batch, self.evaluate_fn = num_examples, make_batch, \
-            evaluate_fn
-        self.data_rng, self.history, self.log, self.set_mode = data_rng, history, log, set_mode
-        groups = weight_decay_groups(model.named_parameters(), cfg.weight_decay)
-        self.params = [p for g in groups for p in g["params"]]
-        if not self.params:
-            raise ValueError("no trainable parameters: every parameter has requires_grad=False")
-        self.optimizer = AdamW(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
-                               weight_decay=cfg.weight_decay)
+    def __init__(self, model, cfg: TrainConfig, num_examples: int, info: dict,
+                 log: Callable[[dict], None] | None = None):
+        self.model, self.cfg, self.num_examples, self.log = model, cfg, num_examples, log
+        self.history = {**info, "config": _jsonable(dataclasses.asdict(cfg)), "steps": [],
+                        "epochs": []}
+        self.data_rng = np.random.default_rng(cfg.seed)  # shuffling and masking (see above)
         self.steps_per_epoch = math.ceil(num_examples / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.warmup_steps = int(round(cfg.warmup_ratio * self.total_steps))
         self.epoch, self.step = 0, 0  # epochs completed, optimizer steps taken
-        self.last_checkpoint: Path | None = None
+        self.last_saved: Path | None = None
+        if cfg.out_dir:
+            os.makedirs(cfg.out_dir, exist_ok=True)
 
-    # -- resuming ------------------------------------------------------------------------------
-    def try_resume(self) -> None:
-        folder = latest_checkpoint(self.cfg.out_dir)
-        if folder is None:
-            _note(f"note: resume=True but {self.cfg.out_dir} holds no checkpoint; starting anew")
-            return
-        state = load_checkpoint(folder, self.model, self.optimizer)
-        changed = sorted(k for k, v in state["config"].items()
-                         if k not in _COSMETIC and _jsonable(getattr(self.cfg, k, None)) != v)
-        if changed:
-            _note(f"note: resuming with changed options {changed}; "
-                  "the run will differ from an uninterrupted one")
-        self.epoch, self.step = state["epoch"], state["step"]
-        self.history.clear()
-        self.history.update(state["history"])
-        self.data_rng.bit_generator.state = state["data_rng"]
-        self.last_checkpoint = folder
-        _note(f"resumed from {folder} (epoch {self.epoch}, step {self.step})")
-
-    def save(self) -> None:
-        if not self.cfg.out_dir:
-            return
-        state = {
-            "epoch": self.epoch,
-            "step": self.step,
-            "config": _jsonable(dataclasses.asdict(self.cfg)),
-            "data_rng": _jsonable(self.data_rng.bit_generator.state),
-            "history": self.history,
-            "backend": backend.get_backend(),
-        }
-        self.last_checkpoint = save_checkpoint(self.cfg.out_dir, f"checkpoint-epoch-{self.epoch}",
-                                               self.model, self.optimizer, state)
-        _write_json(Path(self.cfg.out_dir) / "history.json", self.history)
-
-    # -- training ------------------------------------------------------------------------------
-    def run(self) -> dict:
-        while self.epoch < self.cfg.epochs:
-            self.run_epoch()
+    def fit(self, make_batch: Callable, evaluate: Callable, tokenizer) -> dict:
+        """Train (from the last saved state when cfg.resume), then leave the model in eval
+        mode and save it with its tokenizer to out_dir/final. Returns the history."""
+        frozen = _freeze_encoder(self.model) if self.cfg.freeze_encoder else []
+        try:
+            groups = weight_decay_groups(self.model.named_parameters(), self.cfg.weight_decay)
+            self.params = [p for g in groups for p in g["params"]]
+            if not self.params:
+                raise ValueError("no trainable parameters: every parameter has "
+                                 "requires_grad=False")
+            self.optimizer = AdamW(groups, lr=self.cfg.lr, betas=self.cfg.adam_betas,
+                                   eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay)
+            if self.cfg.resume:
+                self.resume()
+            while self.epoch < self.cfg.epochs:
+                self.run_epoch(make_batch, evaluate)
+        finally:
+            for p in frozen:  # leave the model as we found it
+                p.requires_grad = True
+        self.model.eval()
+        if self.cfg.out_dir:
+            _save_final(self.model, tokenizer, Path(self.cfg.out_dir) / "final")
         return self.history
 
-    def run_epoch(self) -> None:
+    def train_mode(self) -> None:
+        """Dropout on; with a frozen encoder (a fixed feature extractor) not inside it."""
+        self.model.train()
+        if self.cfg.freeze_encoder:
+            self.model.bert.eval()
+
+    # -- one epoch, one step -------------------------------------------------------------------
+    def run_epoch(self, make_batch: Callable, evaluate: Callable) -> None:
         cfg = self.cfg
-        self.set_mode()
+        self.train_mode()
         backend.manual_seed(_epoch_seed(cfg.seed, self.epoch))  # dropout masks (see above)
         batches = batch_indices(self.num_examples, cfg.batch_size, self.data_rng)
         bar = _progress(len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.progress)
         start, tokens, loss_sum = time.perf_counter(), 0, 0.0
         try:
             for indices in batches:
-                batch = self.make_batch(indices)
+                batch = make_batch(indices)
                 loss, grad_norm = self.train_step(batch)
                 tokens += int(batch["attention_mask"].sum())
                 loss_sum += loss
@@ -381,8 +236,7 @@ class _Loop:
         self.epoch += 1
         summary = {"epoch": self.epoch, "step": self.step, "train_loss": loss_sum / len(batches),
                    "tokens_per_s": tokens / max(seconds, 1e-9), "seconds": seconds}
-        metrics = self.evaluate_fn()
-        self.set_mode()  # evaluation switched dropout off; back to training mode
+        metrics = evaluate()  # in eval mode; the model's modes are restored afterwards
         if metrics is not None:
             summary["eval"] = metrics
         self.history["epochs"].append(summary)
@@ -392,13 +246,14 @@ class _Loop:
         self.save()
 
     def train_step(self, batch: dict) -> tuple[float, float]:
-        """forward -> loss -> backward -> clip -> AdamW step. Returns (loss, gradient norm)."""
+        """zero_grad -> forward -> loss -> backward -> clip -> AdamW step.
+        Returns (loss, gradient norm)."""
         self.optimizer.lr = self.cfg.lr * linear_warmup_decay(self.step, self.warmup_steps,
                                                               self.total_steps)
         # BEGIN EXERCISE 8.2: one training step. Zero the gradients; run the model on the batch
         #   with labels=batch["labels"]; check the loss is finite (self.check_finite); backward;
         #   clip the gradient norm (clip_grad_norm, or global_grad_norm when max_grad_norm is
-        #   None) and check it; optimizer step; self.step += 1; return (loss, grad_norm).
+        #   None) and check it; optimizer step; self.step += 1; set loss (a float) and grad_norm.
         self.optimizer.zero_grad()
         out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                          labels=batch["labels"])
@@ -412,15 +267,15 @@ class _Loop:
         self.check_finite("gradient norm", grad_norm)
         self.optimizer.step()
         self.step += 1
-        return loss, grad_norm
         # END EXERCISE
+        return loss, grad_norm
 
     def check_finite(self, what: str, value: float) -> None:
-        """Stop at the first NaN/inf, before it reaches the weights or a checkpoint."""
+        """Stop at the first NaN/inf, before it reaches the weights or the saved state."""
         if math.isfinite(value):
             return
-        if self.last_checkpoint is not None:
-            kept = f"the last good checkpoint, {self.last_checkpoint} (after epoch " \
+        if self.last_saved is not None:
+            kept = f"the last good checkpoint, {self.last_saved} (after epoch " \
                    f"{self.epoch}), is kept; resume from it with a lower learning rate"
         else:
             kept = "no checkpoint had been written yet"
@@ -428,6 +283,40 @@ class _Loop:
             f"training stopped: the {what} is {value} at step {self.step + 1} "
             f"(epoch {self.epoch + 1}); {kept}"
         )
+
+    # -- the run's state on disk (run_state.py) -------------------------------------------------
+    def save(self) -> None:
+        if not self.cfg.out_dir:
+            return
+        state = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "config": _jsonable(dataclasses.asdict(self.cfg)),
+            "data_rng": _jsonable(self.data_rng.bit_generator.state),
+            "history": self.history,
+            "backend": backend.get_backend(),
+        }
+        self.last_saved = save_run_state(self.cfg.out_dir, f"checkpoint-epoch-{self.epoch}",
+                                         self.model, self.optimizer, state)
+        write_json(Path(self.cfg.out_dir) / "history.json", self.history)
+
+    def resume(self) -> None:
+        folder = latest_run_state(self.cfg.out_dir)
+        if folder is None:
+            _note(f"note: resume=True but {self.cfg.out_dir} holds no checkpoint; starting anew")
+            return
+        state = load_run_state(folder, self.model, self.optimizer)
+        changed = sorted(k for k, v in state["config"].items()
+                         if k not in _COSMETIC and _jsonable(getattr(self.cfg, k, None)) != v)
+        if changed:
+            _note(f"note: resuming with changed options {changed}; "
+                  "the run will differ from an uninterrupted one")
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history.clear()
+        self.history.update(state["history"])
+        self.data_rng.bit_generator.state = state["data_rng"]
+        self.last_saved = folder
+        _note(f"resumed from {folder} (epoch {self.epoch}, step {self.step})")
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -453,15 +342,6 @@ def _jsonable(obj):
 
 def _effective_max_length(model, cfg: TrainConfig) -> int:
     return min(cfg.max_length, model.config.max_position_embeddings)
-
-
-def _start(cfg: TrainConfig) -> np.random.Generator:
-    """Make out_dir; returns the run's data generator (shuffling, masking).
-
-    Dropout's generator is seeded at the start of each epoch (`_epoch_seed`)."""
-    if cfg.out_dir:
-        os.makedirs(cfg.out_dir, exist_ok=True)
-    return np.random.default_rng(cfg.seed)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -499,14 +379,6 @@ def finetune(model, tokenizer, train_data: LabelledData, eval_data: LabelledData
         _note(f"note: {n_long} of {len(train_data)} training texts are longer than "
               f"{max_length} tokens and will be truncated")
 
-    data_rng = _start(cfg)
-    frozen = _freeze_encoder(model) if cfg.freeze_encoder else []
-
-    def set_mode():
-        model.train()
-        if cfg.freeze_encoder:  # a fixed feature extractor: no dropout inside it either
-            model.bert.eval()
-
     def make_batch(indices):
         return classification_batch(tokenizer, train_data, indices, label2id, max_length)
 
@@ -515,21 +387,9 @@ def finetune(model, tokenizer, train_data: LabelledData, eval_data: LabelledData
             return None
         return evaluate(model, tokenizer, eval_data, label2id, cfg.eval_batch_size, max_length)
 
-    history = {"task": "finetune", "labels": list(label2id), "config": _jsonable(
-        dataclasses.asdict(cfg)), "steps": [], "epochs": []}
-    try:
-        loop = _Loop(model, cfg, len(train_data), make_batch, evaluate_fn, data_rng, history,
-                     log, set_mode)
-        if cfg.resume:
-            loop.try_resume()
-        loop.run()
-    finally:
-        for p in frozen:  # leave the model as we found it
-            p.requires_grad = True
-    model.eval()
-    if cfg.out_dir:
-        _save_final(model, tokenizer, Path(cfg.out_dir) / "final")
-    return history
+    run = TrainingRun(model, cfg, len(train_data), {"task": "finetune", "labels": list(label2id)},
+                      log)
+    return run.fit(make_batch, evaluate_fn, tokenizer)
 
 
 def _label_map(model, data: LabelledData) -> dict[str, int]:
@@ -563,11 +423,7 @@ def _freeze_encoder(model) -> list:
 
 def _save_final(model, tokenizer, folder: Path) -> None:
     """The trained model in from_pretrained format, with its tokenizer beside it."""
-    try:
-        model.save_pretrained(folder)
-    except (ImportError, NotImplementedError) as e:  # a model class without save support
-        _note(f"note: final model not saved to {folder}: {e}")
-        return
+    model.save_pretrained(folder)
     if hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(folder)
 
@@ -588,6 +444,8 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
     out_dir/history.json; checkpoints as in ``finetune``, final model to out_dir/final.
     """
     cfg = _make_config(config, options)
+    if cfg.freeze_encoder:
+        raise ValueError("freeze_encoder is for fine-tuning: pre-training trains the encoder")
     max_length = _effective_max_length(model, cfg)
     lines = read_text_corpus(texts) if isinstance(texts, str | os.PathLike) else list(texts)
     chunks = chunk_corpus(tokenizer, lines, max_length)
@@ -597,8 +455,9 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
         _note(f"note: {len(chunks) - len(lines)} extra sequences from cutting long lines into "
               f"pieces of at most {max_length} tokens ({len(chunks)} sequences in all)")
 
-    data_rng = _start(cfg)
-    collator = MLMCollator(tokenizer, cfg.mlm_probability, rng=data_rng)
+    run = TrainingRun(model, cfg, len(chunks), {"task": "pretrain_mlm",
+                                                "num_sequences": len(chunks)}, log)
+    collator = MLMCollator(tokenizer, cfg.mlm_probability, rng=run.data_rng)
     eval_batches = None
     if eval_texts is not None:
         eval_lines = (read_text_corpus(eval_texts) if isinstance(eval_texts, str | os.PathLike)
@@ -614,14 +473,4 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
     def evaluate_fn():
         return None if eval_batches is None else evaluate_mlm(model, eval_batches)
 
-    history = {"task": "pretrain_mlm", "config": _jsonable(dataclasses.asdict(cfg)),
-               "num_sequences": len(chunks), "steps": [], "epochs": []}
-    loop = _Loop(model, cfg, len(chunks), make_batch, evaluate_fn, data_rng, history, log,
-                 model.train)
-    if cfg.resume:
-        loop.try_resume()
-    loop.run()
-    model.eval()
-    if cfg.out_dir:
-        _save_final(model, tokenizer, Path(cfg.out_dir) / "final")
-    return history
+    return run.fit(make_batch, evaluate_fn, tokenizer)

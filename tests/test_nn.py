@@ -80,6 +80,20 @@ def test_modes_freezing_and_dtype():
     assert m(ids).dtype == np.float64
 
 
+def test_evaluating_switches_dropout_off_and_restores_every_mode():
+    minibert.manual_seed(0)
+    m = Tied().train()
+    m.blocks[0].eval()  # a part kept in eval mode on purpose (as a frozen encoder is)
+    ids = np.array([[0, 1, 4]])
+    with m.evaluating() as same:
+        assert same is m and not any(sub.training for _, sub in m.named_modules())
+        np.testing.assert_array_equal(m(ids).numpy(), m(ids).numpy())  # no dropout
+    assert m.training and m.drop.training and not m.blocks[0].training
+    with pytest.raises(RuntimeError), m.evaluating():
+        raise RuntimeError("inside")
+    assert m.training and m.drop.training and not m.blocks[0].training
+
+
 def test_layers_compute_what_they_say():
     minibert.manual_seed(0)
     lin = Linear(3, 2)

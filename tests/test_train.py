@@ -8,18 +8,13 @@ import pytest
 import minibert
 from minibert.config import BertConfig
 from minibert.data import DataError, LabelledData, read_text_corpus
+from minibert.evaluation import evaluate
 from minibert.metrics import accuracy, confusion_matrix, macro_f1, per_class_f1
 from minibert.model import BertForMaskedLM, BertForSequenceClassification
+from minibert.run_state import latest_run_state
 from minibert.safetensors_io import load_file
 from minibert.tokenizer import Tokenizer
-from minibert.train import (
-    TrainConfig,
-    TrainingDivergedError,
-    evaluate,
-    finetune,
-    latest_checkpoint,
-    pretrain_mlm,
-)
+from minibert.train import TrainConfig, TrainingDivergedError, finetune, pretrain_mlm
 
 TOPICS = {
     "fruit": "apple banana cherry grape lemon mango peach plum".split(),
@@ -139,7 +134,7 @@ def test_killed_and_resumed_run_is_bit_identical(tokenizer, tmp_path, backend_na
     killed = tiny_classifier(tokenizer, seed=5)
     with pytest.raises(KeyboardInterrupt):
         finetune(killed, tokenizer, train, val, out_dir=out, log=_kill_after(10), **opts)
-    assert latest_checkpoint(out).name == "checkpoint-epoch-2"
+    assert latest_run_state(out).name == "checkpoint-epoch-2"
 
     restarted = tiny_classifier(tokenizer, seed=5)  # a new process would build it afresh
     h_resumed = finetune(restarted, tokenizer, train, val, out_dir=out, resume=True, **opts)
@@ -170,7 +165,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tokenizer, tmp_path):
                                                     r"checkpoint-epoch-1"):
         finetune(model, tokenizer, make_task(64, 1), epochs=3, out_dir=str(tmp_path), log=log,
                  **FAST)
-    folder = latest_checkpoint(tmp_path)
+    folder = latest_run_state(tmp_path)
     assert folder.name == "checkpoint-epoch-1"
     saved = load_file(folder / "model.safetensors")
     assert all(np.isfinite(v).all() for v in saved.values())
@@ -185,7 +180,7 @@ def test_unseen_eval_labels_fail_before_training(tokenizer, tmp_path):
     with pytest.raises(DataError, match="val.tsv.*'vegetable'"):
         finetune(tiny_classifier(tokenizer), tokenizer, make_task(12, 1), val,
                  out_dir=str(tmp_path), **FAST)
-    assert latest_checkpoint(tmp_path) is None
+    assert latest_run_state(tmp_path) is None
 
 
 def test_head_size_must_match_the_labels(tokenizer):
@@ -208,6 +203,8 @@ def test_options_are_checked():
         TrainConfig(resume=True)
     with pytest.raises(TypeError, match="unknown training option"):
         finetune(None, None, make_task(3, 0), learning_rate=1.0)
+    with pytest.raises(ValueError, match="freeze_encoder is for fine-tuning"):
+        pretrain_mlm(None, None, ["some text"], freeze_encoder=True)
 
 
 # -- pre-training ------------------------------------------------------------------------------
