@@ -26,8 +26,9 @@ class BertConfig:
 
     id2label names the classes of a classification head, {0: "negative", 1: "positive"}; the
     keys must be 0 .. C-1. Without it the head has `num_labels` classes (default 2) named
-    LABEL_0, LABEL_1, ... Fields this class does not know (e.g. "transformers_version") are
-    kept in `extra` and written back unchanged.
+    LABEL_0, LABEL_1, ... Fields this class does not know (e.g. "use_cache") are kept in
+    `extra` and written back unchanged, except those that describe another writer (e.g.
+    "transformers_version", "_name_or_path": see checkpoint.STALE_CONFIG_FIELDS).
     """
 
     vocab_size: int = 30522
