@@ -17,6 +17,7 @@ import numpy as np
 
 from . import backend
 from .checkpoint import resolve_model_dir
+from .console import note
 
 
 def _setup(args) -> None:
@@ -92,7 +93,7 @@ def cmd_finetune(args) -> int:
         # finetune names the classes (id2label) from the training labels
         model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=len(labels))
     for w in caught:  # say, once, that the new head ω starts fresh (and what was discarded)
-        print(f"note: {str(w.message).splitlines()[0]}")
+        note(f"note: {str(w.message).splitlines()[0]}")
     tokenizer = Tokenizer.from_pretrained(model_dir)
     mode = "frozen encoder (only the head ω trains)" if args.freeze_encoder else "full"
     print(f"Fine-tuning {args.model} ({mode}) on {len(train.texts)} examples, "

@@ -44,13 +44,22 @@ def macro_f1(y_true, y_pred, num_classes: int) -> float:
     return float(per_class_f1(confusion_matrix(y_true, y_pred, num_classes)).mean())
 
 
-def format_confusion(matrix, labels: list[str]) -> str:
-    """The confusion matrix as text: rows are true classes, columns predicted ones."""
-    short = [name[:12] for name in labels]
-    width = max(len(s) for s in short) + 2
-    lines = [" " * (width + 6) + "predicted →",
-             f"{'true ↓':<{width + 6}}" + "".join(f"{s:>{width}}" for s in short)]
-    for name, row in zip(labels, matrix, strict=True):
-        counts = "".join(f"{int(c):>{width}}" for c in row)
-        lines.append(f"{name[:width + 5]:<{width + 6}}" + counts)
+def format_confusion(matrix, labels: list[str], max_width: int = 100) -> str:
+    """The confusion matrix as text: rows are true classes, columns predicted ones.
+
+    Class names are never cut: the columns are headed by the whole names when the table fits in
+    `max_width` characters, else by the class numbers, which the rows spell out ("2 name").
+    """
+    counts_width = max(len(str(int(c))) for row in matrix for c in row) + 2
+    width = max(max(len(name) for name in labels) + 2, counts_width)
+    rows = list(labels)
+    if 8 + len(max(labels, key=len)) + width * len(labels) > max_width:  # too wide: numbers
+        width = max(len(str(len(labels) - 1)) + 2, counts_width)
+        rows = [f"{i} {name}" for i, name in enumerate(labels)]
+        labels = [str(i) for i in range(len(labels))]
+    first = max(len("true ↓"), *(len(r) for r in rows)) + 2
+    lines = [" " * first + "predicted →",
+             f"{'true ↓':<{first}}" + "".join(f"{name:>{width}}" for name in labels)]
+    for name, row in zip(rows, matrix, strict=True):
+        lines.append(f"{name:<{first}}" + "".join(f"{int(c):>{width}}" for c in row))
     return "\n".join(lines)

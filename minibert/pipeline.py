@@ -127,12 +127,13 @@ def format_predictions(predictions: list[Prediction], width: int = 48) -> str:
         return "(no texts)"
     labels = list(predictions[0].probabilities)
     cols = [max(len(name), 6) for name in labels]
-    head = f"{'text':<{width}}  {'prediction':<20}  " + "  ".join(
+    label_width = max(len("prediction"), *(len(name) for name in labels))  # names whole
+    head = f"{'text':<{width}}  {'prediction':<{label_width}}  " + "  ".join(
         f"{name:>{c}}" for name, c in zip(labels, cols, strict=True))
     lines = [head, "-" * len(head)]
     for p in predictions:
         text = p.text if len(p.text) <= width else p.text[: width - 1] + "…"
         probs = "  ".join(f"{p.probabilities[name]:>{c}.3f}"
                           for name, c in zip(labels, cols, strict=True))
-        lines.append(f"{text:<{width}}  {p.label:<20}  {probs}")
+        lines.append(f"{text:<{width}}  {p.label:<{label_width}}  {probs}")
     return "\n".join(lines)

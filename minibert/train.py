@@ -27,7 +27,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
+from .console import note, progress_bar, result
 from .data import (
     DataError,
     LabelledData,
@@ -74,7 +74,7 @@ class TrainConfig:
     mlm_probability      pre-training only: share of tokens chosen for prediction
     eval_batch_size      examples per forward pass during evaluation
     adam_betas, adam_eps AdamW's β1, β2 and ε
-    progress             show a tqdm progress bar
+    progress             show a progress bar (where a person watches: see console.py)
     """
 
     epochs: int = 3
@@ -120,16 +120,6 @@ def _make_config(config: TrainConfig | None, options: dict) -> TrainConfig:
 
 class TrainingDivergedError(RuntimeError):
     """The loss (or the gradient norm) became NaN or infinite; training was stopped."""
-
-
-def _note(message: str) -> None:
-    """A one-line message to the user that does not break the progress bar."""
-    try:
-        from tqdm import tqdm
-
-        tqdm.write(message, file=sys.stderr)
-    except ImportError:  # tqdm is a dependency, but a note must never crash training
-        print(message, file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,7 +204,7 @@ class TrainingRun:
         self.train_mode()
         backend.manual_seed(_epoch_seed(cfg.seed, self.epoch))  # dropout masks (see above)
         batches = batch_indices(self.num_examples, cfg.batch_size, self.data_rng)
-        bar = _progress(len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.progress)
+        bar = progress_bar(len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.progress)
         start, tokens, loss_sum = time.perf_counter(), 0, 0.0
         try:
             for indices in batches:
@@ -240,7 +230,7 @@ class TrainingRun:
         if metrics is not None:
             summary["eval"] = metrics
         self.history["epochs"].append(summary)
-        _note(_epoch_line(summary))
+        result(_epoch_line(summary))  # a result: on stdout
         if self.log is not None:
             self.log(dict(summary, event="epoch"))
         self.save()
@@ -303,26 +293,20 @@ class TrainingRun:
     def resume(self) -> None:
         folder = latest_run_state(self.cfg.out_dir)
         if folder is None:
-            _note(f"note: resume=True but {self.cfg.out_dir} holds no checkpoint; starting anew")
+            note(f"note: resume=True but {self.cfg.out_dir} holds no checkpoint; starting anew")
             return
         state = load_run_state(folder, self.model, self.optimizer)
         changed = sorted(k for k, v in state["config"].items()
                          if k not in _COSMETIC and _jsonable(getattr(self.cfg, k, None)) != v)
         if changed:
-            _note(f"note: resuming with changed options {changed}; "
+            note(f"note: resuming with changed options {changed}; "
                   "the run will differ from an uninterrupted one")
         self.epoch, self.step = state["epoch"], state["step"]
         self.history.clear()
         self.history.update(state["history"])
         self.data_rng.bit_generator.state = state["data_rng"]
         self.last_saved = folder
-        _note(f"resumed from {folder} (epoch {self.epoch}, step {self.step})")
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="step")
+        note(f"resumed from {folder} (epoch {self.epoch}, step {self.step})")
 
 
 def _epoch_line(s: dict) -> str:
@@ -376,7 +360,7 @@ def finetune(model, tokenizer, train_data: LabelledData, eval_data: LabelledData
     max_length = _effective_max_length(model, cfg)
     n_long = count_truncated(tokenizer, train_data, max_length)
     if n_long:
-        _note(f"note: {n_long} of {len(train_data)} training texts are longer than "
+        note(f"note: {n_long} of {len(train_data)} training texts are longer than "
               f"{max_length} tokens and will be truncated")
 
     def make_batch(indices):
@@ -452,7 +436,7 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
     if not chunks:
         raise DataError("pretrain_mlm: no text to train on")
     if len(chunks) > len(lines):
-        _note(f"note: {len(chunks) - len(lines)} extra sequences from cutting long lines into "
+        note(f"note: {len(chunks) - len(lines)} extra sequences from cutting long lines into "
               f"pieces of at most {max_length} tokens ({len(chunks)} sequences in all)")
 
     run = TrainingRun(model, cfg, len(chunks), {"task": "pretrain_mlm",

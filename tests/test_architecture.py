@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minibert"
 LAYERS = [
     # text, arrays and files: nothing of the package below them but each other
     {"tokenizer", "wordpiece_trainer", "backend", "fileio", "safetensors_io", "datasets",
-     "version"},
+     "version", "console"},
     {"autograd"},  # Tensor and reverse-mode autodiff
     {"functional", "gradcheck"},  # neural-network ops; checking a backward numerically
     {"nn"},  # Module and layers

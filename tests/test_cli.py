@@ -59,8 +59,10 @@ def test_finetune_predict_evaluate_end_to_end(tiny_pretrained, tmp_path, capsys)
                  "--epochs", "1", "--batch-size", "32", "--lr", "1e-3", "--max-length", "48",
                  "--out", str(out), "--seed", "1"])
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "4 classes" in printed and "fresh random initialisation" in printed
+    printed = capsys.readouterr()
+    assert "4 classes" in printed.out and "epoch 1: train loss" in printed.out  # results
+    assert "note: " in printed.err and "fresh random initialisation" in printed.err  # notes
+    assert "note" not in printed.out
     history = json.loads((out / "history.json").read_text())
     assert history["epochs"][0]["eval"]["accuracy"] >= 0.0
     assert (out / "final" / "model.safetensors").is_file()
