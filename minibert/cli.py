@@ -216,6 +216,20 @@ def _exercises_progress(args, root: Path) -> int:
     return 0
 
 
+def cmd_quiz(args) -> int:
+    from . import quiz
+
+    if args.list:
+        for name in quiz.lessons():
+            print(f"{int(name[:2]):>3}  {name[3:].replace('_', ' '):<24} "
+                  f"{len(quiz.load(name))} questions")
+        return 0
+    if args.lesson is not None:
+        quiz.resolve_lesson(args.lesson)  # an unknown lesson: a clear error before any question
+    right, asked = quiz.run(args.lesson)
+    return 0 if asked else 1
+
+
 # -- the parser --------------------------------------------------------------------------------
 
 
@@ -318,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("autograd", help="walk through autograd on a tiny graph")
     p.set_defaults(func=cmd_autograd, seed=0)
 
+    p = sub.add_parser("quiz", help="self-check questions on a lesson, asked and checked in "
+                       "the terminal")
+    p.add_argument("lesson", nargs="?", default=None, help="lesson number or name, e.g. 3 "
+                   "(default: every lesson, in order)")
+    p.add_argument("--list", action="store_true", help="list the quizzes and stop")
+    p.set_defaults(func=cmd_quiz, seed=0)
+
     p = sub.add_parser("exercises", help="learner exercises: list, build DIR, check ID, "
                        "status [DIR], grade DIR..., verify")
     p.add_argument("action", choices=["list", "build", "check", "status", "grade", "verify"])
@@ -335,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
     from .exercises import ExerciseError
+    from .quiz import QuizError
     from .train import TrainingDivergedError
 
     args = build_parser().parse_args(argv)
@@ -342,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (FileNotFoundError, DataError, CheckpointError, BackendError, ExerciseError,
-            TrainingDivergedError, ValueError, KeyError) as e:
+            QuizError, TrainingDivergedError, ValueError, KeyError) as e:
         print(f"minibert {args.command}: error: {e}", file=sys.stderr)
         return 2
 
