@@ -61,6 +61,19 @@ def unk_count_words_only():
     return words_only.tokenize("Neuroplasticity lets the brain rewire itself!").count("[UNK]")
 
 
+def words_only_texts_with_unk():
+    from minibert.data import read_labelled
+    from minibert.datasets import support_tickets_dir
+    from minibert.tokenizer import SPECIAL_TOKENS, BasicTokenizer, Tokenizer
+
+    basic = BasicTokenizer(lowercase=True)
+    train = read_labelled(support_tickets_dir() / "train.tsv").texts
+    test = read_labelled(support_tickets_dir() / "test.tsv").texts
+    words_only = Tokenizer(list(SPECIAL_TOKENS) + sorted({w for t in train
+                                                           for w in basic.tokenize(t)}))
+    return sum("[UNK]" in words_only.tokenize(t) for t in test)
+
+
 def lesson1_batch_shape():
     batch = minilm_tokenizer().batch_encode(["I was charged twice.",
                                              "Neuroplasticity lets the brain rewire itself!"])
@@ -180,7 +193,8 @@ def hf_intermediate_weight_shape():
 
 
 COMPUTED = {f.__name__: f for f in [
-    unk_count_words_only, lesson1_batch_shape, minilm_position_table_shape,
+    unk_count_words_only, words_only_texts_with_unk, lesson1_batch_shape,
+    minilm_position_table_shape,
     pair_embedding_shape, minilm_head_size, attention_map_shape, encoder_output_shape_15_768,
     minilm_intermediate_size, bert_base_layer_parameters, head_parameters_384_4,
     uniform_cross_entropy_4, ce_gradient_two_equal_logits, linear_weight_gradient_shape,
