@@ -63,3 +63,57 @@ def format_confusion(matrix, labels: list[str], max_width: int = 100) -> str:
     for name, row in zip(rows, matrix, strict=True):
         lines.append(f"{name:<{first}}" + "".join(f"{int(c):>{width}}" for c in row))
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Entities: one label per word, scored per entity (a span of words with a type), not per word
+
+
+def entity_spans(tags) -> set[tuple[str, int, int]]:
+    """BIO tags -> the entities they mark, as (type, first word, last word + 1).
+
+    ["B-DATE", "I-DATE", "O", "B-ORDER"] -> {("DATE", 0, 2), ("ORDER", 3, 4)}. An I-TYPE that
+    does not continue an entity of its type starts one (as the CoNLL evaluation script does).
+    """
+    spans, kind, start = set(), None, 0
+    for i, tag in enumerate(list(tags) + ["O"]):  # the "O" closes an entity at the end
+        continues = tag.startswith("I-") and tag[2:] == kind
+        if kind is not None and not continues:
+            spans.add((kind, start, i))
+            kind = None
+        if tag != "O" and not continues:
+            kind, start = tag[2:], i
+    return spans
+
+
+def entity_scores(true_tags, pred_tags) -> dict:
+    """Entity-level precision, recall and F1: an entity counts as found only when the prediction
+    has exactly its words and type.
+
+    true_tags, pred_tags: lists of tag sequences (one per sentence, the same lengths).
+    precision = correct / predicted entities, recall = correct / true entities,
+    F1 = 2PR / (P + R), overall (micro: every entity counts the same) and per type. Returns
+    {"precision", "recall", "f1", "num_true", "num_pred", "per_type": {type: {...}}}.
+    """
+    if len(true_tags) != len(pred_tags):
+        raise ValueError(f"{len(true_tags)} true tag sequences but {len(pred_tags)} predicted")
+    true, pred = set(), set()
+    for s, (t, p) in enumerate(zip(true_tags, pred_tags, strict=True)):
+        if len(t) != len(p):
+            raise ValueError(f"sentence {s}: {len(t)} true tags but {len(p)} predicted")
+        true |= {(s, *e) for e in entity_spans(t)}
+        pred |= {(s, *e) for e in entity_spans(p)}
+
+    def scores(T: set, P: set) -> dict:
+        correct = len(T & P)
+        precision = correct / len(P) if P else 0.0
+        recall = correct / len(T) if T else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if correct else 0.0
+        return {"precision": precision, "recall": recall, "f1": f1,
+                "num_true": len(T), "num_pred": len(P)}
+
+    types = sorted({e[1] for e in true | pred})
+    out = scores(true, pred)
+    out["per_type"] = {k: scores({e for e in true if e[1] == k}, {e for e in pred if e[1] == k})
+                       for k in types}
+    return out

@@ -28,7 +28,7 @@ LAYERS = [
     {"checkpoint"},
     {"model"},  # BERT and its heads
     # training: data, optimizers, a training run's saved state, evaluation and its metrics
-    {"data", "optim", "metrics", "evaluation", "run_state", "train"},
+    {"data", "token_data", "optim", "metrics", "evaluation", "run_state", "train"},
     {"pipeline", "sentence", "viz"},  # using a trained model: inference, embeddings, plots
     {"cli", "demo", "autograd_demo", "exercises", "progress", "quiz"},  # programs, teaching tools
     {"__init__", "__main__"},  # the package's public names; `python -m minibert`
