@@ -207,9 +207,9 @@ def _column_index(col: str | int, names: list[str], path: Path) -> int:
     return names.index(col)
 
 
-def _jsonl_rows(path: Path, columns: dict):
-    """Yield (line number, {role: value or None}) for each JSON object line of a JSONL file."""
-    checked = False
+def json_records(path: Path):
+    """Yield (line number, object) for each non-blank line of a JSON-lines file; a line that is
+    not a JSON object is a DataError naming the file and the line."""
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
@@ -221,13 +221,20 @@ def _jsonl_rows(path: Path, columns: dict):
             if not isinstance(record, dict):
                 raise DataError(f"{path}, line {line_no}: expected a JSON object, "
                                 f"got {type(record).__name__}")
-            if not checked:  # the first record defines the columns, like a header line
-                for role, col in columns.items():
-                    if col not in record:
-                        raise DataError(f"{path}: no column named {col!r} (the {role} column); "
-                                        f"available columns: {', '.join(map(repr, record))}")
-                checked = True
-            yield line_no, {role: record.get(col) for role, col in columns.items()}
+            yield line_no, record
+
+
+def _jsonl_rows(path: Path, columns: dict):
+    """Yield (line number, {role: value or None}) for each JSON object line of a JSONL file."""
+    checked = False
+    for line_no, record in json_records(path):
+        if not checked:  # the first record defines the columns, like a header line
+            for role, col in columns.items():
+                if col not in record:
+                    raise DataError(f"{path}: no column named {col!r} (the {role} column); "
+                                    f"available columns: {', '.join(map(repr, record))}")
+            checked = True
+        yield line_no, {role: record.get(col) for role, col in columns.items()}
 
 
 def train_validation_split(data: LabelledData, validation_fraction: float = 0.1, seed: int = 0,

@@ -20,15 +20,13 @@ Files: CoNLL (``word<TAB>tag`` a line, a blank line between sentences) or JSON l
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .data import DataError
+from .data import IGNORE_INDEX, DataError, json_records
 
-IGNORE = -100  # the label the loss skips: pieces after a word's first, [CLS], [SEP], padding
 # Punctuation split off the ends of a whitespace-separated chunk by `split_words` (the rule the
 # shipped dataset was made with): "KS-204881," -> "KS-204881" ",".
 _LEADING, _TRAILING = "(\"'", ".,!?;:)\"'"
@@ -144,24 +142,16 @@ def _read_conll(path: Path) -> tuple[list, list]:
 
 def _read_jsonl(path: Path) -> tuple[list, list]:
     words, tags = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
-            w = obj.get("tokens", obj.get("words")) if isinstance(obj, dict) else None
-            t = obj.get("tags", obj.get("ner_tags")) if isinstance(obj, dict) else None
-            if not isinstance(w, list) or not isinstance(t, list):
-                raise DataError(f"{path}, line {n}: expected an object with lists 'tokens' "
-                                "and 'tags'")
-            if not all(isinstance(x, str) for x in t):
-                raise DataError(f"{path}, line {n}: tags must be strings such as 'B-DATE' "
-                                "(integer ids name nothing)")
-            words.append([str(x) for x in w])
-            tags.append(t)
+    for n, obj in json_records(path):
+        w, t = obj.get("tokens", obj.get("words")), obj.get("tags", obj.get("ner_tags"))
+        if not isinstance(w, list) or not isinstance(t, list):
+            raise DataError(f"{path}, line {n}: expected an object with lists 'tokens' and "
+                            "'tags'")
+        if not all(isinstance(x, str) for x in t):
+            raise DataError(f"{path}, line {n}: tags must be strings such as 'B-DATE' "
+                            "(integer ids name nothing)")
+        words.append([str(x) for x in w])
+        tags.append(t)
     return words, tags
 
 
@@ -206,14 +196,14 @@ def encode_words(tokenizer, words: list[str], max_length: int, where: str = "inp
 
 
 def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
-    """One label per token: a word's label on its first piece, IGNORE (-100) on its other
+    """One label per token: a word's label on its first piece, IGNORE_INDEX (-100) on its other
     pieces and on the special tokens."""
     # BEGIN EXERCISE 12.1: align word labels with word pieces. Walk over word_ids; a token whose
-    #   word id is None, or the same as the previous token's, gets IGNORE; the first piece of
+    #   word id is None, or the same as the previous token's, gets IGNORE_INDEX; the first piece of
     #   word w gets word_labels[w].
     labels, previous = [], None
     for w in word_ids:
-        labels.append(IGNORE if w is None or w == previous else word_labels[w])
+        labels.append(IGNORE_INDEX if w is None or w == previous else word_labels[w])
         previous = w
     return labels
     # END EXERCISE
@@ -236,9 +226,9 @@ def token_classification_batch(tokenizer, data: TokenLabelledData, indices,
                                label2id: dict[str, int] | None, max_length: int) -> dict:
     """A padded batch for BertForTokenClassification.
 
-    Returns input_ids, attention_mask, token_type_ids (B, T) and, when label2id is given, labels
-    (B, T) with IGNORE wherever there is nothing to predict; also word_ids (a list per row) and
-    num_truncated (words cut off by max_length).
+    Returns input_ids, attention_mask, token_type_ids (B, T) and, when label2id is given,
+    labels (B, T) with IGNORE_INDEX wherever there is nothing to predict; also word_ids (a list
+    per row) and num_truncated (words cut off by max_length).
     """
     rows, word_ids, truncated = [], [], 0
     for i in indices:
@@ -257,7 +247,7 @@ def token_classification_batch(tokenizer, data: TokenLabelledData, indices,
              "token_type_ids": np.zeros_like(input_ids), "word_ids": word_ids,
              "num_truncated": truncated}
     if label2id is not None:
-        labels = np.full((len(rows), T), IGNORE, dtype=np.int64)
+        labels = np.full((len(rows), T), IGNORE_INDEX, dtype=np.int64)
         tag_ids = encode_tags([data.tags[i] for i in indices], label2id, data.source)
         for b, (wids, t) in enumerate(zip(word_ids, tag_ids, strict=True)):
             aligned = align_labels(wids, t)

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from minibert.data import IGNORE_INDEX as IGNORE
 from minibert.data import DataError
 from minibert.datasets import ticket_entities_dir
 from minibert.metrics import entity_scores, entity_spans
 from minibert.token_data import (
-    IGNORE,
     TokenLabelledData,
     align_labels,
     encode_tags,
