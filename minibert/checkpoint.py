@@ -289,6 +289,22 @@ def hf_state_dict(model) -> dict[str, np.ndarray]:
     return out
 
 
+def state_dict_from_hf(model, tensors: dict, source: str = "state dict") -> dict:
+    """The inverse of `hf_state_dict`, strictly: Hugging Face-named arrays -> `model`'s names.
+
+    Every parameter must be there (nothing starts fresh, nothing is discarded): this is for
+    reading back what `hf_state_dict` wrote, e.g. to resume a training run bit for bit.
+    """
+    rows = name_table(model)
+    missing = [hf for _, hf, _ in rows if hf not in tensors]
+    unexpected = sorted(set(tensors) - {hf for _, hf, _ in rows})
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: missing {missing[:5]}, unexpected {unexpected[:5]}; "
+                              f"it does not hold this {type(model).__name__}")
+    return {ours: np.ascontiguousarray(tensors[hf].T if transpose else tensors[hf])
+            for ours, hf, transpose in rows}
+
+
 # ----------------------------------------------------------------------------------------------
 # Finding a checkpoint
 

@@ -165,12 +165,14 @@ class TrainingRun:
         self.warmup_steps = int(round(cfg.warmup_ratio * self.total_steps))
         self.epoch, self.step = 0, 0  # epochs completed, optimizer steps taken
         self.last_saved: Path | None = None
+        self.tokenizer = None  # set by fit: saved beside the model in every epoch's folder
         if cfg.out_dir:
             os.makedirs(cfg.out_dir, exist_ok=True)
 
     def fit(self, make_batch: Callable, evaluate: Callable, tokenizer) -> dict:
         """Train (from the last saved state when cfg.resume), then leave the model in eval
         mode and save it with its tokenizer to out_dir/final. Returns the history."""
+        self.tokenizer = tokenizer
         frozen = _freeze_encoder(self.model) if self.cfg.freeze_encoder else []
         try:
             groups = weight_decay_groups(self.model.named_parameters(), self.cfg.weight_decay)
@@ -287,7 +289,7 @@ class TrainingRun:
             "backend": backend.get_backend(),
         }
         self.last_saved = save_run_state(self.cfg.out_dir, f"checkpoint-epoch-{self.epoch}",
-                                         self.model, self.optimizer, state)
+                                         self.model, self.optimizer, state, self.tokenizer)
         write_json(Path(self.cfg.out_dir) / "history.json", self.history)
 
     def resume(self) -> None:

@@ -212,7 +212,7 @@ def test_config_json_records_minibert_and_drops_stale_fields(tmp_path):
 # A folder minibert trains continues in transformers (README: "When one CPU is not enough")
 
 
-def _finetuned_folder(out_dir: Path) -> tuple[Path, minibert.LabelledData]:
+def _finetuned_folder(out_dir: Path, log=None) -> tuple[Path, minibert.LabelledData]:
     """A tiny classifier fine-tuned by minibert on a 3-topic task; returns out_dir/final."""
     words = {"fruit": "apple banana cherry grape", "animal": "dog cat horse sheep",
              "weather": "rain snow wind storm"}
@@ -226,7 +226,7 @@ def _finetuned_folder(out_dir: Path) -> tuple[Path, minibert.LabelledData]:
         vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2,
         num_attention_heads=2, intermediate_size=32, max_position_embeddings=16, num_labels=3))
     minibert.finetune(model, tokenizer, data, data, epochs=2, batch_size=8, lr=1e-3,
-                      max_length=16, out_dir=str(out_dir), progress=False)
+                      max_length=16, out_dir=str(out_dir), progress=False, log=log)
     return out_dir / "final", data
 
 
@@ -271,3 +271,45 @@ def test_a_finetuned_folder_continues_in_transformers_trainer(tmp_path):
     trained = {k: v.detach().numpy() for k, v in hf_model.state_dict().items()}
     np.testing.assert_allclose(again.model.classifier.W.numpy(),
                                trained["classifier.weight"].T, atol=0)
+
+
+def _same_in_transformers(folder: Path, texts: list[str]) -> np.ndarray:
+    """Open `folder` in minibert and in transformers; the same ids and logits. Returns them."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    ours = minibert.Classifier.from_pretrained(folder)
+    hf_tok = transformers.AutoTokenizer.from_pretrained(folder)
+    hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    assert hf_model.config.id2label == ours.model.config.id2label
+    mine = ours.tokenizer.batch_encode(texts)
+    batch = hf_tok(texts, padding=True, return_tensors="pt")
+    assert batch["input_ids"].tolist() == mine["input_ids"].tolist()
+    with torch.no_grad():
+        theirs = hf_model(**batch).logits.numpy()
+    with no_grad():
+        logits = ours.model(mine["input_ids"], mine["attention_mask"]).logits.numpy()
+    np.testing.assert_allclose(logits, theirs, atol=1e-5)
+    return logits
+
+
+def test_every_epoch_folder_opens_with_from_pretrained_and_in_transformers(tmp_path):
+    pytest.importorskip("torch", reason="the transformers model runs on PyTorch")
+    pytest.importorskip("transformers", reason="needs transformers")
+    run = tmp_path / "run"
+    opened = {}
+
+    def log(record):  # while epoch 2 runs, epoch 1's folder is the run's latest
+        if record["event"] == "step" and record["epoch"] == 2 and not opened:
+            folder = run / "checkpoint-epoch-1"
+            assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json",
+                    "optimizer.safetensors", "trainer_state.json"} <= {
+                        p.name for p in folder.iterdir()}
+            opened[1] = _same_in_transformers(folder, texts)
+
+    texts = ["the apple and banana", "the dog and sheep", "the rain and snow"]
+    final, _ = _finetuned_folder(run, log=log)
+    opened[2] = _same_in_transformers(run / "checkpoint-epoch-2", texts)
+    assert not (run / "checkpoint-epoch-1").exists()  # only the latest is kept
+    np.testing.assert_array_equal(opened[2], _same_in_transformers(final, texts))
+    assert not np.allclose(opened[1], opened[2])  # epoch 2 trained on
