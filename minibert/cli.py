@@ -216,6 +216,22 @@ def _exercises_progress(args, root: Path) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from .explain import format_text, trace, write_html
+
+    _setup(args)
+    if args.html:  # check the output file's name before the model runs
+        html = Path(args.html)
+        if html.suffix.lower() not in (".html", ".htm"):
+            raise ValueError(f"--html {html}: the file name must end in .html")
+    t = trace(args.text, args.model, max_length=args.max_length)
+    print(format_text(t))
+    if args.html:
+        write_html(t, args.html)
+        print(f"\nwrote {args.html}: open it in a browser (no network needed)")
+    return 0
+
+
 def cmd_quiz(args) -> int:
     from . import quiz
 
@@ -331,6 +347,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("autograd", help="walk through autograd on a tiny graph")
     p.set_defaults(func=cmd_autograd, seed=0)
+
+    p = sub.add_parser("explain", help="follow one text through the model: tokens, "
+                       "embeddings, every layer, attention, [CLS], pooled vector, P(class)")
+    p.add_argument("text", help="the text to follow, e.g. \"I was charged twice\"")
+    p.add_argument("--model", default="all-MiniLM-L6-v2", help="a base encoder or a fine-tuned "
+                   "classifier folder such as minibert-demo/final (default all-MiniLM-L6-v2)")
+    p.add_argument("--html", default=None, help="also write one self-contained page with "
+                   "interactive attention heatmaps to this .html file")
+    p.add_argument("--max-length", type=int, default=128, help="truncate the text to this many "
+                   "tokens (default 128)")
+    _common(p)
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("quiz", help="self-check questions on a lesson, asked and checked in "
                        "the terminal")

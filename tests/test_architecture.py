@@ -30,7 +30,8 @@ LAYERS = [
     # training: data, optimizers, a training run's saved state, evaluation and its metrics
     {"data", "token_data", "optim", "metrics", "evaluation", "run_state", "train"},
     {"pipeline", "sentence", "viz"},  # using a trained model: inference, embeddings, plots
-    {"cli", "demo", "autograd_demo", "exercises", "progress", "quiz"},  # programs, teaching tools
+    {"cli", "demo", "autograd_demo", "exercises", "progress", "quiz", "explain"},  # programs,
+    # teaching tools
     {"__init__", "__main__"},  # the package's public names; `python -m minibert`
 ]
 

@@ -1,0 +1,249 @@
+"""One input, traced through the whole model: what `minibert explain "TEXT"` prints.
+
+    text -> tokens x₀…xₘ and their ids -> embeddings e₀…eₘ (T, H) -> layer 1 … L hidden states
+         -> [CLS] vector -> pooled vector -> logits z -> P(class) -> argmax
+
+`trace()` runs the model once, keeping every layer's hidden states and attention maps, and
+returns the numbers that matter at each step. A base encoder (e.g. all-MiniLM-L6-v2) stops at
+the pooled vector; a fine-tuned classifier (a folder written by `minibert finetune`, such as the
+demo's final/) goes on to the logits, the probabilities and the decision. `format_text()` shows
+the trace in the terminal; `write_html()` writes one self-contained page (numbers plus
+interactive attention heatmaps; no server, no network) from templates/explain.html.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import no_grad
+from .backend import to_numpy
+from .checkpoint import load_config, resolve_model_dir
+from .model import BertModel
+from .pipeline import Classifier
+from .tokenizer import Tokenizer
+
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "explain.html"
+
+
+@dataclass
+class Trace:
+    """Everything `explain` shows about one input. Arrays are NumPy, for one sequence (no
+    batch axis); T tokens, H hidden size, L layers, h heads."""
+
+    text: str
+    model: str  # the folder the model came from
+    kind: str  # "encoder" (hidden states only) or "classifier" (a fine-tuned head on top)
+    tokens: list[str]
+    ids: list[int]
+    embeddings: np.ndarray  # (T, H): e₀…eₘ, the embedding layer's output
+    hidden_states: list[np.ndarray]  # L+1 × (T, H): the embeddings, then each layer's output
+    attentions: list[np.ndarray]  # L × (h, T, T): row i = how much token i attends to each j
+    cls: np.ndarray  # (H,): the last layer's vector at position 0, [CLS]
+    pooled: np.ndarray | None  # (H,): tanh(W_p h_[CLS] + b_p), None without a pooler
+    pooler_bias_all_zero: bool | None  # an untrained pooler (see lesson 5)
+    labels: list[str] = field(default_factory=list)
+    logits: np.ndarray | None = None  # (C,)
+    probabilities: np.ndarray | None = None  # (C,), sums to 1
+    same_as_model: bool | None = None  # our step-by-step P equals the model's predict_proba
+
+    @property
+    def prediction(self) -> str | None:
+        if self.probabilities is None:
+            return None
+        return self.labels[int(np.argmax(self.probabilities))]
+
+    # -- summaries of the layers ---------------------------------------------------------------
+
+    def layer_table(self) -> list[dict]:
+        """Per layer: mean token norm, how much the layer changed the vectors (relative change
+        and cosine to the layer below), and what its heads attend to on average."""
+        rows = []
+        for i, h in enumerate(self.hidden_states):
+            norms = np.linalg.norm(h, axis=-1)
+            row = {"layer": i, "name": "embeddings" if i == 0 else f"layer {i}",
+                   "mean_norm": float(norms.mean()), "norms": norms.tolist()}
+            if i > 0:
+                prev = self.hidden_states[i - 1]
+                change = np.linalg.norm(h - prev, axis=-1) / np.linalg.norm(prev, axis=-1)
+                cos = (h * prev).sum(-1) / (norms * np.linalg.norm(prev, axis=-1))
+                a = self.attentions[i - 1].mean(axis=0)  # (T, T), mean over heads
+                special = [j for j, t in enumerate(self.tokens) if t in ("[CLS]", "[SEP]")]
+                entropy = -(a * np.log(np.clip(a, 1e-12, None))).sum(-1)
+                cls_top = np.argsort(-a[0])[:3]
+                row.update(relative_change=float(change.mean()), cosine=float(cos.mean()),
+                           attention_to_special=float(a[:, special].sum(-1).mean()),
+                           attention_entropy=float(entropy.mean()),
+                           attention_to_self=float(np.diag(a).mean()),
+                           cls_attends_to=[(self.tokens[j], float(a[0, j])) for j in cls_top])
+            rows.append(row)
+        return rows
+
+    def to_json(self) -> dict:
+        """The numbers the HTML page needs (rounded: a page, not a checkpoint)."""
+        r = lambda a, n=4: np.round(np.asarray(a, dtype=np.float64), n).tolist()
+        return {
+            "text": self.text, "model": self.model, "kind": self.kind,
+            "tokens": self.tokens, "ids": self.ids,
+            "hidden_size": int(self.embeddings.shape[-1]),
+            "layers": [{k: (r(v) if k == "norms" else v) for k, v in row.items()}
+                       for row in self.layer_table()],
+            "attentions": [r(a, 3) for a in self.attentions],
+            "cls": r(self.cls[:16]), "cls_norm": float(np.linalg.norm(self.cls)),
+            "pooled": None if self.pooled is None else r(self.pooled[:16]),
+            "pooled_norm": None if self.pooled is None else float(np.linalg.norm(self.pooled)),
+            "pooler_untrained": self.pooler_bias_all_zero,
+            "labels": self.labels,
+            "logits": None if self.logits is None else r(self.logits),
+            "probabilities": None if self.probabilities is None else r(self.probabilities),
+            "prediction": self.prediction,
+        }
+
+
+def _has_label_names(model_dir: Path) -> bool:
+    id2label = load_config(model_dir).id2label or {}
+    names = [id2label[i] for i in sorted(id2label)]
+    return bool(names) and names != [f"LABEL_{i}" for i in range(len(names))]
+
+
+def trace(text: str, model: str | Path = "all-MiniLM-L6-v2", max_length: int = 128) -> Trace:
+    """Run `text` through the model in `model` (a folder or a shortcut name) and keep every
+    intermediate result. A folder whose config.json names its classes is a fine-tuned
+    classifier; anything else is treated as a base encoder."""
+    if not text.strip():
+        raise ValueError("explain: the text is empty; give a sentence to follow through BERT")
+    model_dir = resolve_model_dir(model)
+    classifier = Classifier.from_pretrained(model_dir) if _has_label_names(model_dir) else None
+    if classifier is not None:
+        encoder, tokenizer, labels = classifier.model.bert, classifier.tokenizer, classifier.labels
+    else:
+        encoder, tokenizer, labels = BertModel.from_pretrained(model_dir), \
+            Tokenizer.from_pretrained(model_dir), []
+    encoder.eval()
+    max_length = min(max_length, encoder.config.max_position_embeddings)
+    enc = tokenizer.encode(text, max_length=max_length)
+    ids = np.array([enc.input_ids])
+    with no_grad():
+        out = encoder(ids, None, np.array([enc.token_type_ids]), output_hidden_states=True,
+                      output_attentions=True)
+        hidden = [to_numpy(h.data)[0] for h in out.hidden_states]
+        pooled = None if out.pooler_output is None else to_numpy(out.pooler_output.data)[0]
+        result = Trace(
+            text=text, model=str(model_dir),
+            kind="classifier" if classifier is not None else "encoder",
+            tokens=list(enc.tokens), ids=[int(i) for i in enc.input_ids],
+            embeddings=hidden[0], hidden_states=hidden,
+            attentions=[to_numpy(a.data)[0] for a in out.attentions],
+            cls=hidden[-1][0], pooled=pooled,
+            pooler_bias_all_zero=None if encoder.pooler is None
+            else bool((to_numpy(encoder.pooler.b.data) == 0).all()),
+            labels=list(labels))
+        if classifier is not None:
+            # the head by hand: logits z = pooled W_c + b_c (eval mode: no dropout), softmax
+            z = to_numpy(classifier.model.classifier(out.pooler_output).data)[0]
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            result.logits, result.probabilities = z, p
+            model_p = classifier.model.predict_proba(ids, None, np.array([enc.token_type_ids]))
+            result.same_as_model = bool(np.allclose(p, model_p[0], atol=1e-5))
+    return result
+
+
+# -- the terminal ------------------------------------------------------------------------------
+
+
+def _vec(v: np.ndarray, n: int = 6) -> str:
+    return "[" + "  ".join(f"{x:+.3f}" for x in v[:n]) + ("  …]" if len(v) > n else "]")
+
+
+def format_text(t: Trace) -> str:
+    T, H = t.embeddings.shape
+    L, heads = len(t.attentions), t.attentions[0].shape[0] if t.attentions else 0
+    out = [f"text:  {t.text!r}",
+           f"model: {t.model} ({'a fine-tuned classifier' if t.kind == 'classifier' else 'a base encoder: hidden states only'})",
+           "",
+           f"1. Tokens x₀…x_{T - 1} and their ids ({T} tokens)"]
+    out += [f"   x_{i:<3} {tok:<16} id {i_:>6}" for i, (tok, i_) in
+            enumerate(zip(t.tokens, t.ids, strict=True))]
+    norms = np.linalg.norm(t.embeddings, axis=-1)
+    out += ["", f"2. Embeddings e₀…e_{T - 1}: shape ({T}, {H}) = word + position + segment, "
+                "then LayerNorm",
+            f"   ‖eᵢ‖ per token: min {norms.min():.2f}, mean {norms.mean():.2f}, "
+            f"max {norms.max():.2f}"]
+    out += ["", f"3. {L} encoder layers, each ({T}, {H}) -> ({T}, {H}); {heads} attention heads",
+            f"   {'':<11} {'mean ‖h‖':>9} {'change':>7} {'cos':>6} {'→[CLS]/[SEP]':>13} "
+            f"{'→self':>6}   [CLS] attends most to"]
+    for row in t.layer_table():
+        if row["layer"] == 0:
+            out.append(f"   {row['name']:<11} {row['mean_norm']:>9.2f}")
+            continue
+        top = ", ".join(f"{tok} {w:.2f}" for tok, w in row["cls_attends_to"])
+        out.append(f"   {row['name']:<11} {row['mean_norm']:>9.2f} "
+                   f"{row['relative_change']:>7.1%} {row['cosine']:>6.3f} "
+                   f"{row['attention_to_special']:>13.1%} {row['attention_to_self']:>6.1%}   "
+                   f"{top}")
+    out.append("   change = mean ‖h_l − h_(l−1)‖ / ‖h_(l−1)‖ per token; cos = mean cosine to the "
+               "layer below;")
+    out.append("   →[CLS]/[SEP], →self: share of attention (mean over heads and tokens).")
+    out += ["", f"4. The [CLS] vector h_[CLS] (H = {H}): ‖h‖ = {np.linalg.norm(t.cls):.2f}",
+            f"   {_vec(t.cls)}"]
+    if t.pooled is not None:
+        out += ["", f"5. Pooled vector tanh(W_p h_[CLS] + b_p): ‖·‖ = "
+                    f"{np.linalg.norm(t.pooled):.2f}", f"   {_vec(t.pooled)}"]
+        if t.pooler_bias_all_zero:
+            out.append("   note: the pooler's bias is exactly 0 everywhere: this pooler was "
+                       "never trained (lesson 5)")
+    if t.kind == "classifier":
+        C = len(t.labels)
+        out += ["", f"6. Logits z = pooled W_c + b_c: shape ({C},)", f"   {_vec(t.logits, C)}",
+                "", "7. P(class | text) = softmax(z)"]
+        best = int(np.argmax(t.probabilities))
+        for i, (name, p) in enumerate(zip(t.labels, t.probabilities, strict=True)):
+            bar = "█" * int(round(40 * float(p)))
+            out.append(f"   {name:<24} {p:6.3f} {bar}{'   <- argmax' if i == best else ''}")
+        out += ["", f"8. Decision (argmax): {t.prediction}",
+                f"   (same probabilities as the model's predict_proba: {t.same_as_model})"]
+    else:
+        out += ["", "This is a base encoder: no prediction network, so no logits or classes. "
+                    "Give a fine-tuned model folder (--model runs/…/final) to see them."]
+    return "\n".join(out)
+
+
+# -- the page ----------------------------------------------------------------------------------
+
+
+def to_html(t: Trace) -> str:
+    """One self-contained HTML page: the data inlined as JSON, the template's own script and
+    styles, nothing loaded from anywhere."""
+    data = json.dumps(t.to_json(), ensure_ascii=False, separators=(",", ":"))
+    data = data.replace("</", "<\\/")  # a token such as "</script>" cannot end the script
+    template = TEMPLATE.read_text(encoding="utf-8")
+    if "/*EXPLAIN_DATA*/null" not in template:
+        raise RuntimeError(f"{TEMPLATE} lost its /*EXPLAIN_DATA*/null placeholder")
+    return template.replace("/*EXPLAIN_DATA*/null", data)
+
+
+GENERATOR = '<meta name="generator" content="minibert explain">'  # marks pages we wrote
+
+
+def write_html(t: Trace, path: str | Path) -> Path:
+    """Write the page to `path` atomically. An existing file is replaced only if it is a page
+    this function wrote earlier; anything else is refused, and nothing is written."""
+    from .fileio import atomic_write
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--html {path} is a folder; give a file name such as explain.html")
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--html {path}: the file name must end in .html")
+    if not path.resolve().parent.is_dir():
+        raise FileNotFoundError(f"--html {path}: the folder {path.parent} does not exist")
+    if path.exists() and GENERATOR not in path.read_text(encoding="utf-8", errors="replace"):
+        raise ValueError(f"--html {path} exists and was not written by minibert explain; "
+                         "choose another file name (nothing was written)")
+    html = to_html(t)
+    atomic_write(path, lambda f: f.write(html), mode="w")
+    return path
