@@ -16,11 +16,13 @@ import minibert
 from minibert.data import label_names, read_labelled
 from minibert.datasets import support_tickets_dir
 from minibert.evaluation import evaluate
+from minibert.explain import format_text, trace
 from minibert.model import BertForSequenceClassification
 from minibert.pipeline import Classifier, format_predictions
 from minibert.tokenizer import Tokenizer
 from minibert.train import finetune
 
+RUNNING_EXAMPLE = "I was charged twice for my subscription this month."  # see lessons/README.md
 model_dir = minilm_dir()
 tok = Tokenizer.from_pretrained(model_dir)
 tickets = support_tickets_dir()
@@ -38,10 +40,11 @@ history = finetune(model, tok, train.subset(picked), epochs=6, batch_size=16, lr
 losses = [s["loss"] for s in history["steps"]]
 print(f"{len(losses)} steps on {len(picked)} tickets: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 
-with tempfile.TemporaryDirectory() as folder:
-    model.save_pretrained(folder)  # config.json (with id2label) + model.safetensors
-    tok.save_pretrained(folder)  # vocab.txt + tokenizer_config.json
-    clf = Classifier.from_pretrained(folder)
+workdir = tempfile.TemporaryDirectory()  # removed when the script ends
+folder = workdir.name
+model.save_pretrained(folder)  # config.json (with id2label) + model.safetensors
+tok.save_pretrained(folder)  # vocab.txt + tokenizer_config.json
+clf = Classifier.from_pretrained(folder)
 print(f"loaded a Classifier with labels {clf.labels}")
 
 banner("2. One new ticket, step by step")
@@ -72,4 +75,9 @@ metrics = evaluate(clf.model, tok, test.subset(range(0, len(test), 3)), max_leng
 print(f"accuracy on {metrics['num_examples']} test tickets: {metrics['accuracy']:.2f} "
       f"(chance: {1 / len(labels):.2f}) — after 18 steps on 48 tickets; notebooks/02 trains "
       "on all of them")
-print("\nNext: minibert/pipeline.py (Classifier.predict_proba, predict).")
+banner("4. The course's running example, end to end (minibert explain)")
+# The same as `minibert explain "<the ticket>" --model <this folder>` on the command line;
+# add --html page.html for the interactive attention heatmaps.
+print(format_text(trace(RUNNING_EXAMPLE, folder)))
+workdir.cleanup()
+print("\nNext: minibert/pipeline.py (Classifier.predict_proba, predict) and minibert/explain.py.")

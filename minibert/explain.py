@@ -162,8 +162,10 @@ def _vec(v: np.ndarray, n: int = 6) -> str:
 def format_text(t: Trace) -> str:
     T, H = t.embeddings.shape
     L, heads = len(t.attentions), t.attentions[0].shape[0] if t.attentions else 0
+    kind = ("a fine-tuned classifier" if t.kind == "classifier"
+            else "a base encoder: hidden states only")
     out = [f"text:  {t.text!r}",
-           f"model: {t.model} ({'a fine-tuned classifier' if t.kind == 'classifier' else 'a base encoder: hidden states only'})",
+           f"model: {t.model} ({kind})",
            "",
            f"1. Tokens x₀…x_{T - 1} and their ids ({T} tokens)"]
     out += [f"   x_{i:<3} {tok:<16} id {i_:>6}" for i, (tok, i_) in

