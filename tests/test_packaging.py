@@ -60,7 +60,7 @@ def test_wheel_holds_the_dataset_py_typed_and_licence(tmp_path):
     assert wheel.name.startswith(f"minibert-{minibert.__version__}-")
     names = zipfile.ZipFile(wheel).namelist()
     for member in ("minibert/py.typed", "minibert/__main__.py",
-                   "minibert/quizzes/01_tokenization.json",
+                   "minibert/quizzes/01_tokenization.json", "minibert/templates/explain.html",
                    "minibert/datasets/support_tickets/train.tsv",
                    "minibert/datasets/support_tickets/test.tsv",
                    "minibert/datasets/support_tickets/new_tickets.tsv",
