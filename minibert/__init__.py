@@ -3,6 +3,7 @@
 Read it in the order data flows:
     tokenizer.py     text -> token ids (words and punctuation, then WordPiece subwords)
     backend.py       NumPy or CuPy, chosen in one place
+    parallel.py      large elementwise work in cache-sized blocks on all CPU cores
     autograd.py      Tensor and reverse-mode autodiff, each op's backward beside its forward
     functional.py    the neural-network ops (linear, embedding, gelu, softmax, layer_norm, ...)
     nn.py            Module and layers
@@ -36,6 +37,7 @@ from .model import (
     BertModel,
 )
 from .optim import SGD, AdamW, clip_grad_norm, linear_warmup_decay
+from .parallel import get_num_threads, set_num_threads
 from .pipeline import Classifier
 from .safetensors_io import load_file, save_file
 from .sentence import SentenceEncoder
@@ -49,7 +51,8 @@ __all__ = [
     "CheckpointError", "Classifier", "DataError", "GradcheckError", "LabelledData",
     "MLMCollator", "SentenceEncoder", "ShapeError", "Tensor", "Tokenizer", "TrainConfig",
     "TrainingDivergedError", "clip_grad_norm", "concatenate", "cupy_available", "evaluate",
-    "finetune", "functional", "get_backend", "gradcheck", "linear_warmup_decay", "load_file",
-    "manual_seed", "masked_fill", "no_grad", "pretrain_mlm", "read_labelled",
-    "read_text_corpus", "save_file", "tensor", "to_numpy", "use_backend", "where",
+    "finetune", "functional", "get_backend", "get_num_threads", "gradcheck",
+    "linear_warmup_decay", "load_file", "manual_seed", "masked_fill", "no_grad", "pretrain_mlm",
+    "read_labelled", "read_text_corpus", "save_file", "set_num_threads", "tensor", "to_numpy",
+    "use_backend", "where",
 ]

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from . import backend
-from .autograd import ShapeError, Tensor, _accum, _result, as_tensor
+from . import backend, parallel
+from .autograd import ShapeError, Tensor, _accum, _result, as_tensor, is_grad_enabled
 
 # ----------------------------------------------------------------------------------------------
 # Linear map and embedding lookup
@@ -29,8 +27,11 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
         raise ShapeError(f"linear: input {x.shape} does not fit weight {W.shape} (in={W.shape[0]})")
     x2 = x.data.reshape(-1, W.shape[0])
     y = x2 @ W.data
-    if b is not None:
-        y = y + b.data
+    if b is not None:  # in place, a block of rows at a time: no second (B·T, out) array
+        def add_bias(rows):
+            y[rows] += b.data
+
+        parallel.for_blocks(add_bias, y)
     parents = (x, W) if b is None else (x, W, b)
     out = _result(y.reshape(*x.shape[:-1], W.shape[1]), parents, "linear")
 
@@ -84,42 +85,60 @@ def erf(x):
     """The error function on arrays, accurate to 1.5e-7 (Abramowitz & Stegun 7.1.26).
 
     NumPy has no erf. This rational approximation is below float32's resolution near 1, which
-    is all BERT's GELU needs; erf is odd, so we compute it for |x| and restore the sign.
+    is all BERT's GELU needs; erf is odd, so we compute it for |x| and restore the sign:
+
+        erf(|x|) ≈ 1 − (a1·t + a2·t² + a3·t³ + a4·t⁴ + a5·t⁵)·exp(−x²),   t = 1/(1 + p·|x|)
+
+    Every step after the first writes into an array made here (out=, *=): no temporaries.
     """
     xp = backend.get_array_module(x)
     a1, a2, a3, a4, a5, p = (0.254829592, -0.284496736, 1.421413741, -1.453152027,
                              1.061405429, 0.3275911)
     ax = xp.abs(x)
-    t = 1.0 / (1.0 + p * ax)
-    poly = ((((a5 * t + a4) * t + a3) * t + a2) * t + a1) * t
-    return xp.sign(x) * (1.0 - poly * xp.exp(-ax * ax))
-
-
-def _in_blocks(fn, a, block: int = 1 << 15):
-    """fn(a) for an elementwise fn, computed block by block on the CPU.
-
-    erf takes ~20 passes over its input; on a large activation each pass streams the whole
-    array through memory. Blocks of 32k elements keep the temporaries in the CPU cache, which
-    makes GELU about 3x faster. On the GPU one big kernel per pass is what is fast.
-    """
-    if backend.is_device_array(a) or a.size <= block:
-        return fn(a)
-    flat, out = a.reshape(-1), np.empty(a.size, dtype=a.dtype)
-    for i in range(0, a.size, block):
-        out[i:i + block] = fn(flat[i:i + block])
-    return out.reshape(a.shape)
+    t = ax * p
+    t += 1.0
+    xp.reciprocal(t, out=t)  # t = 1 / (1 + p|x|)
+    poly = t * a5  # Horner's rule: ((((a5·t + a4)·t + a3)·t + a2)·t + a1)·t
+    for a in (a4, a3, a2, a1):
+        poly += a
+        poly *= t
+    ax *= ax
+    ax *= -1.0
+    poly *= xp.exp(ax, out=ax)  # poly·exp(−x²)
+    xp.subtract(1.0, poly, out=poly)  # erf(|x|)
+    return xp.copysign(poly, x, out=poly)  # erf(x) = sign(x)·erf(|x|)
 
 
 def _normal_cdf(a):
     """Φ(a) = ½(1 + erf(a/√2)), the standard normal CDF."""
-    return 0.5 * (1.0 + erf(a * (1.0 / math.sqrt(2.0))))
+    cdf = erf(a * (1.0 / math.sqrt(2.0)))
+    cdf += 1.0
+    cdf *= 0.5
+    return cdf
 
 
 def gelu(x: Tensor) -> Tensor:
-    """Exact GELU, as BERT uses: x·Φ(x), with Φ the standard normal CDF = ½(1 + erf(x/√2))."""
+    """Exact GELU, as BERT uses: x·Φ(x), with Φ the standard normal CDF = ½(1 + erf(x/√2)).
+
+    erf takes ~20 passes over its input, so the forward runs block by block (parallel.py): the
+    passes stay in the CPU cache and the blocks share the cores. Φ(x) is kept for the backward
+    only when there will be one.
+    """
     xp = backend.get_array_module(x.data)
-    cdf = _in_blocks(_normal_cdf, x.data)
-    out = _result((x.data * cdf).astype(x.dtype, copy=False), (x,), "gelu")
+    a = x.data.reshape(-1)
+    y = xp.empty_like(a)
+    keep = x.requires_grad and is_grad_enabled()
+    cdf = xp.empty_like(a) if keep else None
+
+    def forward(block):
+        c = _normal_cdf(a[block])
+        if keep:
+            cdf[block] = c
+        xp.multiply(a[block], c, out=y[block])
+
+    parallel.for_blocks(forward, a)
+    out = _result(y.reshape(x.shape), (x,), "gelu")
+    cdf = cdf.reshape(x.shape) if keep else None
 
     def _backward():  # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ the normal density
         # BEGIN EXERCISE 4.2: the derivative of x·Φ(x) is Φ(x) + x·φ(x), with φ(x) =
@@ -149,15 +168,32 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     # BEGIN EXERCISE 3.1: forward: subtract the max along axis, exp, divide by the sum (keepdims);
     #   backward: dx = y * (dy - sum(dy * y, axis, keepdims)); wrap with _result and set
     #   out._backward
+    if axis not in (-1, x.ndim - 1):  # the blocks below are whole rows: make `axis` the last
+        return softmax(x.swapaxes(axis, -1)).swapaxes(axis, -1)
     xp = backend.get_array_module(x.data)
-    y = x.data - x.data.max(axis=axis, keepdims=True)  # a fresh array: safe to overwrite
-    xp.exp(y, out=y)  # in place: attention scores are the largest arrays in BERT
-    y /= y.sum(axis=axis, keepdims=True)
-    out = _result(y, (x,), "softmax")
+    a = x.data.reshape(-1, x.shape[-1])  # one softmax per row
+    y = xp.empty_like(a)
+
+    def forward(rows):  # in place on y: attention scores are the largest arrays in BERT
+        yr = y[rows]
+        xp.subtract(a[rows], a[rows].max(axis=-1, keepdims=True), out=yr)
+        xp.exp(yr, out=yr)
+        yr /= yr.sum(axis=-1, keepdims=True)
+
+    parallel.for_blocks(forward, a)  # a block of rows at a time, on all cores (parallel.py)
+    out = _result(y.reshape(x.shape), (x,), "softmax")
 
     def _backward():  # Jacobian-vector product: y ⊙ (dy − Σ dy·y)
-        y, dy = out.data, out.grad
-        _accum(x, y * (dy - (dy * y).sum(axis=axis, keepdims=True)))
+        dy = out.grad.reshape(y.shape)
+        dx = xp.empty_like(dy)
+
+        def backward(rows):
+            yr, dyr = y[rows], dy[rows]
+            xp.subtract(dyr, (dyr * yr).sum(axis=-1, keepdims=True), out=dx[rows])
+            dx[rows] *= yr
+
+        parallel.for_blocks(backward, dy)
+        _accum(x, dx.reshape(x.shape))
 
     out._backward = _backward
     return out
@@ -194,11 +230,20 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Te
             f"for input {x.shape}"
         )
     xp = backend.get_array_module(x.data)
-    mu = x.data.mean(axis=-1, keepdims=True)
-    var = ((x.data - mu) ** 2).mean(axis=-1, keepdims=True)
-    rstd = 1.0 / xp.sqrt(var + eps)
-    xhat = (x.data - mu) * rstd
-    out = _result(xhat * gamma.data + beta.data, (x, gamma, beta), "layer_norm")
+    a = x.data.reshape(-1, x.shape[-1])  # one vector per row
+    y, xhat = xp.empty_like(a), xp.empty_like(a)
+    rstd = xp.empty((a.shape[0], 1), dtype=a.dtype)
+
+    def forward(rows):  # a block of rows at a time, on all cores (parallel.py)
+        xc = a[rows] - a[rows].mean(axis=-1, keepdims=True)  # centred
+        rstd[rows] = 1.0 / xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
+        xp.multiply(xc, rstd[rows], out=xhat[rows])  # x̂: mean 0, variance 1
+        xp.multiply(xhat[rows], gamma.data, out=y[rows])
+        y[rows] += beta.data
+
+    parallel.for_blocks(forward, a)
+    xhat, rstd = xhat.reshape(x.shape), rstd.reshape(*x.shape[:-1], 1)  # what the backward needs
+    out = _result(y.reshape(x.shape), (x, gamma, beta), "layer_norm")
 
     def _backward():
         # BEGIN EXERCISE 4.1: with g = dy·gamma, dx = (g - mean(g) - x̂·mean(g·x̂)) · rstd (means

@@ -1,0 +1,93 @@
+"""Large elementwise work, cut into cache-sized blocks and spread over the CPU cores.
+
+NumPy runs one ufunc call on one core, and streams a large array through memory once per call:
+a formula of ten passes (erf, softmax, layer norm, AdamW) reads and writes the array ten times.
+Two cheap fixes, used by the ops in functional.py and optim.py:
+
+- Work block by block. A block of ~64k floats (256 KB) stays in the CPU cache while every pass
+  of the formula runs over it, so the array crosses memory once, not once per pass.
+- Hand the blocks to a few threads. NumPy releases the GIL inside each ufunc call, so threads
+  really do run blocks on different cores at the same time (BLAS matmuls already do this).
+  Blocks much smaller than this lose the gain: the GIL-held start of every call dominates.
+
+The number of threads: ``minibert.set_num_threads(n)``, or the environment variable
+``MINIBERT_NUM_THREADS`` (else ``OMP_NUM_THREADS``, which also sets the BLAS threads); by
+default every core this process may use. The result never depends on it: each block is the
+same computation whichever thread runs it.
+
+On the GPU (CuPy arrays) none of this applies: one kernel over the whole array is what is fast,
+so `for_blocks` then makes a single call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from . import backend
+
+BLOCK = 1 << 16  # elements per block: 256 KB of float32
+
+_num_threads: int | None = None  # None: not chosen yet (read from the environment on first use)
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads_from_environment() -> int:
+    for var in ("MINIBERT_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            if not value.isdigit() or int(value) < 1:
+                raise ValueError(f"{var}={value!r}: the number of threads must be an integer >= 1")
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads() -> int:
+    """How many threads run minibert's elementwise work on the CPU."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _threads_from_environment()
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` threads (1: everything on the calling thread) for elementwise work on the CPU.
+
+    BLAS (the matmuls) keeps its own setting: set OMP_NUM_THREADS before starting Python.
+    """
+    global _num_threads, _pool
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be an integer >= 1, got {n!r}")
+    if _pool is not None:
+        _pool.shutdown()
+        _pool = None
+    _num_threads = n
+
+
+def for_blocks(work: Callable[[slice], object], a, block: int = BLOCK) -> None:
+    """Call ``work(rows)`` for slices ``rows`` that together cover the first axis of `a`.
+
+    `a` is the (2-D or 1-D) array being processed; each slice holds about `block` elements
+    (whole rows: row-wise ops such as softmax need them). `work` reads and writes only its
+    own rows, so the slices may run at the same time on different threads.
+    """
+    n = a.shape[0] if a.ndim else 1
+    row = max(1, a.size // max(n, 1))
+    step = max(1, block // row)
+    if backend.is_device_array(a) or n <= step:
+        work(slice(None))  # on the GPU, or small: one call over everything
+        return
+    slices = [slice(i, i + step) for i in range(0, n, step)]
+    if get_num_threads() == 1:
+        for s in slices:
+            work(s)
+        return
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(get_num_threads(), thread_name_prefix="minibert")
+    for _ in _pool.map(work, slices):  # iterating re-raises a block's exception here
+        pass

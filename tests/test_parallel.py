@@ -1,0 +1,83 @@
+"""parallel.py: elementwise work in blocks on a few threads. Same numbers whatever the threads."""
+
+import numpy as np
+import pytest
+
+import minibert
+import minibert.functional as F
+from minibert import parallel
+
+
+@pytest.fixture
+def threads():
+    """Set the thread count inside a test; the previous setting comes back afterwards."""
+    before = minibert.get_num_threads()
+    yield minibert.set_num_threads
+    minibert.set_num_threads(before)
+
+
+def test_blocks_cover_every_row_once_with_whole_rows(threads):
+    threads(3)
+    a = np.zeros((1000, 300), dtype=np.float32)
+    seen = []
+
+    def work(rows):
+        a[rows] += 1.0
+        seen.append(a[rows].shape[1])
+
+    parallel.for_blocks(work, a, block=3000)  # 10 rows per block
+    assert np.all(a == 1.0) and len(seen) == 100 and set(seen) == {300}
+
+
+def test_a_small_array_is_one_call():
+    calls = []
+    parallel.for_blocks(calls.append, np.zeros(10))
+    assert calls == [slice(None)]
+
+
+def test_an_error_in_a_block_reaches_the_caller(threads):
+    threads(2)
+
+    def work(rows):
+        raise RuntimeError("block failed")
+
+    with pytest.raises(RuntimeError, match="block failed"):
+        parallel.for_blocks(work, np.zeros(1 << 20), block=1 << 16)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_set_num_threads_rejects_what_is_not_a_count(bad):
+    with pytest.raises(ValueError, match="integer >= 1"):
+        minibert.set_num_threads(bad)
+
+
+def test_the_environment_sets_the_default(monkeypatch):
+    monkeypatch.setenv("MINIBERT_NUM_THREADS", "3")
+    assert parallel._threads_from_environment() == 3
+    monkeypatch.delenv("MINIBERT_NUM_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert parallel._threads_from_environment() == 2
+    monkeypatch.setenv("MINIBERT_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="MINIBERT_NUM_THREADS='many'"):
+        parallel._threads_from_environment()
+
+
+def _ops_and_grads(x, gamma, beta):
+    """Outputs and input gradients of the blocked ops, on large inputs (many blocks)."""
+    xt = minibert.tensor(x, requires_grad=True)
+    g, b = (minibert.tensor(v, requires_grad=True) for v in (gamma, beta))
+    outs = [F.gelu(xt), F.softmax(xt), F.layer_norm(xt, g, b),
+            F.linear(xt, minibert.tensor(np.eye(x.shape[-1], dtype=np.float32)), b)]
+    sum(((o * o).sum() for o in outs), start=minibert.tensor(0.0)).backward()
+    return [o.numpy() for o in outs] + [minibert.to_numpy(t.grad) for t in (xt, g, b)]
+
+
+def test_results_do_not_depend_on_the_number_of_threads(threads, rng):
+    x = rng.standard_normal((64, 50, 96)).astype(np.float32)  # 300k elements: many blocks
+    gamma, beta = rng.standard_normal((2, 96)).astype(np.float32)
+    threads(1)
+    one = _ops_and_grads(x, gamma, beta)
+    threads(4)
+    four = _ops_and_grads(x, gamma, beta)
+    for a, b in zip(one, four, strict=True):
+        np.testing.assert_array_equal(a, b)  # bit for bit
