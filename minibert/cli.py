@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -35,7 +36,108 @@ def _read(args, path):
                          label_column=column(args.label_column),
                          text_pair_column=None if args.pair_column is None
                          else column(args.pair_column),
-                         header=not args.no_header)
+                         header=not args.no_header, format=args.format,
+                         quoting=not args.no_quoting)
+
+
+# -- argument types: every value is checked while the command line is parsed, before any
+# model is loaded or any data is read (a mistake must not cost an epoch)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)  # argparse turns the ValueError into "invalid positive_int value"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def sequence_length(text: str) -> int:
+    """--max-length: room for [CLS], a token and [SEP] at least."""
+    value = int(text)
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"must be at least 3 ([CLS] + a token + [SEP]), not "
+                                         f"{text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share in [0, 1)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {text}")
+    return value
+
+
+def ratio(text: str) -> float:
+    """A share in [0, 1]."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def input_file(text: str) -> str:
+    """An existing file (not a folder): checked now, not after a model has loaded."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text!r} not found")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+    return text
+
+
+def output_folder(text: str) -> str:
+    """A folder that exists or can be made, and can be written into."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, not an empty string")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    existing = path.absolute()
+    while not existing.exists():  # the nearest part of the path that is already there
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: cannot write into {existing} "
+                                         "(permission denied)")
+    return text
+
+
+def label_list(text: str) -> list[str]:
+    """--labels "neg,pos": non-empty, distinct names."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"label names must not be empty: {text!r}")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"label names must be distinct; {twice} given twice")
+    return names
+
+
+def _check_columns(parser: argparse.ArgumentParser, args) -> None:
+    """With --no-header, columns are numbers (0 = the first)."""
+    if not getattr(args, "no_header", False):
+        return
+    for flag in ("text_column", "label_column", "pair_column"):
+        value = getattr(args, flag)
+        if value is not None and not value.isdigit():
+            parser.error(f"--{flag.replace('_', '-')} {value!r}: with --no-header, columns are "
+                         "0-based numbers (e.g. --text-column 0 --label-column 1)")
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -113,12 +215,12 @@ def cmd_predict(args) -> int:
     _setup(args)
     texts = list(args.texts)
     if args.file:
-        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
-        texts += [line for line in lines if line.strip()]
+        from .data import read_text_corpus
+
+        texts += read_text_corpus(args.file)  # invalid UTF-8: an error naming file and line
     if not texts:
         raise ValueError("no texts to classify: give them as arguments or with --file")
-    labels = args.labels.split(",") if args.labels else None
-    classifier = Classifier.from_pretrained(args.model, labels=labels)
+    classifier = Classifier.from_pretrained(args.model, labels=args.labels)
     predictions = classifier.predict(texts, batch_size=args.batch_size)
     if args.json:
         for p in predictions:
@@ -264,6 +366,10 @@ def _columns(p: argparse.ArgumentParser) -> None:
                    "sentence-pair tasks")
     p.add_argument("--no-header", action="store_true", help="the file has no header row: give "
                    "columns as numbers (e.g. --text-column 0 --label-column 1)")
+    p.add_argument("--format", choices=["tsv", "csv", "jsonl"], default=None, help="the data "
+                   "format (default: from the extension .tsv/.csv/.jsonl)")
+    p.add_argument("--no-quoting", action="store_true", help='in TSV/CSV, a " is just a '
+                   "character (default: fields may be quoted, as in CSV)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,29 +380,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="fine-tune all-MiniLM-L6-v2 on support tickets and "
                        "classify new ones (the main demo)")
-    p.add_argument("--out", default="minibert-demo", help="output folder (default "
-                   "minibert-demo)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--max-train", type=int, default=None, help="use only this many training "
-                   "tickets (quick runs)")
+    p.add_argument("--out", type=output_folder, default="minibert-demo", help="output folder "
+                   "(default minibert-demo)")
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--max-train", type=positive_int, default=None, help="use only this many "
+                   "training tickets (quick runs)")
     p.add_argument("--from-scratch", action="store_true", help="skip the real weights: "
                    "pre-train a small BERT on the tickets first")
     _common(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("pretrain", help="MLM pre-training on a text file (one document per line)")
-    p.add_argument("--corpus", required=True, help="text file, one document or paragraph a line")
+    p.add_argument("--corpus", type=input_file, required=True, help="text file, one document or "
+                   "paragraph a line")
     p.add_argument("--model", default=None, help="continue from this model (directory or "
                    "shortcut name); default: a fresh small BERT with a new vocabulary")
-    p.add_argument("--out", default="runs/pretrain", help="output folder")
-    p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--heads", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--out", type=output_folder, default="runs/pretrain", help="output folder")
+    p.add_argument("--vocab-size", type=positive_int, default=8000)
+    p.add_argument("--layers", type=positive_int, default=2)
+    p.add_argument("--hidden", type=positive_int, default=128)
+    p.add_argument("--heads", type=positive_int, default=2)
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=5e-4)
+    p.add_argument("--max-length", type=sequence_length, default=128)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint "
                    "in --out")
     _common(p)
@@ -304,19 +411,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="fine-tune a pre-trained encoder + a new classifier "
                        "head on labelled TSV/CSV/JSONL")
-    p.add_argument("--train", required=True, help="labelled training file (.tsv/.csv/.jsonl)")
-    p.add_argument("--eval", default=None, help="labelled evaluation file")
-    p.add_argument("--validation-fraction", type=float, default=0.0, help="without --eval: "
+    p.add_argument("--train", type=input_file, required=True, help="labelled training file "
+                   "(.tsv/.csv/.jsonl)")
+    p.add_argument("--eval", type=input_file, default=None, help="labelled evaluation file")
+    p.add_argument("--validation-fraction", type=fraction, default=0.0, help="without --eval: "
                    "hold out this share of --train for evaluation")
     p.add_argument("--model", default="all-MiniLM-L6-v2", help="pre-trained model directory or "
                    "shortcut name (default all-MiniLM-L6-v2)")
-    p.add_argument("--out", default="runs/finetune", help="output folder")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--out", type=output_folder, default="runs/finetune", help="output folder")
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--lr", type=positive_float, default=5e-5)
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
+    p.add_argument("--warmup-ratio", type=ratio, default=0.1)
+    p.add_argument("--max-length", type=sequence_length, default=128)
     p.add_argument("--freeze-encoder", action="store_true", help="train only the new head; the "
                    "encoder is a fixed feature extractor")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint "
@@ -328,10 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify texts with a fine-tuned model")
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--model", required=True, help="folder written by finetune (its final/)")
-    p.add_argument("--file", default=None, help="a text file, one text per line")
-    p.add_argument("--labels", default=None, help="comma-separated label names, if the model "
-                   "folder has none")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--file", type=input_file, default=None, help="a text file, one text per "
+                   "line")
+    p.add_argument("--labels", type=label_list, default=None, help="comma-separated label "
+                   "names, if the model folder has none")
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     _common(p)
     p.set_defaults(func=cmd_predict)
@@ -339,8 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy, macro-F1 and confusion matrix on labelled "
                        "data")
     p.add_argument("--model", required=True, help="folder written by finetune (its final/)")
-    p.add_argument("--data", required=True, help="labelled file (.tsv/.csv/.jsonl)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--data", type=input_file, required=True, help="labelled file "
+                   "(.tsv/.csv/.jsonl)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
     _columns(p)
     _common(p)
     p.set_defaults(func=cmd_evaluate)
@@ -387,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     from .quiz import QuizError
     from .train import TrainingDivergedError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_columns(parser, args)
     np.set_printoptions(precision=4, suppress=True)
     try:
         return args.func(args)

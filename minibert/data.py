@@ -18,13 +18,16 @@ Shapes: B = batch size, T = tokens in the longest row of the batch.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .fileio import parse_json
 
 IGNORE_INDEX = -100  # label of a position the loss must skip (cross_entropy's ignore_index)
 
@@ -139,31 +142,46 @@ def read_labelled(
     format: "tsv", "csv" or "jsonl"; by default taken from the file extension.
     quoting: TSV/CSV fields may be wrapped in double quotes, with "" for a quote inside (the
         CSV convention). Set False for files where a " is just a character.
-    Blank lines are skipped. Raises DataError for an empty file, an unknown column (listing the
-    available ones), or a row without text or label (naming the file and line).
+    The file is UTF-8 (a byte-order mark is skipped) or UTF-16 with a byte-order mark. Blank
+    lines are skipped; fields may be of any length; a label's surrounding spaces are dropped
+    ("1 " is the label "1"). Raises DataError, naming the file and line, for: bytes that are
+    not valid text, an empty file, an unknown or ambiguous (duplicated) column, a quote that
+    is never closed (the line where it opens), a row without text or label, a JSON value
+    that is not a string (a text that is a list, ...).
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
+    if not path.is_file():
+        raise DataError(f"{path} is not a file (a directory?); give a .tsv, .csv or .jsonl file")
     fmt = _format_of(path, format)
     columns = {"text": text_column, "label": label_column}
     if text_pair_column is not None:
         columns["text_pair"] = text_pair_column
+    text = _read_text(path)
     if fmt == "jsonl":
-        rows = _jsonl_rows(path, columns)
+        rows = _jsonl_rows(path, text, columns)
     else:
-        rows = _delimited_rows(path, columns, "\t" if fmt == "tsv" else ",", header, quoting)
+        rows = _delimited_rows(path, text, columns, "\t" if fmt == "tsv" else ",", header,
+                               quoting)
 
     texts, labels, pairs = [], [], []
     for line, values in rows:
         for role in columns:
-            if values[role] is None or str(values[role]).strip() == "":
+            value = values[role]
+            if role == "label" and isinstance(value, int) and not isinstance(value, bool):
+                value = values[role] = str(value)  # JSONL labels may be numbers: {"label": 1}
+            if value is not None and not isinstance(value, str):
+                raise DataError(f"{path}, line {line}: the {role} column {columns[role]!r} "
+                                f"holds {type(value).__name__} {_short(value)}; expected a "
+                                f"string{' (or an integer)' if role == 'label' else ''}")
+            if value is None or value.strip() == "":
                 raise DataError(f"{path}, line {line}: the {role} column "
                                 f"{columns[role]!r} is missing or empty")
-        texts.append(str(values["text"]))
-        labels.append(str(values["label"]))
+        texts.append(values["text"])
+        labels.append(values["label"].strip())
         if text_pair_column is not None:
-            pairs.append(str(values["text_pair"]))
+            pairs.append(values["text_pair"])
     if not texts:
         raise DataError(f"{path}: no examples (the file is empty"
                         f"{' apart from its header' if header and fmt != 'jsonl' else ''})")
@@ -171,28 +189,79 @@ def read_labelled(
                         str(path))
 
 
-def _delimited_rows(path: Path, columns: dict, delimiter: str, header: bool, quoting: bool):
-    """Yield (line number, {role: value or None}) for each non-blank row of a TSV/CSV file."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter,
-                            quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
-        index = None
-        if header:
-            names = next(reader, None)
-            if names is None:
-                raise DataError(f"{path}: the file is empty (expected a header line)")
-            index = {role: _column_index(col, names, path) for role, col in columns.items()}
-        else:
-            for role, col in columns.items():
-                if not isinstance(col, int):
-                    raise DataError(f"{path}: with header=False, columns are chosen by 0-based "
-                                    f"index, but the {role} column is {col!r}")
-            index = dict(columns)
-        for row in reader:
-            if not row or all(not field.strip() for field in row):
-                continue
-            yield reader.line_num, {role: row[i] if i < len(row) else None
-                                    for role, i in index.items()}
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text: UTF-8 (with or without a byte-order mark), or UTF-16 with one.
+
+    Bytes that are not valid in that encoding are a DataError naming the line, never a
+    traceback nor (with errors="replace") a silently changed text.
+    """
+    data = path.read_bytes()
+    encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[:e.start].decode(encoding, errors="replace").count("\n") + 1
+        name = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        raise DataError(f"{path}, line {line}: not valid {name} (bytes "
+                        f"{data[e.start:e.end + 3]!r}: {e.reason}); save the file as UTF-8"
+                        ) from None
+
+
+@contextmanager
+def _any_field_size():
+    """Let the csv module read fields of any length (its default limit is 131,072 chars)."""
+    old = csv.field_size_limit(2**31 - 1)  # the most a C long holds everywhere
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _delimited_rows(path: Path, text: str, columns: dict, delimiter: str, header: bool,
+                    quoting: bool):
+    """Yield (line number, {role: value or None}) for each non-blank row of a TSV/CSV file.
+
+    The line number is where the row starts (a quoted field may span lines)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True,
+                        quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
+
+    def rows():
+        while True:
+            start = reader.line_num + 1
+            try:
+                with _any_field_size():
+                    row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise DataError(
+                    f"{path}, line {start}: {e}; a field here opens a quote (\") that is "
+                    "never closed, or text follows a closing quote. If \" is just a "
+                    "character in this file, read it with quoting=False (--no-quoting)"
+                ) from None
+            yield start, row
+
+    rows = rows()
+    if header:
+        first = next(rows, None)
+        if first is None:
+            raise DataError(f"{path}: the file is empty (expected a header line)")
+        index = {role: _column_index(col, first[1], path) for role, col in columns.items()}
+    else:
+        for role, col in columns.items():
+            if not isinstance(col, int) or isinstance(col, bool) or col < 0:
+                raise DataError(f"{path}: with header=False, columns are chosen by 0-based "
+                                f"index, but the {role} column is {col!r}")
+        index = dict(columns)
+    for line, row in rows:
+        if not row or all(not field.strip() for field in row):
+            continue
+        yield line, {role: row[i] if i < len(row) else None for role, i in index.items()}
 
 
 def _column_index(col: str | int, names: list[str], path: Path) -> int:
@@ -204,30 +273,34 @@ def _column_index(col: str | int, names: list[str], path: Path) -> int:
     if col not in names:
         raise DataError(f"{path}: no column named {col!r}; available columns: "
                         f"{', '.join(map(repr, names))}")
+    if names.count(col) > 1:
+        raise DataError(f"{path}: the header names {names.count(col)} columns {col!r} "
+                        f"(columns {[i for i, n in enumerate(names) if n == col]}); rename them, "
+                        "or choose the column by index with header=False")
     return names.index(col)
 
 
-def json_records(path: Path):
-    """Yield (line number, object) for each non-blank line of a JSON-lines file; a line that is
-    not a JSON object is a DataError naming the file and the line."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}, line {line_no}: invalid JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}, line {line_no}: expected a JSON object, "
-                                f"got {type(record).__name__}")
-            yield line_no, record
+def json_records(path: Path, text: str | None = None):
+    """Yield (line number, object) for each non-blank line of a JSON-lines file.
+
+    text: the file's contents, if already read (see _read_text). A line that is not a JSON
+    object (invalid, nested too deeply, a key twice, a list...) is a DataError naming the file
+    and the line."""
+    text = _read_text(path) if text is None else text
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        record = parse_json(line, f"{path}, line {line_no}", DataError, unique_keys=True)
+        if not isinstance(record, dict):
+            raise DataError(f"{path}, line {line_no}: expected a JSON object, "
+                            f"got {type(record).__name__}")
+        yield line_no, record
 
 
-def _jsonl_rows(path: Path, columns: dict):
+def _jsonl_rows(path: Path, text: str, columns: dict):
     """Yield (line number, {role: value or None}) for each JSON object line of a JSONL file."""
     checked = False
-    for line_no, record in json_records(path):
+    for line_no, record in json_records(path, text):
         if not checked:  # the first record defines the columns, like a header line
             for role, col in columns.items():
                 if col not in record:
@@ -318,12 +391,14 @@ def count_truncated(tokenizer, data: LabelledData, max_length: int,
 
 
 def read_text_corpus(path: str | os.PathLike) -> list[str]:
-    """One document (or paragraph) per line; blank and whitespace-only lines are skipped."""
+    """One document (or paragraph) per line; blank and whitespace-only lines are skipped.
+    UTF-8 (a byte-order mark is skipped) or UTF-16 with a byte-order mark."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"corpus file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        lines = [line.strip() for line in f if line.strip()]
+    if not path.is_file():
+        raise DataError(f"{path} is not a file (a directory?); give a text file")
+    lines = [line.strip() for line in _read_text(path).split("\n") if line.strip()]
     if not lines:
         raise DataError(f"{path}: no text (the file is empty or blank)")
     return lines

@@ -1,6 +1,7 @@
 """The command line, run end to end on small data and tiny models."""
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -79,6 +80,15 @@ def test_finetune_predict_evaluate_end_to_end(tiny_pretrained, tmp_path, capsys)
                  str(TICKETS / "test.tsv")]) == 0
     assert "macro-F1" in capsys.readouterr().out
 
+    # --format: a file whose extension says nothing (like TREC's .label) can still be read
+    odd = tmp_path / "test.label"
+    odd.write_bytes((TICKETS / "test.tsv").read_bytes())
+    assert main(["evaluate", "--model", str(out / "final"), "--data", str(odd)]) == 2
+    assert "cannot tell the format" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(out / "final"), "--data", str(odd),
+                 "--format", "tsv"]) == 0
+    assert "macro-F1" in capsys.readouterr().out
+
 
 def test_pretrain_from_scratch_on_a_text_file(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
@@ -95,9 +105,17 @@ def test_pretrain_from_scratch_on_a_text_file(tmp_path, capsys):
     assert model.config.hidden_size == 32
 
 
+def exit_code(argv):
+    """main's return value, or the status of an argument error (argparse exits with 2)."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
 def test_bad_inputs_give_one_clear_line(tiny_pretrained, tmp_path, capsys):
-    assert main(["finetune", "--model", str(tiny_pretrained), "--train",
-                 str(tmp_path / "missing.tsv")]) == 2
+    assert exit_code(["finetune", "--model", str(tiny_pretrained), "--train",
+                      str(tmp_path / "missing.tsv")]) == 2
     assert "missing.tsv" in capsys.readouterr().err
 
     assert main(["finetune", "--model", str(tiny_pretrained), "--train",
@@ -117,6 +135,54 @@ def test_bad_inputs_give_one_clear_line(tiny_pretrained, tmp_path, capsys):
 
     assert main(["predict", "--model", str(tmp_path / "nowhere"), "hello"]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "--model", "m", "--file", "."], "--file: '.' is a folder"),
+    (["predict", "--model", "m", "hi", "--batch-size", "0"], "must be a positive integer"),
+    (["predict", "--model", "m", "hi", "--batch-size", "-1"], "must be a positive integer"),
+    (["predict", "--model", "m", "hi", "--labels", ","], "must not be empty"),
+    (["predict", "--model", "m", "hi", "--labels", "a,b,a"], "must be distinct"),
+    (["finetune", "--train", "TRAIN", "--epochs", "0"], "--epochs: must be a positive"),
+    (["finetune", "--train", "TRAIN", "--lr", "-1"], "--lr: must be a positive number"),
+    (["finetune", "--train", "TRAIN", "--lr", "nan"], "--lr: must be a positive number"),
+    (["finetune", "--train", "TRAIN", "--max-length", "2"], "at least 3"),
+    (["finetune", "--train", "TRAIN", "--validation-fraction", "1"], "below 1"),
+    (["finetune", "--train", "TRAIN", "--out", ""], "--out: must name a folder"),
+    (["finetune", "--train", "TRAIN", "--out", "TRAIN"], "exists and is not a folder"),
+    (["finetune", "--train", "TRAIN", "--out", "TRAIN/sub"], "is a file, not a folder"),
+    (["finetune", "--train", "TRAIN", "--no-header", "--text-column", "abc"],
+     "--text-column 'abc': with --no-header, columns are 0-based numbers"),
+    (["evaluate", "--model", "m", "--data", "TRAIN", "--batch-size", "0"], "positive integer"),
+    (["pretrain", "--corpus", "TRAIN", "--out", ""], "--out: must name a folder"),
+    (["pretrain", "--corpus", "TRAIN", "--heads", "0"], "--heads: must be a positive"),
+    (["demo", "--epochs", "0"], "--epochs: must be a positive"),
+])
+def test_arguments_are_checked_before_any_work(argv, message, capsys, monkeypatch):
+    """Each mistake stops the command while its line is parsed: no model is loaded, no data
+    read (issue 12: before, --epochs 0 failed after loading, --out "" trained and saved
+    nothing, --batch-size 0 or --file <folder> ended in a traceback)."""
+    from minibert import checkpoint
+
+    monkeypatch.setattr(checkpoint, "load_pretrained", lambda *a, **k: pytest.fail("loaded"))
+    argv = [str(TICKETS / "train.tsv") if a == "TRAIN" else
+            str(TICKETS / "train.tsv") + "/sub" if a == "TRAIN/sub" else a for a in argv]
+    assert exit_code(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="needs POSIX permissions that bind (root may write anywhere)")
+def test_read_only_out_is_refused_before_work(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert exit_code(["finetune", "--train", str(TICKETS / "train.tsv"), "--out",
+                          str(locked / "run")]) == 2
+        assert "cannot write into" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
 
 
 @pytest.mark.skipif(minibert.cupy_available(),

@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minibert.data import (
     IGNORE_INDEX,
@@ -108,6 +110,140 @@ def test_missing_file_and_unknown_extension(tmp_path):
         read_labelled(tmp_path / "nope.tsv")
     with pytest.raises(DataError, match="format="):
         read_labelled(write(tmp_path, "d.txt", "text\tlabel\n"))
+
+
+# -- hostile or unusual files (issue 12): each a clear DataError naming file and line, or just works
+
+
+def test_fields_longer_than_the_csv_module_limit(tmp_path):
+    long = "word " * 60_000  # 300,000 characters: csv's default limit is 131,072
+    for name, sep in (("d.tsv", "\t"), ("d.csv", ",")):
+        data = read_labelled(write(tmp_path, name, f"text{sep}label\n{long}{sep}pos\n"))
+        assert data.texts == [long] and data.labels == ["pos"]
+    import csv
+
+    assert csv.field_size_limit() == 131_072  # the module-wide limit is left as it was
+
+
+@pytest.mark.parametrize("name, body", [("d.tsv", "text\tlabel\nhi\tpos\n"),
+                                        ("d.csv", "text,label\nhi,pos\n"),
+                                        ("d.jsonl", '{"text": "hi", "label": "pos"}\n')])
+def test_byte_order_marks_just_work(tmp_path, name, body):
+    path = tmp_path / name
+    for encoded in (b"\xef\xbb\xbf" + body.encode(), body.encode("utf-16"),
+                    b"\xfe\xff" + body.encode("utf-16-be")):
+        path.write_bytes(encoded)
+        data = read_labelled(path)
+        assert data.texts == ["hi"] and data.labels == ["pos"]
+
+
+def test_invalid_utf8_and_utf16_name_file_and_line(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_bytes(b"text\tlabel\nfine\tpos\nbad \xff\xfe byte\tneg\n")
+    with pytest.raises(DataError, match=r"d\.tsv, line 3: not valid UTF-8.*save the file as UTF-8"):
+        read_labelled(path)
+    body = "text\tlabel\nfine\tpos\n".encode("utf-16")
+    path.write_bytes(body + b"\x00\xd8\x41\x00")  # line 3: a lone surrogate, then "A"
+    with pytest.raises(DataError, match=r"d\.tsv, line 3: not valid UTF-16"):
+        read_labelled(path)
+    corpus = tmp_path / "c.txt"
+    corpus.write_bytes(b"one\ntwo \xc3\n")
+    with pytest.raises(DataError, match=r"c\.txt, line 2: not valid UTF-8"):
+        read_text_corpus(corpus)
+
+
+def test_unclosed_quote_is_reported_where_it_opens(tmp_path):
+    rows = "".join(f"row {i}\tpos\n" for i in range(5))
+    path = write(tmp_path, "d.tsv", "text\tlabel\n" + rows + '"never closed\tneg\n' + rows)
+    with pytest.raises(DataError, match=r"d\.tsv, line 7: .*never closed.*quoting=False"):
+        read_labelled(path)
+    data = read_labelled(path, quoting=False)  # where " is just a character
+    assert data.texts[5] == '"never closed' and len(data) == 11
+
+
+def test_label_spaces_do_not_make_a_new_class(tmp_path):
+    data = read_labelled(write(tmp_path, "d.tsv", "text\tlabel\na\t1 \nb\t1\nc\t 0\n"))
+    assert data.labels == ["1", "1", "0"] and label_names(data.labels) == ["0", "1"]
+
+
+@pytest.mark.parametrize("line, match", [
+    ('{"text": ["a", "b"], "label": "pos"}', r"line 2: the text column 'text' holds list"),
+    ('{"text": "a", "label": true}', r"line 2: the label column 'label' holds bool"),
+    ('{"text": "a", "label": {"x": 1}}', r"line 2: the label column 'label' holds dict"),
+    ('{"text": "a", "text": "b", "label": "pos"}', r"line 2: .*'text' appears twice"),
+    ('[' * 50_000, r"line 2: JSON nested too deeply"),
+    ('{"text": "a", "label": ' + "9" * 5000 + "}", r"line 2: not valid JSON"),
+])
+def test_jsonl_values_must_be_strings(tmp_path, line, match):
+    path = write(tmp_path, "d.jsonl", '{"text": "ok", "label": 1}\n' + line + "\n")
+    with pytest.raises(DataError, match=match) as e:
+        read_labelled(path)
+    assert str(path) in str(e.value)
+
+
+def test_duplicate_header_names_are_an_error(tmp_path):
+    path = write(tmp_path, "d.tsv", "text\ttext\tlabel\na\tb\tpos\n")
+    with pytest.raises(DataError, match=r"d\.tsv: the header names 2 columns 'text'"):
+        read_labelled(path)
+    assert read_labelled(path, 1, "label").texts == ["b"]  # by index: no ambiguity
+
+
+@pytest.mark.parametrize("column", ["abc", -1, True])
+def test_headerless_columns_are_non_negative_indexes(tmp_path, column):
+    path = write(tmp_path, "d.tsv", "a\tpos\n")
+    with pytest.raises(DataError, match="0-based index"):
+        read_labelled(path, column, 1, header=False)
+
+
+def test_format_overrides_the_extension(tmp_path):
+    path = write(tmp_path, "questions.label", "DESC\tHow did serfdom develop ?\n")
+    with pytest.raises(DataError, match="format="):
+        read_labelled(path, 1, 0, header=False)
+    assert read_labelled(path, 1, 0, header=False, format="tsv").labels == ["DESC"]
+
+
+def test_a_directory_is_not_a_data_file(tmp_path):
+    with pytest.raises(DataError, match="not a file"):
+        read_labelled(tmp_path)
+    with pytest.raises(DataError, match="not a file"):
+        read_text_corpus(tmp_path)
+
+
+# Property test: whatever bytes a data file holds, reading it gives data or a DataError naming
+# the file, never another exception; memory stays within a small multiple of the file's size.
+_pieces = st.sampled_from(["text", "label", "\t", ",", '"', '""', "\n", "\r\n", " ", "1 ", "a",
+                           "{", "}", "[", "]", ":", '"text"', '"label"', "\ufeff", "é", "\x00"])
+_files = st.one_of(
+    st.binary(max_size=200),
+    st.lists(_pieces, max_size=60).map(lambda p: "".join(p).encode("utf-8")),
+    st.tuples(st.lists(_pieces, max_size=40), st.binary(max_size=4), st.integers(0, 200)).map(
+        lambda t: ("".join(t[0]).encode()[:t[2]] + t[1] + "".join(t[0]).encode()[t[2]:])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(content=_files, fmt=st.sampled_from(["tsv", "csv", "jsonl"]), header=st.booleans(),
+       quoting=st.booleans())
+def test_property_any_bytes_give_data_or_a_data_error(content, fmt, header, quoting):
+    import tempfile
+    import tracemalloc
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"f.{fmt}"
+        path.write_bytes(content)
+        columns = ("text", "label") if header or fmt == "jsonl" else (0, 1)
+        tracemalloc.start()
+        try:
+            data = read_labelled(path, *columns, header=header, quoting=quoting)
+            assert len(data.texts) == len(data.labels) > 0
+            assert all(label == label.strip() and label for label in data.labels)
+        except DataError as e:
+            assert str(path) in str(e)
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        assert peak < 50 * len(content) + 500_000
 
 
 def test_ag_news_subset_reads_in_headerless_mode(shared_data):
