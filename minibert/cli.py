@@ -174,7 +174,7 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from .data import label_names, train_validation_split
+    from .data import class_names, train_validation_split
     from .model import BertForSequenceClassification
     from .tokenizer import Tokenizer
     from .train import finetune
@@ -188,7 +188,7 @@ def cmd_finetune(args) -> int:
         print(f"Held out {len(evaluation.texts)} of the training examples for evaluation")
     else:
         evaluation = None
-    labels = label_names(train.labels)
+    labels = class_names(train)
     model_dir = resolve_model_dir(args.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

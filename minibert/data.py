@@ -87,6 +87,20 @@ def label_names(labels: Iterable[str]) -> list[str]:
     return names
 
 
+def class_names(data: LabelledData) -> list[str]:
+    """The classes a classifier trained on `data` learns (``label_names``): at least two.
+
+    With a single class there is nothing to learn: the loss is 0 at once and the model always
+    says that class, so it is an error, before any work.
+    """
+    names = label_names(data.labels)
+    if len(names) < 2:
+        found = f"every example has the label {names[0]!r}" if names else "there are no labels"
+        raise DataError(f"{data.source}: {found}; a classifier needs examples of at least two "
+                        "classes")
+    return names
+
+
 def _is_int(s: str) -> bool:
     try:
         int(s)

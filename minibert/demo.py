@@ -22,7 +22,7 @@ import numpy as np
 from . import backend
 from .checkpoint import resolve_model_dir
 from .config import BertConfig
-from .data import label_names, read_labelled
+from .data import class_names, read_labelled
 from .datasets import support_tickets_dir
 from .metrics import format_confusion
 from .model import BertForMaskedLM, BertForSequenceClassification
@@ -75,7 +75,7 @@ def run(out_dir: str | Path = "minibert-demo", epochs: int = 3, seed: int = 0,
     fresh = read_labelled(data_dir / "new_tickets.tsv")
     if max_train:
         train = train.subset(range(min(max_train, len(train.texts))))
-    labels = label_names(train.labels)
+    labels = class_names(train)
     say(f"Support tickets: {len(train.texts)} to train on, {len(test.texts)} to test, "
         f"classes: {', '.join(labels)}")
 

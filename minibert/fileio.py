@@ -97,14 +97,14 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
-def parse_json(data, where, error=ValueError, object_pairs_hook=None):
+def parse_json(data, where, error=ValueError, unique_keys=False):
     """
     Parse JSON text from a file, turning every way it can fail into one clear error.
 
     in:  data  - the file's contents, str or UTF-8 bytes
          where - what to name in the message (the file's path)
          error - the exception class to raise (each caller has its own: SafetensorsError, ...)
-         object_pairs_hook - passed to json.loads (e.g. to refuse duplicate keys)
+         unique_keys - refuse an object with a key twice (json.loads keeps the last one)
     out: the parsed value (any JSON type: the caller checks it is what it expects)
     Raises `error` for invalid UTF-8, invalid JSON, nesting too deep for Python's recursion
     (json.loads raises RecursionError at a few thousand levels) and integers with more
@@ -113,7 +113,7 @@ def parse_json(data, where, error=ValueError, object_pairs_hook=None):
     try:
         if isinstance(data, bytes):
             data = data.decode("utf-8")
-        return json.loads(data, object_pairs_hook=object_pairs_hook)
+        return json.loads(data, object_pairs_hook=_no_duplicate_keys if unique_keys else None)
     except UnicodeDecodeError as e:
         raise error(f"{where}: not valid UTF-8 (byte {e.start}: {e.reason})") from None
     except json.JSONDecodeError as e:
@@ -122,3 +122,13 @@ def parse_json(data, where, error=ValueError, object_pairs_hook=None):
         raise error(f"{where}: JSON nested too deeply; corrupt file?") from None
     except ValueError as e:  # e.g. an integer with thousands of digits, a duplicate key
         raise error(f"{where}: not valid JSON ({e})") from None
+
+
+def _no_duplicate_keys(pairs):
+    """json hook: {"a": 1, "a": 2} is an error, not silently {"a": 2}."""
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"duplicate key {k!r}")
+        d[k] = v
+    return d

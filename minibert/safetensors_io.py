@@ -233,7 +233,7 @@ def _read_checked_header(f, path):
         fail(f"header length {n} is absurd (limit {MAX_HEADER_BYTES}); corrupt file?")
     if 8 + n > file_size:
         fail(f"header length {n} is larger than the file ({file_size} bytes)")
-    header = parse_json(f.read(n), f"{path}: header", SafetensorsError, _no_duplicate_keys)
+    header = parse_json(f.read(n), f"{path}: header", SafetensorsError, unique_keys=True)
     if not isinstance(header, dict):
         fail(f"header must be a JSON object, not {type(header).__name__}")
 
@@ -289,20 +289,6 @@ def _read_checked_header(f, path):
     if pos < available:
         fail(f"{available - pos} bytes after the last tensor belong to no tensor")
     return header, 8 + n
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _no_duplicate_keys(pairs):
-    """json hook: plain json.loads would silently keep the last of two equal keys."""
-    d = {}
-    for k, v in pairs:
-        if k in d:
-            raise _DuplicateKey(f"duplicate key {k!r}")
-        d[k] = v
-    return d
 
 
 def _short(value, limit=80):

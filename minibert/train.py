@@ -42,10 +42,10 @@ from .data import (
     MLMCollator,
     batch_indices,
     chunk_corpus,
+    class_names,
     classification_batch,
     count_truncated,
     encode_labels,
-    label_names,
     read_text_corpus,
 )
 from .evaluation import evaluate, evaluate_mlm
@@ -384,7 +384,7 @@ def _label_map(model, data: LabelledData) -> dict[str, int]:
     If the model already names exactly these labels (a fine-tuned model trained further), its
     ids are kept; otherwise the sorted label names become ids 0..C-1.
     """
-    names = label_names(data.labels)
+    names = class_names(data)
     config = model.config
     if set(config.label2id) == set(names):
         return config.label2id

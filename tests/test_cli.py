@@ -190,3 +190,14 @@ def test_read_only_out_is_refused_before_work(tmp_path, capsys):
 def test_device_gpu_without_cupy_is_a_clear_error(capsys):
     assert main(["predict", "--model", "x", "hi", "--device", "gpu"]) == 2
     assert "cupy" in capsys.readouterr().err.lower()
+
+
+def test_single_class_training_file_is_refused_before_loading(tmp_path, capsys, monkeypatch):
+    from minibert import checkpoint
+
+    monkeypatch.setattr(checkpoint, "load_pretrained", lambda *a, **k: pytest.fail("loaded"))
+    one = tmp_path / "one.tsv"
+    one.write_text("text\tlabel\nhello\tgreeting\nhi there\tgreeting\n", encoding="utf-8")
+    assert main(["finetune", "--train", str(one), "--out", str(tmp_path / "run")]) == 2
+    assert "every example has the label 'greeting'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -182,6 +182,16 @@ def test_unseen_eval_labels_fail_before_training(tokenizer, tmp_path):
     assert latest_run_state(tmp_path) is None
 
 
+def test_a_single_class_is_an_error_before_training(tokenizer, tmp_path):
+    """Issue 12, item 13: one class trained to loss 0 and saved a 1-label model."""
+    minibert.manual_seed(0)
+    model = BertForSequenceClassification(tiny_config(tokenizer, num_labels=2))
+    one = LabelledData(["apple dog", "cat pear"], ["fruit", "fruit"], source="one.tsv")
+    with pytest.raises(DataError, match="one.tsv: every example has the label 'fruit'.*two"):
+        finetune(model, tokenizer, one, out_dir=str(tmp_path), **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_head_size_must_match_the_labels(tokenizer):
     minibert.manual_seed(0)
     model = BertForSequenceClassification(tiny_config(tokenizer, num_labels=2))
