@@ -18,6 +18,7 @@ from minibert import no_grad
 from minibert.data import label_names, read_labelled
 from minibert.datasets import support_tickets_dir
 from minibert.model import BertForSequenceClassification
+from minibert.pipeline import class_probabilities, most_probable
 from minibert.tokenizer import Tokenizer
 
 model_dir = minilm_dir()
@@ -61,11 +62,11 @@ with no_grad():
     decision = int(probs.argmax())
     print(f"argmax -> class {decision} = {labels[decision]!r}")
 
-banner("3. The same through the model's API")
-api = clf.predict_proba(ids)
-show("clf.predict_proba(ids)        (1, C)", api)
-print(f"same as by hand: {bool(np.allclose(api, probs, atol=1e-6))};  clf.predict(ids) = "
-      f"{clf.predict(ids)}")
+banner("3. The same through the inference path (minibert/pipeline.py)")
+api = class_probabilities(clf, ids)
+show("class_probabilities(clf, ids) (1, C)", api)
+print(f"same as by hand: {bool(np.allclose(api, probs, atol=1e-6))};  most_probable(...) = "
+      f"{most_probable(api)}")
 
 banner("4. Why is P nearly uniform before fine-tuning?")
 print(f"W_c starts as N(0, {clf.config.initializer_range}²) and b_c = 0; each logit is a "

@@ -18,7 +18,7 @@ from minibert.datasets import support_tickets_dir
 from minibert.evaluation import evaluate
 from minibert.explain import format_text, trace
 from minibert.model import BertForSequenceClassification
-from minibert.pipeline import Classifier, format_predictions
+from minibert.pipeline import Classifier, class_probabilities, format_predictions, most_probable
 from minibert.tokenizer import Tokenizer
 from minibert.train import finetune
 
@@ -55,12 +55,12 @@ tokens = tok.tokenize(text)
 print(f"tokens ({len(tokens)}): {tokens}")
 batch = tok.batch_encode([text], max_length=clf.max_length)
 show("input_ids x_0..x_m          (1, T)", batch["input_ids"])
-probs = clf.model.predict_proba(batch["input_ids"], batch["attention_mask"],
-                                batch["token_type_ids"])
+probs = class_probabilities(clf.model, batch["input_ids"], batch["attention_mask"],
+                            batch["token_type_ids"])
 show("P(class | text)              (1, C)", probs)
 for name, p in zip(clf.labels, probs[0], strict=True):
     print(f"   {name:<22} {p:.3f} {'#' * int(round(p * 40))}")
-k = int(probs[0].argmax())
+k = int(most_probable(probs)[0])
 print(f"decision rule: argmax -> {k} = {clf.labels[k]!r}   (the ticket's label: {truth!r})")
 
 banner("3. The same through the pipeline, for all new tickets")
@@ -80,4 +80,5 @@ banner("4. The course's running example, end to end (minibert explain)")
 # add --html page.html for the interactive attention heatmaps.
 print(format_text(trace(RUNNING_EXAMPLE, folder)))
 workdir.cleanup()
-print("\nNext: minibert/pipeline.py (Classifier.predict_proba, predict) and minibert/explain.py.")
+print("\nNext: minibert/pipeline.py (class_probabilities, most_probable, Classifier) and "
+      "minibert/explain.py.")

@@ -466,15 +466,19 @@ def _read_tensors(files: dict[str, tuple[Path, dict]], names) -> dict[str, np.nd
     return tensors
 
 
-def load_pretrained(cls, path_or_name, require_head: bool = False, **overrides):
+def load_pretrained(cls, path_or_name, require_head: bool = False,
+                    config: BertConfig | None = None, **overrides):
     """Build `cls` (BertModel or a head) from a checkpoint; in eval mode, as transformers does.
 
     Parameters are created first (fresh, seeded initialisation), then overwritten by the
     checkpoint's weights: only what the checkpoint lacks keeps its initial values (a head
     about to be fine-tuned), unless `require_head`, which makes a missing head an error.
+    config: the checkpoint's config.json already read (load_config), instead of `overrides`.
     """
+    if config is not None and overrides:
+        raise TypeError("load_pretrained: give config or overrides, not both")
     model_dir = resolve_model_dir(path_or_name)
-    config = load_config(model_dir, **overrides)
+    config = config if config is not None else load_config(model_dir, **overrides)
     files, source = weight_files(model_dir)
     model = cls(config)
     # Check names, shapes and dtypes from the headers first, then read only the tensors used.

@@ -192,8 +192,8 @@ def cmd_finetune(args) -> int:
     model_dir = resolve_model_dir(args.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        # finetune names the classes (id2label) from the training labels
-        model = BertForSequenceClassification.from_pretrained(model_dir, num_labels=len(labels))
+        model = BertForSequenceClassification.from_pretrained(model_dir,
+                                                              id2label=dict(enumerate(labels)))
     for w in caught:  # say, once, that the new head ω starts fresh (and what was discarded)
         note(f"note: {str(w.message).splitlines()[0]}")
     tokenizer = Tokenizer.from_pretrained(model_dir)

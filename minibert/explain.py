@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import no_grad
+from .autograd import no_grad
 from .backend import to_numpy
 from .checkpoint import load_config, resolve_model_dir
 from .model import BertModel
-from .pipeline import Classifier
+from .pipeline import Classifier, class_probabilities
 from .tokenizer import Tokenizer
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "explain.html"
@@ -48,7 +48,7 @@ class Trace:
     labels: list[str] = field(default_factory=list)
     logits: np.ndarray | None = None  # (C,)
     probabilities: np.ndarray | None = None  # (C,), sums to 1
-    same_as_model: bool | None = None  # our step-by-step P equals the model's predict_proba
+    same_as_model: bool | None = None  # our step-by-step P equals pipeline.class_probabilities
 
     @property
     def prediction(self) -> str | None:
@@ -147,7 +147,8 @@ def trace(text: str, model: str | Path = "all-MiniLM-L6-v2", max_length: int = 1
             p = np.exp(z - z.max())
             p /= p.sum()
             result.logits, result.probabilities = z, p
-            model_p = classifier.model.predict_proba(ids, None, np.array([enc.token_type_ids]))
+            model_p = class_probabilities(classifier.model, ids, None,
+                                          np.array([enc.token_type_ids]))
             result.same_as_model = bool(np.allclose(p, model_p[0], atol=1e-5))
     return result
 
@@ -207,7 +208,7 @@ def format_text(t: Trace) -> str:
             bar = "█" * int(round(40 * float(p)))
             out.append(f"   {name:<24} {p:6.3f} {bar}{'   <- argmax' if i == best else ''}")
         out += ["", f"8. Decision (argmax): {t.prediction}",
-                f"   (same probabilities as the model's predict_proba: {t.same_as_model})"]
+                f"   (same probabilities as pipeline.class_probabilities: {t.same_as_model})"]
     else:
         out += ["", "This is a base encoder: no prediction network, so no logits or classes. "
                     "Give a fine-tuned model folder (--model runs/…/final) to see them."]

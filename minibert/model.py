@@ -9,7 +9,8 @@
              residual + LayerNorm
       -> hidden states   (batch, seq, hidden): one vector per token
       -> pooler          tanh(dense(hidden state of [CLS])): one vector per sequence
-      -> a head          the prediction network: logits -> softmax -> probabilities
+      -> a head          the prediction network: logits (and a loss, given labels); the
+                         softmax over them and the argmax are inference (pipeline.py)
 
 The classes follow that order: BertEmbeddings, scaled_dot_product_attention,
 MultiHeadSelfAttention, BertLayer, BertModel, then the heads (BertForSequenceClassification,
@@ -30,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import functional as F
-from .autograd import Tensor, no_grad
-from .backend import get_array_module, to_numpy
+from .autograd import Tensor
+from .backend import get_array_module
 from .checkpoint import load_pretrained, save_pretrained
 from .config import BertConfig
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, Parameter
@@ -299,21 +300,6 @@ class _Head(BertPreTrainedModel):
             return None
         labels = _as_labels(get_array_module(logits.data), labels, logits.shape[:-1])
         return F.cross_entropy(logits, labels)
-
-    def predict_proba(self, input_ids, attention_mask=None, token_type_ids=None) -> np.ndarray:
-        """The softmax distribution over classes as a NumPy array (dropout off, no graph)."""
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                logits = self.forward(input_ids, attention_mask, token_type_ids).logits
-                return to_numpy(F.softmax(logits, axis=-1).data)
-        finally:
-            self.train(was_training)
-
-    def predict(self, input_ids, attention_mask=None, token_type_ids=None) -> np.ndarray:
-        """The most probable class id (argmax of the logits), as a NumPy int array."""
-        return self.predict_proba(input_ids, attention_mask, token_type_ids).argmax(axis=-1)
 
 
 def _as_labels(xp, labels, shape):

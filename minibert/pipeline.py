@@ -1,5 +1,13 @@
 """Inference with a fine-tuned model: text → tokens → class probability distribution → argmax.
 
+The new text is tokenized into x_0 ... x_m; the fine-tuned model turns the tokens into a
+probability distribution over the classes, Pr(y | x) = softmax(logits); the prediction is the
+most probable class, ŷ = argmax_y Pr(y | x). In code, all of it here:
+
+    tokens        Tokenizer.batch_encode                     (Classifier.predict_proba)
+    probabilities class_probabilities(model, input_ids, ...)  softmax of the head's logits
+    decision      most_probable(probabilities)                the argmax
+
     >>> clf = Classifier.from_pretrained("runs/tickets/final")
     >>> clf.predict(["I was charged twice this month"])[0].label
     'Billing Issue'
@@ -16,9 +24,30 @@ from pathlib import Path
 
 import numpy as np
 
+from . import functional as F
+from .autograd import no_grad
+from .backend import to_numpy
 from .checkpoint import load_config, load_pretrained
 from .model import BertForSequenceClassification
 from .tokenizer import Tokenizer
+
+
+def class_probabilities(model, input_ids, attention_mask=None, token_type_ids=None
+                        ) -> np.ndarray:
+    """Pr(y | x): the softmax of a head's logits, as a NumPy array on the host.
+
+    input_ids etc. as for the model (B, T). Returns (B, C) for a sequence classifier, (B, T, C)
+    per token for a token classifier (rows sum to 1). Dropout is off and no graph is recorded;
+    the model's train/eval mode is left as it was.
+    """
+    with model.evaluating(), no_grad():
+        logits = model(input_ids, attention_mask, token_type_ids).logits
+        return to_numpy(F.softmax(logits, axis=-1).data)
+
+
+def most_probable(probabilities: np.ndarray) -> np.ndarray:
+    """The decision rule: the class with the highest probability, ŷ = argmax_y Pr(y | x)."""
+    return np.asarray(probabilities).argmax(axis=-1)
 
 
 @dataclass
@@ -35,19 +64,27 @@ class Prediction:
 
 
 class Classifier:
-    """A sequence classifier bundled with its tokenizer and label names."""
+    """A sequence classifier bundled with its tokenizer; the model's config names the classes.
+
+    labels: the class names, in id order; they are written into ``model.config.id2label`` (the
+        one place they are kept). None: the names the model's config already has.
+    """
 
     def __init__(self, model: BertForSequenceClassification, tokenizer: Tokenizer,
-                 labels: list[str], max_length: int | None = None):
-        if len(labels) != model.config.num_labels:
-            raise ValueError(f"{len(labels)} label names for a model with "
-                             f"{model.config.num_labels} classes")
-        _check_label_names(labels)
+                 labels: list[str] | None = None, max_length: int | None = None):
+        if labels is not None:
+            _check_labels(labels, model.config.num_labels)
+            model.config.id2label = dict(enumerate(labels))
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.labels = list(labels)
         self.max_length = min(max_length or model.config.max_position_embeddings,
                               model.config.max_position_embeddings)
+
+    @property
+    def labels(self) -> list[str]:
+        """The class names in id order (from model.config.id2label)."""
+        id2label = self.model.config.id2label
+        return [id2label[i] for i in range(len(id2label))]
 
     @classmethod
     def from_pretrained(cls, path, labels: list[str] | None = None,
@@ -57,26 +94,27 @@ class Classifier:
         `labels` overrides the label names stored in config.json (id2label).
         """
         path = Path(path)
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{config_file} not found: is {path} a model directory "
-                                    "written by `minibert finetune` (or save_pretrained)?")
-        if labels is None:
-            id2label = load_config(path).id2label
-            labels = [id2label[i] for i in sorted(id2label)]
-            # Hugging Face writes LABEL_0, LABEL_1, ... into every config: those name nothing.
-            if not labels or labels == [f"LABEL_{i}" for i in range(len(labels))]:
-                raise ValueError(
-                    f"{config_file} has no label names (id2label is missing or only the default "
-                    "LABEL_0, LABEL_1, ...): this directory does not hold a fine-tuned "
-                    "classifier. Fine-tune one with `minibert finetune`, or pass the label "
-                    "names explicitly (labels=[...] / --labels)."
-                )
-        _check_label_names(labels)
+        try:
+            config = load_config(path)  # the one read of config.json
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{e}. A classifier folder holds config.json, "
+                                    "model.safetensors and vocab.txt, as `minibert finetune` "
+                                    "writes them into its final/") from None
+        if labels is not None:
+            _check_labels(labels, config.num_labels)
+            config.id2label = dict(enumerate(labels))
+        # Hugging Face writes LABEL_0, LABEL_1, ... into every config: those name nothing.
+        elif list(config.id2label.values()) == [f"LABEL_{i}" for i in range(config.num_labels)]:
+            raise ValueError(
+                f"{path / 'config.json'} has no label names (id2label is missing or only the "
+                "default LABEL_0, LABEL_1, ...): this directory does not hold a fine-tuned "
+                "classifier. Fine-tune one with `minibert finetune`, or pass the label "
+                "names explicitly (labels=[...] / --labels)."
+            )
         # require_head: predicting with a freshly initialised, random head must be an error
-        model = load_pretrained(BertForSequenceClassification, path, require_head=True,
-                                id2label=dict(enumerate(labels)))  # names kept in the config
-        return cls(model, Tokenizer.from_pretrained(path), labels, max_length)
+        model = load_pretrained(BertForSequenceClassification, path, config=config,
+                                require_head=True)
+        return cls(model, Tokenizer.from_pretrained(path), max_length=max_length)
 
     def predict_proba(self, texts: list[str], text_pairs: list[str] | None = None,
                       batch_size: int = 32) -> np.ndarray:
@@ -89,8 +127,8 @@ class Classifier:
             batch = self.tokenizer.batch_encode(texts[i:i + batch_size], pairs,
                                                 max_length=self.max_length)
             truncated += int(np.count_nonzero(batch.num_truncated))
-            rows.append(self.model.predict_proba(batch["input_ids"], batch["attention_mask"],
-                                                 batch["token_type_ids"]))
+            rows.append(class_probabilities(self.model, batch["input_ids"],
+                                            batch["attention_mask"], batch["token_type_ids"]))
         if truncated:
             print(f"note: {truncated} text(s) longer than {self.max_length} tokens were "
                   "truncated", file=sys.stderr)
@@ -101,16 +139,19 @@ class Classifier:
                 batch_size: int = 32) -> list[Prediction]:
         """The decision rule: the class with the highest probability, for each text."""
         probs = self.predict_proba(texts, text_pairs, batch_size)
+        labels = self.labels
         return [
-            Prediction(text, self.labels[int(p.argmax())],
-                       {name: float(q) for name, q in zip(self.labels, p, strict=True)})
-            for text, p in zip(texts, probs, strict=True)
+            Prediction(text, labels[int(best)],
+                       {name: float(q) for name, q in zip(labels, p, strict=True)})
+            for text, p, best in zip(texts, probs, most_probable(probs), strict=True)
         ]
 
 
-def _check_label_names(labels: list[str]) -> None:
-    """Label names must be non-empty and distinct: two classes with one name would print one
+def _check_labels(labels: list[str], num_classes: int) -> None:
+    """One name per class, non-empty and distinct: two classes with one name would print one
     merged probability and make evaluation count them as one."""
+    if len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} label names for a model with {num_classes} classes")
     empty = [i for i, name in enumerate(labels) if not str(name).strip()]
     if empty:
         raise ValueError(f"label names must not be empty (class {empty[0]} has {labels[empty[0]]!r}"

@@ -84,7 +84,8 @@ def import_graph() -> dict[str, set[str]]:
     def known(name):
         while name not in files and "." in name:
             name = name.rsplit(".", 1)[0]
-        return name
+        # `from . import no_grad` takes a name from the package itself: its __init__.py
+        return name if name in files else "__init__"
 
     return {m: {known(d) for d in imports_of(p.read_text(encoding="utf-8"), m,
                                               p.name == "__init__.py")} - {m}

@@ -26,6 +26,7 @@ from minibert import explain
 from minibert.config import BertConfig
 from minibert.datasets import support_tickets_dir
 from minibert.model import BertForSequenceClassification, BertModel
+from minibert.pipeline import class_probabilities
 from minibert.tokenizer import Tokenizer
 
 TEXT = "I was charged twice for my subscription this month."
@@ -69,7 +70,7 @@ def test_classifier_trace_follows_the_model_step_by_step(tiny_models):
     np.testing.assert_allclose(t.hidden_states[-1], out.last_hidden_state.numpy()[0],
                                atol=1e-6)
     np.testing.assert_allclose(t.cls, out.last_hidden_state.numpy()[0, 0], atol=1e-6)
-    np.testing.assert_allclose(t.probabilities, model.predict_proba([t.ids])[0], atol=1e-5)
+    np.testing.assert_allclose(t.probabilities, class_probabilities(model, [t.ids])[0], atol=1e-5)
     assert t.same_as_model is True
     assert t.prediction == LABELS[int(np.argmax(t.probabilities))]
     text = explain.format_text(t)

@@ -40,7 +40,7 @@ LESSONS = [
                              "is 2.50 × lr: the sum of the 4 steps' learning"]),
     ("09_inference", True, ["pipeline agrees with the step-by-step result: True",
                             "4. The course's running example, end to end (minibert explain)",
-                            "(same probabilities as the model's predict_proba: True)"]),
+                            "(same probabilities as pipeline.class_probabilities: True)"]),
     ("10_real_weights", True, ["all within the tolerance 0.0001: True"]),
     ("11_tokenization_standards", True, [
         "neuroplasticity  BERT: ne ##uro ##pl ##astic ##ity",

@@ -22,6 +22,7 @@ from minibert.model import (
     MultiHeadSelfAttention,
     scaled_dot_product_attention,
 )
+from minibert.pipeline import class_probabilities, most_probable
 from minibert.safetensors_io import load_file
 from minibert.sentence import SentenceEncoder, l2_normalize, mean_pool
 
@@ -285,14 +286,15 @@ def test_masked_lm_decoder_is_tied_to_word_embeddings():
 def test_predict_proba_and_predict():
     minibert.manual_seed(0)
     model = BertForSequenceClassification(tiny_config(hidden_dropout_prob=0.5)).train()
-    p = model.predict_proba(IDS, MASK, TYPES)
+    p = class_probabilities(model, IDS, MASK, TYPES)
     assert isinstance(p, np.ndarray) and p.shape == (2, 3)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_array_equal(p, model.predict_proba(IDS, MASK, TYPES))  # no dropout
-    np.testing.assert_array_equal(model.predict(IDS, MASK, TYPES), p.argmax(axis=1))
+    np.testing.assert_array_equal(p, class_probabilities(model, IDS, MASK, TYPES))  # no dropout
+    np.testing.assert_array_equal(most_probable(class_probabilities(model, IDS, MASK, TYPES)),
+                                  p.argmax(axis=1))
     assert model.training  # the mode it was in is restored
     tok = BertForTokenClassification(tiny_config())
-    assert tok.predict(IDS, MASK).shape == (2, 5)
+    assert most_probable(class_probabilities(tok, IDS, MASK)).shape == (2, 5)
 
 
 def test_tiny_model_overfits_a_few_examples():
@@ -312,7 +314,7 @@ def test_tiny_model_overfits_a_few_examples():
             p.data -= 0.2 * p.grad
         losses.append(loss.item())
     assert losses[-1] < 0.05 < losses[0]
-    np.testing.assert_array_equal(model.predict(ids), labels)
+    np.testing.assert_array_equal(most_probable(class_probabilities(model, ids)), labels)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import minibert
+from minibert.checkpoint import load_pretrained
 from minibert.config import BertConfig
 from minibert.model import BertForSequenceClassification
 from minibert.pipeline import Classifier, Prediction, format_predictions
@@ -44,6 +45,19 @@ def test_round_trip_through_a_model_directory(classifier, tmp_path):
     assert loaded.model.config.label2id == {"a": 0, "b": 1, "c": 2}
     text = ["my parcel is late"]
     assert np.allclose(loaded.predict_proba(text), classifier.predict_proba(text), atol=1e-6)
+
+
+def test_the_model_config_is_where_the_label_names_live(classifier, tmp_path):
+    assert classifier.model.config.id2label == {0: "a", 1: "b", 2: "c"}
+    classifier.model.save_pretrained(tmp_path)
+    classifier.tokenizer.save_pretrained(tmp_path)
+    renamed = Classifier.from_pretrained(tmp_path, labels=["x", "y", "z"])
+    assert renamed.labels == ["x", "y", "z"] and renamed.model.config.label2id["z"] == 2
+    with pytest.raises(ValueError, match="2 label names for a model with 3 classes"):
+        Classifier.from_pretrained(tmp_path, labels=["x", "y"])
+    with pytest.raises(TypeError, match="config or overrides"):
+        load_pretrained(BertForSequenceClassification, tmp_path,
+                        config=renamed.model.config, num_labels=3)
 
 
 def test_a_single_string_is_refused_and_labels_must_fit(classifier):

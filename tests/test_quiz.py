@@ -20,6 +20,7 @@ from minibert import Tensor, quiz
 from minibert import functional as F
 from minibert.config import BertConfig
 from minibert.model import BertForSequenceClassification, BertLayer, BertModel
+from minibert.pipeline import class_probabilities
 
 LESSONS_DIR = Path(__file__).resolve().parents[1] / "lessons"
 WEIGHTS_REASON = ("needs the real all-MiniLM-L6-v2 weights: "
@@ -182,7 +183,7 @@ def predict_proba_shape_12_4():
     minibert.manual_seed(0)
     model = BertForSequenceClassification(tiny_config(num_labels=4))
     ids = np.random.default_rng(0).integers(5, 100, size=(12, 7))
-    return model.predict_proba(ids).shape
+    return class_probabilities(model, ids).shape
 
 
 def hf_intermediate_weight_shape():
