@@ -12,7 +12,8 @@ Read it in the order data flows:
     model.py         BERT: embeddings -> encoder layers -> hidden states -> heads
     data.py, optim.py, train.py   pre-training and fine-tuning (run_state.py: a run's saved
                                   state; evaluation.py, metrics.py: how good a model is)
-    pipeline.py      inference: text -> probabilities -> argmax
+    token_data.py    one label per word: tagged sentences, labels aligned with word pieces
+    pipeline.py      inference: text -> probabilities -> argmax (Tagger: a tag per word)
 """
 
 from . import functional
@@ -28,7 +29,7 @@ from .backend import (
 from .checkpoint import CheckpointError
 from .config import BertConfig
 from .data import DataError, LabelledData, MLMCollator, read_labelled, read_text_corpus
-from .evaluation import evaluate
+from .evaluation import evaluate, evaluate_tokens
 from .gradcheck import GradcheckError, gradcheck
 from .model import (
     BertForMaskedLM,
@@ -38,21 +39,23 @@ from .model import (
 )
 from .optim import SGD, AdamW, clip_grad_norm, linear_warmup_decay
 from .parallel import get_num_threads, set_num_threads
-from .pipeline import Classifier
+from .pipeline import Classifier, Tagger
 from .safetensors_io import load_file, save_file
 from .sentence import SentenceEncoder
+from .token_data import TokenLabelledData, read_token_labelled
 from .tokenizer import BasicTokenizer, Tokenizer
-from .train import TrainConfig, TrainingDivergedError, finetune, pretrain_mlm
+from .train import TrainConfig, TrainingDivergedError, finetune, finetune_tokens, pretrain_mlm
 from .version import __version__ as __version__  # re-exported: minibert.__version__
 
 __all__ = [
-    "SGD", "AdamW", "BackendError", "BasicTokenizer", "BertConfig", "BertForMaskedLM",
-    "BertForSequenceClassification", "BertForTokenClassification", "BertModel",
-    "CheckpointError", "Classifier", "DataError", "GradcheckError", "LabelledData",
-    "MLMCollator", "SentenceEncoder", "ShapeError", "Tensor", "Tokenizer", "TrainConfig",
-    "TrainingDivergedError", "clip_grad_norm", "concatenate", "cupy_available", "evaluate",
-    "finetune", "functional", "get_backend", "get_num_threads", "gradcheck",
-    "linear_warmup_decay", "load_file", "manual_seed", "masked_fill", "no_grad", "pretrain_mlm",
-    "read_labelled", "read_text_corpus", "save_file", "set_num_threads", "tensor", "to_numpy",
-    "use_backend", "where",
+    "AdamW", "BackendError", "BasicTokenizer", "BertConfig", "BertForMaskedLM",
+    "BertForSequenceClassification", "BertForTokenClassification", "BertModel", "CheckpointError",
+    "Classifier", "DataError", "GradcheckError", "LabelledData", "MLMCollator", "SGD",
+    "SentenceEncoder", "ShapeError", "Tagger", "Tensor", "TokenLabelledData", "Tokenizer",
+    "TrainConfig", "TrainingDivergedError", "clip_grad_norm", "concatenate", "cupy_available",
+    "evaluate", "evaluate_tokens", "finetune", "finetune_tokens", "functional", "get_backend",
+    "get_num_threads", "gradcheck", "linear_warmup_decay", "load_file", "manual_seed",
+    "masked_fill", "no_grad", "pretrain_mlm", "read_labelled", "read_text_corpus",
+    "read_token_labelled", "save_file", "set_num_threads", "tensor", "to_numpy", "use_backend",
+    "where",
 ]

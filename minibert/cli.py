@@ -176,9 +176,10 @@ def cmd_pretrain(args) -> int:
 def cmd_finetune(args) -> int:
     from .data import class_names, train_validation_split
     from .model import BertForSequenceClassification
-    from .tokenizer import Tokenizer
     from .train import finetune
 
+    if args.task == "token":
+        return _finetune_tokens(args)
     _setup(args)
     train = _read(args, args.train)
     if args.eval:
@@ -189,28 +190,68 @@ def cmd_finetune(args) -> int:
     else:
         evaluation = None
     labels = class_names(train)
-    model_dir = resolve_model_dir(args.model)
+    model, tokenizer = _with_fresh_head(BertForSequenceClassification, args.model, labels)
+    print(f"Fine-tuning {args.model} ({_mode(args)}) on {len(train.texts)} examples, "
+          f"{len(labels)} classes: {', '.join(labels)}")
+    finetune(model, tokenizer, train, evaluation, **_finetune_options(args))
+    print(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
+    return 0
+
+
+def _with_fresh_head(cls, model_arg: str, labels: list[str]):
+    """The pre-trained encoder with a new head, one output per label (named in id2label), and
+    its tokenizer."""
+    from .tokenizer import Tokenizer
+
+    model_dir = resolve_model_dir(model_arg)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = BertForSequenceClassification.from_pretrained(model_dir,
-                                                              id2label=dict(enumerate(labels)))
+        model = cls.from_pretrained(model_dir, id2label=dict(enumerate(labels)))
     for w in caught:  # say, once, that the new head ω starts fresh (and what was discarded)
         note(f"note: {str(w.message).splitlines()[0]}")
-    tokenizer = Tokenizer.from_pretrained(model_dir)
-    mode = "frozen encoder (only the head ω trains)" if args.freeze_encoder else "full"
-    print(f"Fine-tuning {args.model} ({mode}) on {len(train.texts)} examples, "
-          f"{len(labels)} classes: {', '.join(labels)}")
-    finetune(model, tokenizer, train, evaluation, epochs=args.epochs,
-             batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
-             seed=args.seed, out_dir=args.out, resume=args.resume,
-             freeze_encoder=args.freeze_encoder, weight_decay=args.weight_decay,
-             warmup_ratio=args.warmup_ratio)
+    return model, Tokenizer.from_pretrained(model_dir)
+
+
+def _mode(args) -> str:
+    return "frozen encoder (only the head ω trains)" if args.freeze_encoder else "full"
+
+
+def _finetune_options(args) -> dict:
+    """The TrainConfig fields the finetune command sets from its flags."""
+    return dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                max_length=args.max_length, seed=args.seed, out_dir=args.out,
+                resume=args.resume, freeze_encoder=args.freeze_encoder,
+                weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio)
+
+
+def _finetune_tokens(args) -> int:
+    """finetune --task token: one label per word, from CoNLL or JSON-lines files."""
+    from .model import BertForTokenClassification
+    from .token_data import read_token_labelled, tag_names
+    from .train import finetune_tokens
+
+    _setup(args)
+    train = read_token_labelled(args.train)
+    if args.eval:
+        evaluation = read_token_labelled(args.eval)
+    elif args.validation_fraction > 0:
+        order = np.random.default_rng(args.seed).permutation(len(train))
+        n = max(1, round(args.validation_fraction * len(train)))
+        train, evaluation = train.subset(sorted(order[n:])), train.subset(sorted(order[:n]))
+        print(f"Held out {len(evaluation)} of the training sentences for evaluation")
+    else:
+        evaluation = None
+    tags = tag_names(train.tags)
+    model, tokenizer = _with_fresh_head(BertForTokenClassification, args.model, tags)
+    print(f"Fine-tuning {args.model} ({_mode(args)}) for one label per word on {len(train)} "
+          f"sentences, {len(tags)} tags: {', '.join(tags)}")
+    finetune_tokens(model, tokenizer, train, evaluation, **_finetune_options(args))
     print(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
     return 0
 
 
 def cmd_predict(args) -> int:
-    from .pipeline import Classifier, format_predictions
+    from .pipeline import Classifier, format_predictions, is_token_classifier
 
     _setup(args)
     texts = list(args.texts)
@@ -220,6 +261,8 @@ def cmd_predict(args) -> int:
         texts += read_text_corpus(args.file)  # invalid UTF-8: an error naming file and line
     if not texts:
         raise ValueError("no texts to classify: give them as arguments or with --file")
+    if is_token_classifier(args.model):
+        return _predict_tags(args, texts)
     classifier = Classifier.from_pretrained(args.model, labels=args.labels)
     predictions = classifier.predict(texts, batch_size=args.batch_size)
     if args.json:
@@ -231,12 +274,50 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _predict_tags(args, texts: list[str]) -> int:
+    """predict with a token classifier: the tag of every word, and the entities."""
+    from .pipeline import Tagger, format_tags
+
+    if args.labels:
+        raise ValueError("--labels names the classes of a sequence classifier; a token "
+                         "classifier's tags are in its config.json")
+    results = Tagger.from_pretrained(args.model).tag(texts, batch_size=args.batch_size)
+    if args.json:
+        for r in results:
+            print(json.dumps({"text": r.text, "words": r.words, "tags": r.tags,
+                              "entities": [list(e) for e in r.entities]}))
+    else:
+        print(format_tags(results))
+    return 0
+
+
+def _evaluate_tokens(args) -> int:
+    """evaluate with a token classifier: entity-level precision, recall and F1."""
+    from .evaluation import evaluate_tokens
+    from .pipeline import Tagger
+    from .token_data import read_token_labelled
+
+    data = read_token_labelled(args.data)
+    tagger = Tagger.from_pretrained(args.model)
+    m = evaluate_tokens(tagger.model, tagger.tokenizer, data, batch_size=args.batch_size,
+                        max_length=tagger.max_length)
+    print(f"{len(data)} sentences, {m['num_entities']} entities: precision {m['precision']:.4f}, "
+          f"recall {m['recall']:.4f}, F1 {m['f1']:.4f}; word accuracy {m['word_accuracy']:.4f}")
+    print(f"{'type':<12} {'precision':>9} {'recall':>7} {'F1':>7} {'true':>5} {'predicted':>9}")
+    for kind, t in m["per_type"].items():
+        print(f"{kind:<12} {t['precision']:>9.4f} {t['recall']:>7.4f} {t['f1']:>7.4f} "
+              f"{t['num_true']:>5} {t['num_pred']:>9}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation import evaluate
     from .metrics import format_confusion
-    from .pipeline import Classifier
+    from .pipeline import Classifier, is_token_classifier
 
     _setup(args)
+    if is_token_classifier(args.model):
+        return _evaluate_tokens(args)
     data = _read(args, args.data)
     classifier = Classifier.from_pretrained(args.model)
     metrics = evaluate(classifier.model, classifier.tokenizer, data,
@@ -410,9 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("finetune", help="fine-tune a pre-trained encoder + a new classifier "
-                       "head on labelled TSV/CSV/JSONL")
+                       "head on labelled TSV/CSV/JSONL (one label per text), or on CoNLL/JSONL "
+                       "with --task token (one label per word)")
+    p.add_argument("--task", choices=["sequence", "token"], default="sequence",
+                   help="sequence: one label per text (default); token: one tag per word, "
+                   "e.g. named entities (files: CoNLL 'word<TAB>tag' or JSONL with 'tokens' "
+                   "and 'tags')")
     p.add_argument("--train", type=input_file, required=True, help="labelled training file "
-                   "(.tsv/.csv/.jsonl)")
+                   "(.tsv/.csv/.jsonl; with --task token .conll/.jsonl)")
     p.add_argument("--eval", type=input_file, default=None, help="labelled evaluation file")
     p.add_argument("--validation-fraction", type=fraction, default=0.0, help="without --eval: "
                    "hold out this share of --train for evaluation")
@@ -433,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("predict", help="classify texts with a fine-tuned model")
+    p = sub.add_parser("predict", help="classify texts with a fine-tuned model (a token "
+                       "classifier tags every word)")
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--model", required=True, help="folder written by finetune (its final/)")
     p.add_argument("--file", type=input_file, default=None, help="a text file, one text per "
@@ -446,10 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="accuracy, macro-F1 and confusion matrix on labelled "
-                       "data")
+                       "data (entity precision/recall/F1 for a token classifier)")
     p.add_argument("--model", required=True, help="folder written by finetune (its final/)")
     p.add_argument("--data", type=input_file, required=True, help="labelled file "
-                   "(.tsv/.csv/.jsonl)")
+                   "(.tsv/.csv/.jsonl; for a token classifier .conll/.jsonl)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     _columns(p)
     _common(p)

@@ -2,8 +2,9 @@
 
     evaluate(classifier, tokenizer, data)   loss, accuracy, macro-F1, confusion matrix
     evaluate_mlm(mlm_model, batches)        masked-LM loss and perplexity
+    evaluate_tokens(tagger, tokenizer, data) entity-level precision/recall/F1, word accuracy
 
-Both run the model in eval mode (dropout off) without recording a graph, and leave its
+All run the model in eval mode (dropout off) without recording a graph, and leave its
 train/eval mode as it was.
 """
 
@@ -16,7 +17,8 @@ import numpy as np
 from .autograd import no_grad
 from .backend import to_numpy
 from .data import IGNORE_INDEX, LabelledData, batch_indices, classification_batch, encode_labels
-from .metrics import accuracy, confusion_matrix, macro_f1
+from .metrics import accuracy, confusion_matrix, entity_scores, macro_f1
+from .token_data import TokenLabelledData, encode_tags, token_classification_batch, word_predictions
 
 
 def evaluate(model, tokenizer, data: LabelledData, label2id: dict[str, int] | None = None,
@@ -62,3 +64,49 @@ def evaluate_mlm(model, batches: list[dict]) -> dict:
             count += n
     loss = total / max(count, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": count}
+
+
+def predict_tags(model, tokenizer, words: list[list[str]], batch_size: int = 64,
+                 max_length: int = 128, labels=None) -> tuple[list[list[str]], float, int]:
+    """The tag of every word (the prediction at its first piece) for sentences given as words.
+
+    With `labels` (tag sequences) also returns the mean loss over the labelled pieces; always
+    returns the number of words cut off by max_length (they get the tag "O").
+    Returns (tags, loss or nan, words truncated).
+    """
+    id2label = model.config.id2label
+    data = TokenLabelledData(words, labels or [["O"] * len(w) for w in words])
+    label2id = model.config.label2id if labels is not None else None
+    tags, total_loss, count, truncated = [], 0.0, 0, 0
+    with model.evaluating(), no_grad():
+        for idx in batch_indices(len(data), batch_size):
+            b = token_classification_batch(tokenizer, data, idx, label2id, max_length)
+            out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"],
+                        labels=b.get("labels"))
+            if out.loss is not None:
+                n = int((b["labels"] != IGNORE_INDEX).sum())
+                total_loss, count = total_loss + out.loss.item() * n, count + n
+            preds = to_numpy(out.logits.data).argmax(axis=-1)  # (B, T): a tag id per piece
+            for row, i in enumerate(idx):
+                ids = word_predictions(b["word_ids"][row], preds[row], len(words[i]),
+                                       fill=model.config.label2id.get("O", 0))
+                tags.append([id2label[t] for t in ids])
+            truncated += b["num_truncated"]
+    return tags, (total_loss / count if count else float("nan")), truncated
+
+
+def evaluate_tokens(model, tokenizer, data: TokenLabelledData, batch_size: int = 64,
+                    max_length: int = 128) -> dict:
+    """Loss, word accuracy and entity-level precision/recall/F1 (overall and per type) of a
+    token classifier on tagged sentences. A tag the model does not know is an error."""
+    label2id = model.config.label2id
+    encode_tags(data.tags, label2id, data.source)  # unknown tags: a clear error, before any work
+    pred, loss, truncated = predict_tags(model, tokenizer, data.words, batch_size, max_length,
+                                         data.tags)
+    flat_true = [label2id[t] for seq in data.tags for t in seq]
+    flat_pred = [label2id[t] for seq in pred for t in seq]
+    scores = entity_scores(data.tags, pred)
+    return {"loss": loss, "word_accuracy": accuracy(flat_true, flat_pred),
+            "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
+            "per_type": scores["per_type"], "num_entities": scores["num_true"],
+            "num_sentences": len(data), "words_truncated": truncated}

@@ -12,6 +12,12 @@ most probable class, ŷ = argmax_y Pr(y | x). In code, all of it here:
     >>> clf.predict(["I was charged twice this month"])[0].label
     'Billing Issue'
 
+One label per word (a token classifier, `minibert finetune --task token`):
+
+    >>> tagger = Tagger.from_pretrained("runs/entities/final")
+    >>> tagger.tag(["My Kestrel Hub arrived on 12 March"])[0].entities
+    [('PRODUCT', 'Kestrel Hub'), ('DATE', '12 March')]
+
 A model directory holds what `finetune` saved: config.json (with the label names, `id2label`),
 model.safetensors, vocab.txt and tokenizer_config.json.
 """
@@ -28,7 +34,10 @@ from . import functional as F
 from .autograd import no_grad
 from .backend import to_numpy
 from .checkpoint import load_config, load_pretrained
-from .model import BertForSequenceClassification
+from .evaluation import predict_tags
+from .metrics import entity_spans
+from .model import BertForSequenceClassification, BertForTokenClassification
+from .token_data import check_bio, split_words
 from .tokenizer import Tokenizer
 
 
@@ -178,3 +187,83 @@ def format_predictions(predictions: list[Prediction], width: int = 48) -> str:
                           for name, c in zip(labels, cols, strict=True))
         lines.append(f"{text:<{width}}  {p.label:<{label_width}}  {probs}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# One label per word
+
+
+def is_token_classifier(path) -> bool:
+    """Whether a model directory holds a token classifier (config.json's "architectures").
+    False when there is no config.json: the loader then says what is missing."""
+    if not (Path(path) / "config.json").is_file():
+        return False
+    return "BertForTokenClassification" in load_config(path).extra.get("architectures", [])
+
+
+@dataclass
+class TaggedText:
+    """One text's result: its words and the predicted BIO tag of each."""
+
+    text: str
+    words: list[str]
+    tags: list[str]
+
+    @property
+    def entities(self) -> list[tuple[str, str]]:
+        """(type, the entity's words) for every entity the tags mark, in text order."""
+        spans = sorted(entity_spans(self.tags), key=lambda e: e[1])
+        return [(kind, " ".join(self.words[a:b])) for kind, a, b in spans]
+
+
+class Tagger:
+    """A token classifier bundled with its tokenizer: text -> words -> one tag per word.
+
+    A text is cut into words as the training data was (``token_data.split_words``); each word's
+    tag is the prediction at its first word piece.
+    """
+
+    def __init__(self, model: BertForTokenClassification, tokenizer: Tokenizer,
+                 max_length: int | None = None):
+        tags = [model.config.id2label[i] for i in sorted(model.config.id2label)]
+        check_bio(tags, "the model's id2label")
+        self.model, self.tokenizer, self.tags = model.eval(), tokenizer, tags
+        self.max_length = min(max_length or model.config.max_position_embeddings,
+                              model.config.max_position_embeddings)
+
+    @classmethod
+    def from_pretrained(cls, path, max_length: int | None = None) -> Tagger:
+        """Load a directory that `finetune_tokens` (`minibert finetune --task token`) wrote."""
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path / 'config.json'} not found: is {path} a model "
+                                    "directory written by `minibert finetune --task token`?")
+        model = load_pretrained(BertForTokenClassification, path, require_head=True)
+        return cls(model, Tokenizer.from_pretrained(path), max_length)
+
+    def tag(self, texts: list[str], batch_size: int = 32) -> list[TaggedText]:
+        """The words of each text with their predicted tags."""
+        if isinstance(texts, str):
+            raise TypeError("tag takes a list of texts; wrap a single one: [text]")
+        words = [split_words(t) for t in texts]
+        keep = [i for i, w in enumerate(words) if w]  # a blank text has no word to tag
+        tags, _, truncated = predict_tags(self.model, self.tokenizer, [words[i] for i in keep],
+                                          batch_size, self.max_length)
+        by_text = dict(zip(keep, tags, strict=True))
+        if truncated:
+            print(f"note: {truncated} word(s) past {self.max_length} tokens were not tagged "
+                  "(shown as O)", file=sys.stderr)
+        return [TaggedText(t, words[i], by_text.get(i, [])) for i, t in enumerate(texts)]
+
+
+def format_tags(results: list[TaggedText]) -> str:
+    """Each text as two aligned rows, the words and their tags, then its entities."""
+    lines = []
+    for r in results:
+        widths = [max(len(w), len(t)) for w, t in zip(r.words, r.tags, strict=True)]
+        lines.append("  ".join(f"{w:<{n}}" for w, n in zip(r.words, widths, strict=True)))
+        lines.append("  ".join(f"{t:<{n}}" for t, n in zip(r.tags, widths, strict=True)))
+        found = ", ".join(f"{kind} {text!r}" for kind, text in r.entities)
+        lines.append(f"entities: {found or '(none)'}")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")

@@ -48,9 +48,10 @@ from .data import (
     encode_labels,
     read_text_corpus,
 )
-from .evaluation import evaluate, evaluate_mlm
+from .evaluation import evaluate, evaluate_mlm, evaluate_tokens
 from .optim import AdamW, clip_grad_norm, global_grad_norm, linear_warmup_decay, weight_decay_groups
 from .run_state import latest_run_state, load_run_state, save_run_state, write_json
+from .token_data import TokenLabelledData, encode_tags, tag_names, token_classification_batch
 
 # ----------------------------------------------------------------------------------------------
 # Options
@@ -316,7 +317,8 @@ def _epoch_line(s: dict) -> str:
             f"{s['tokens_per_s']:,.0f} tokens/s")
     ev = s.get("eval")
     if ev:
-        parts = [f"{k} {ev[k]:.4f}" for k in ("loss", "accuracy", "macro_f1", "perplexity")
+        parts = [f"{k} {ev[k]:.4f}" for k in ("loss", "accuracy", "macro_f1", "perplexity",
+                                              "word_accuracy", "precision", "recall", "f1")
                  if k in ev]
         line += "; eval " + ", ".join(parts)
     return line
@@ -356,7 +358,7 @@ def finetune(model, tokenizer, train_data: LabelledData, eval_data: LabelledData
     cfg = _make_config(config, options)
     if len(train_data) == 0:
         raise DataError(f"{train_data.source}: no training examples")
-    label2id = _label_map(model, train_data)
+    label2id = _label_map(model, class_names(train_data), train_data.source)
     if eval_data is not None:
         encode_labels(eval_data.labels, label2id, eval_data.source)  # fail now, not after epoch 1
     max_length = _effective_max_length(model, cfg)
@@ -378,21 +380,59 @@ def finetune(model, tokenizer, train_data: LabelledData, eval_data: LabelledData
     return run.fit(make_batch, evaluate_fn, tokenizer)
 
 
-def _label_map(model, data: LabelledData) -> dict[str, int]:
+def finetune_tokens(model, tokenizer, train_data: TokenLabelledData,
+                    eval_data: TokenLabelledData | None = None,
+                    config: TrainConfig | None = None, log: Callable[[dict], None] | None = None,
+                    **options) -> dict:
+    """Fine-tune a token classifier (BertForTokenClassification): one label per word.
+
+    train_data / eval_data: TokenLabelledData (see ``minibert.token_data.read_token_labelled``).
+    The tags become ids with O first, then B-/I- of each type in sorted order
+    (``token_data.tag_names``), stored in ``model.config.id2label``. Each word's tag is the
+    label of its first word piece; the other pieces, [CLS], [SEP] and padding get -100 and do
+    not count in the loss. Evaluation reports entity-level precision, recall and F1.
+    Otherwise as ``finetune`` (options, history, checkpoints, out_dir/final).
+    """
+    cfg = _make_config(config, options)
+    if len(train_data) == 0:
+        raise DataError(f"{train_data.source}: no training sentences")
+    label2id = _label_map(model, tag_names(train_data.tags), train_data.source)
+    if eval_data is not None:
+        encode_tags(eval_data.tags, label2id, eval_data.source)  # fail now, not after epoch 1
+    max_length = _effective_max_length(model, cfg)
+
+    def make_batch(indices):
+        return token_classification_batch(tokenizer, train_data, indices, label2id, max_length)
+
+    truncated = make_batch(range(len(train_data)))["num_truncated"]
+    if truncated:
+        note(f"note: {truncated} words of the training sentences do not fit in {max_length} "
+             "tokens; they are left out")
+
+    def evaluate_fn():
+        if eval_data is None:
+            return None
+        return evaluate_tokens(model, tokenizer, eval_data, cfg.eval_batch_size, max_length)
+
+    run = TrainingRun(model, cfg, len(train_data),
+                      {"task": "finetune_tokens", "labels": list(label2id)}, log)
+    return run.fit(make_batch, evaluate_fn, tokenizer)
+
+
+def _label_map(model, names: list[str], source: str) -> dict[str, int]:
     """label name -> id for this run, written into model.config (id2label/label2id).
 
     If the model already names exactly these labels (a fine-tuned model trained further), its
-    ids are kept; otherwise the sorted label names become ids 0..C-1.
+    ids are kept; otherwise `names`, in their order, become ids 0..C-1.
     """
-    names = class_names(data)
     config = model.config
     if set(config.label2id) == set(names):
         return config.label2id
     if config.num_labels != len(names):
         raise ValueError(
-            f"the model's head has {config.num_labels} outputs but {data.source} has "
+            f"the model's head has {config.num_labels} outputs but {source} has "
             f"{len(names)} labels {names}; build the model with num_labels={len(names)}, e.g. "
-            f"BertForSequenceClassification.from_pretrained(path, num_labels={len(names)})"
+            f"{type(model).__name__}.from_pretrained(path, num_labels={len(names)})"
         )
     config.id2label = dict(enumerate(names))  # label2id follows
     return config.label2id
