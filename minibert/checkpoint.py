@@ -185,13 +185,17 @@ def load_hf_state_dict(model, tensors: dict, source: str = "state dict") -> None
 DISCARDABLE_HEADS = ("cls.", "pooler.", "classifier.")
 
 
-def match_weights(model, info: dict, source: str, require_head: bool = False) -> dict:
+def match_weights(model, info: dict, source: str, require_head: bool = False,
+                  ignore_mismatched_sizes: bool = False) -> dict:
     """Decide, from names, shapes and dtypes alone, which tensor of a checkpoint feeds which
     parameter of `model`, before any tensor data is read.
 
     info: {Hugging Face name: (shape, NumPy dtype kind "f"/"i"/"u"/"b")} for each tensor
     require_head: a head parameter the checkpoint lacks is an error, not a fresh start
         (inference must never predict with a random head)
+    ignore_mismatched_sizes: a head weight of another shape (e.g. a classifier for another
+        number of classes) starts fresh, with a warning, instead of being an error (as in
+        transformers); the encoder's shapes must always fit
     Returns {name in the checkpoint: (minibert name, transpose?)}.
     Raises CheckpointError naming the file and the tensors for: missing encoder weights,
     wrong shapes, weights that are not floating point, unused weights that are not a known
@@ -206,8 +210,10 @@ def match_weights(model, info: dict, source: str, require_head: bool = False) ->
     if "cls.predictions.bias" not in state and "cls.predictions.decoder.bias" in state:
         state["cls.predictions.bias"] = state["cls.predictions.decoder.bias"]
 
+    is_head = lambda name: not name.startswith(("embeddings.", "layers.", "bert.embeddings.",
+                                                "bert.layers."))
     params = dict(model.named_parameters())
-    plan, fresh = {}, []
+    plan, fresh, resized = {}, [], []
     for ours, hf, transpose in name_table(model):
         name = state.pop(_canonical(hf), None)
         if name is None:
@@ -215,10 +221,16 @@ def match_weights(model, info: dict, source: str, require_head: bool = False) ->
             continue
         shape, kind = info[name]
         expected = params[ours].shape[::-1] if transpose else params[ours].shape
+        if tuple(shape) != tuple(expected) and ignore_mismatched_sizes and is_head(ours):
+            resized.append(f"{name} {tuple(shape)} -> {tuple(expected)}")
+            continue
         if tuple(shape) != tuple(expected):
+            hint = (" To start this head afresh instead, pass ignore_mismatched_sizes=True "
+                    "(minibert finetune --reinit-head)." if is_head(ours) else "")
             raise CheckpointError(
                 f"{source}: {hf} has shape {tuple(shape)}, but the model built from "
-                f"{CONFIG_NAME} needs {expected}; do config.json and the weights belong together?"
+                f"{CONFIG_NAME} needs {expected}; do config.json and the weights belong "
+                f"together?{hint}"
             )
         if kind != "f":
             raise CheckpointError(
@@ -227,8 +239,12 @@ def match_weights(model, info: dict, source: str, require_head: bool = False) ->
             )
         plan[name] = (ours, transpose)
 
-    is_head = lambda name: not name.startswith(("embeddings.", "layers.", "bert.embeddings.",
-                                                "bert.layers."))
+    if resized:
+        warnings.warn(
+            f"{type(model).__name__}: {source} has head weights of other shapes, which start "
+            f"from a fresh random initialisation (ignore_mismatched_sizes): {resized}",
+            stacklevel=4,
+        )
     missing_encoder = [name for name in fresh if not is_head(name)]
     if missing_encoder:
         raise CheckpointError(
@@ -328,8 +344,8 @@ def resolve_model_dir(path_or_name) -> Path:
         return Path(module.get_model_path())
     if path.exists():
         raise NotADirectoryError(
-            f"{path} is a file; from_pretrained wants the directory that holds "
-            f"{CONFIG_NAME} and {WEIGHTS_NAME}"
+            f"{path} is a file; pass the folder that holds it instead ({path.parent}): a "
+            f"model is a directory with {CONFIG_NAME}, {WEIGHTS_NAME} and the tokenizer files"
         )
     raise FileNotFoundError(
         f"model directory not found: {path} (and {str(path_or_name)!r} is not one of the "
@@ -467,13 +483,16 @@ def _read_tensors(files: dict[str, tuple[Path, dict]], names) -> dict[str, np.nd
 
 
 def load_pretrained(cls, path_or_name, require_head: bool = False,
-                    config: BertConfig | None = None, **overrides):
+                    config: BertConfig | None = None,
+                    ignore_mismatched_sizes: bool = False, **overrides):
     """Build `cls` (BertModel or a head) from a checkpoint; in eval mode, as transformers does.
 
     Parameters are created first (fresh, seeded initialisation), then overwritten by the
     checkpoint's weights: only what the checkpoint lacks keeps its initial values (a head
     about to be fine-tuned), unless `require_head`, which makes a missing head an error.
     config: the checkpoint's config.json already read (load_config), instead of `overrides`.
+    ignore_mismatched_sizes: a head of another shape (another number of classes) starts
+    fresh too, with a warning, instead of being an error (see match_weights).
     """
     if config is not None and overrides:
         raise TypeError("load_pretrained: give config or overrides, not both")
@@ -484,7 +503,7 @@ def load_pretrained(cls, path_or_name, require_head: bool = False,
     # Check names, shapes and dtypes from the headers first, then read only the tensors used.
     kind = lambda dtype: "f" if dtype == "BF16" else DTYPES[dtype].kind
     info = {name: (entry["shape"], kind(entry["dtype"])) for name, (_, entry) in files.items()}
-    plan = match_weights(model, info, source, require_head)
+    plan = match_weights(model, info, source, require_head, ignore_mismatched_sizes)
     _copy_weights(model, plan, _read_tensors(files, plan), source)
     return model.eval()
 

@@ -19,6 +19,7 @@ import numpy as np
 from . import backend
 from .checkpoint import resolve_model_dir
 from .console import note
+from .version import __version__
 
 
 def _setup(args) -> None:
@@ -168,7 +169,8 @@ def cmd_pretrain(args) -> int:
               f"{model.num_parameters() / 1e6:.2f}M parameters")
     history = pretrain_mlm(model, tokenizer, Path(args.corpus), epochs=args.epochs,
                            batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
-                           seed=args.seed, out_dir=args.out, resume=args.resume)
+                           seed=args.seed, out_dir=args.out, resume=args.resume,
+                           progress=not args.no_progress)
     print(f"Saved the pre-trained model to {Path(args.out) / 'final'}")
     return 0 if history else 1
 
@@ -190,7 +192,8 @@ def cmd_finetune(args) -> int:
     else:
         evaluation = None
     labels = class_names(train)
-    model, tokenizer = _with_fresh_head(BertForSequenceClassification, args.model, labels)
+    model, tokenizer = _with_fresh_head(BertForSequenceClassification, args.model, labels,
+                                        args.reinit_head)
     print(f"Fine-tuning {args.model} ({_mode(args)}) on {len(train.texts)} examples, "
           f"{len(labels)} classes: {', '.join(labels)}")
     finetune(model, tokenizer, train, evaluation, **_finetune_options(args))
@@ -198,15 +201,17 @@ def cmd_finetune(args) -> int:
     return 0
 
 
-def _with_fresh_head(cls, model_arg: str, labels: list[str]):
+def _with_fresh_head(cls, model_arg: str, labels: list[str], reinit_head: bool = False):
     """The pre-trained encoder with a new head, one output per label (named in id2label), and
-    its tokenizer."""
+    its tokenizer. reinit_head: a trained head of another size starts afresh too (--reinit-head,
+    transformers' ignore_mismatched_sizes) instead of being an error."""
     from .tokenizer import Tokenizer
 
     model_dir = resolve_model_dir(model_arg)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = cls.from_pretrained(model_dir, id2label=dict(enumerate(labels)))
+        model = cls.from_pretrained(model_dir, id2label=dict(enumerate(labels)),
+                                    ignore_mismatched_sizes=reinit_head)
     for w in caught:  # say, once, that the new head ω starts fresh (and what was discarded)
         note(f"note: {str(w.message).splitlines()[0]}")
     return model, Tokenizer.from_pretrained(model_dir)
@@ -221,7 +226,8 @@ def _finetune_options(args) -> dict:
     return dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 max_length=args.max_length, seed=args.seed, out_dir=args.out,
                 resume=args.resume, freeze_encoder=args.freeze_encoder,
-                weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio)
+                weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
+                progress=not args.no_progress)
 
 
 def _finetune_tokens(args) -> int:
@@ -242,7 +248,8 @@ def _finetune_tokens(args) -> int:
     else:
         evaluation = None
     tags = tag_names(train.tags)
-    model, tokenizer = _with_fresh_head(BertForTokenClassification, args.model, tags)
+    model, tokenizer = _with_fresh_head(BertForTokenClassification, args.model, tags,
+                                        args.reinit_head)
     print(f"Fine-tuning {args.model} ({_mode(args)}) for one label per word on {len(train)} "
           f"sentences, {len(tags)} tags: {', '.join(tags)}")
     finetune_tokens(model, tokenizer, train, evaluation, **_finetune_options(args))
@@ -333,7 +340,7 @@ def cmd_demo(args) -> int:
 
     _setup(args)
     run(out_dir=args.out, epochs=args.epochs, seed=args.seed, from_scratch=args.from_scratch,
-        max_train=args.max_train)
+        max_train=args.max_train, progress=not args.no_progress)
     return 0
 
 
@@ -453,10 +460,59 @@ def _columns(p: argparse.ArgumentParser) -> None:
                    "character (default: fields may be quoted, as in CSV)")
 
 
+def _no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they are shown "
+                   "only on a terminal or in a notebook; TQDM_DISABLE=1 also turns them off)")
+
+
+# The conventions every command follows, applied once to all of them by _conventions:
+# every flag says what it does and its default, and the names a transformers user types
+# (TrainingArguments) work in the commands that train.
+FLAG_HELP = {  # flags several commands share: one meaning, one text
+    "--epochs": "passes over the training data",
+    "--batch-size": "examples per step",
+    "--lr": "peak learning rate of AdamW, reached after the warm-up",
+    "--weight-decay": "AdamW's decoupled weight decay (never on biases and LayerNorm)",
+    "--warmup-ratio": "share of all steps that warm the learning rate up from 0",
+    "--max-length": "tokens per text, [CLS] and [SEP] included; longer texts are truncated",
+    "--vocab-size": "size of the new WordPiece vocabulary",
+    "--layers": "encoder layers of the new BERT",
+    "--hidden": "hidden size of the new BERT",
+    "--heads": "attention heads per layer of the new BERT",
+    "--out": "output folder",
+}
+TRANSFORMERS_NAMES = {"--lr": "--learning_rate", "--epochs": "--num_train_epochs",
+                      "--batch-size": "--per_device_train_batch_size", "--out": "--output_dir"}
+TRAINING_COMMANDS = ("demo", "pretrain", "finetune")
+
+
+def _conventions(commands: dict[str, argparse.ArgumentParser]) -> None:
+    """Give every flag of every command its help text and shown default; add the
+    transformers names to the commands that train; let each command report its own errors."""
+    for name, p in commands.items():
+        for action in list(p._actions):  # argparse has no public list of a parser's arguments
+            flag = next((f for f in action.option_strings if f.startswith("--")), None)
+            if flag is None or action.help == argparse.SUPPRESS:
+                continue
+            if action.help is None:
+                action.help = FLAG_HELP[flag]  # a KeyError here: give the new flag a help text
+            shows_default = action.nargs != 0 and action.default not in (None,
+                                                                        argparse.SUPPRESS)
+            if shows_default and "default" not in action.help:
+                action.help += " (default: %(default)s)"
+            alias = TRANSFORMERS_NAMES.get(flag)
+            if alias and name in TRAINING_COMMANDS:
+                p.add_argument(alias, dest=action.dest, type=action.type,
+                               default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                action.help += f"; also {alias}"
+        p.set_defaults(command_parser=p)  # main() reports errors with this command's usage
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minibert",
         description="BERT from scratch in NumPy: pre-train, fine-tune, predict, evaluate.")
+    parser.add_argument("--version", action="version", version=f"minibert {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="fine-tune all-MiniLM-L6-v2 on support tickets and "
@@ -468,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "training tickets (quick runs)")
     p.add_argument("--from-scratch", action="store_true", help="skip the real weights: "
                    "pre-train a small BERT on the tickets first")
+    _no_progress(p)
     _common(p)
     p.set_defaults(func=cmd_demo)
 
@@ -487,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=sequence_length, default=128)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint "
                    "in --out")
+    _no_progress(p)
     _common(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -515,6 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "encoder is a fixed feature extractor")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint "
                    "in --out")
+    p.add_argument("--reinit-head", action="store_true", help="when --model's classifier head "
+                   "has another number of classes, start it afresh (transformers' "
+                   "ignore_mismatched_sizes) instead of stopping with an error")
+    _no_progress(p)
     _columns(p)
     _common(p)
     p.set_defaults(func=cmd_finetune)
@@ -573,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="status/grade: seconds one "
                    "test may run before it is stopped and scored 'timeout' (default 60)")
     p.set_defaults(func=cmd_exercises, seed=0)
+    _conventions(sub.choices)
     return parser
 
 
@@ -584,14 +647,15 @@ def main(argv: list[str] | None = None) -> int:
     from .quiz import QuizError
     from .train import TrainingDivergedError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _check_columns(parser, args)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # argparse would report these with the top-level usage, not the command's
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    _check_columns(args.command_parser, args)
     np.set_printoptions(precision=4, suppress=True)
     try:
         return args.func(args)
-    except (FileNotFoundError, DataError, CheckpointError, BackendError, ExerciseError,
-            QuizError, TrainingDivergedError, ValueError, KeyError) as e:
+    except (FileNotFoundError, NotADirectoryError, DataError, CheckpointError, BackendError,
+            ExerciseError, QuizError, TrainingDivergedError, ValueError, KeyError) as e:
         print(f"minibert {args.command}: error: {e}", file=sys.stderr)
         return 2
 

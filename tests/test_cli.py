@@ -201,3 +201,129 @@ def test_single_class_training_file_is_refused_before_loading(tmp_path, capsys, 
     assert main(["finetune", "--train", str(one), "--out", str(tmp_path / "run")]) == 2
     assert "every example has the label 'greeting'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# conventions: help with defaults, --version, python -m, transformers names, usage on errors,
+# values checked first, --reinit-head, --no-progress
+
+
+def _commands():
+    import argparse
+
+    from minibert.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def test_every_flag_has_help_that_shows_its_default():
+    for name, p in _commands().items():
+        for action in p._actions:
+            if not action.option_strings or action.help == "==SUPPRESS==":
+                continue
+            assert action.help, f"{name} {action.option_strings} has no help"
+            if action.nargs != 0 and action.default is not None:
+                text = action.help % dict(vars(action))
+                shown = {str(action.default)} | ({f"{action.default:g}"} if isinstance(
+                    action.default, float) else set())
+                assert "default" in text and any(s in text for s in shown), (name, text)
+    help_text = _commands()["pretrain"].format_help()
+    for flag, default in [("--vocab-size", 8000), ("--layers", 2), ("--hidden", 128),
+                          ("--heads", 2), ("--lr", "0.0005"), ("--out", "runs/pretrain")]:
+        assert flag in help_text and f"(default: {default})" in help_text
+
+
+def test_version_and_python_dash_m():
+    out = subprocess.run([sys.executable, "-m", "minibert", "--version"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"minibert {minibert.__version__}"
+
+
+def test_transformers_names_work_in_the_commands_that_train(tmp_path):
+    from minibert.cli import build_parser
+
+    train = str(TICKETS / "train.tsv")
+    args = build_parser().parse_args(
+        ["finetune", "--train", train, "--learning_rate", "2e-5", "--num_train_epochs", "4",
+         "--per_device_train_batch_size", "8", "--output_dir", str(tmp_path)])
+    assert (args.lr, args.epochs, args.batch_size, args.out) == (2e-5, 4, 8, str(tmp_path))
+    defaults = build_parser().parse_args(["finetune", "--train", train])
+    assert (defaults.lr, defaults.epochs, defaults.batch_size) == (5e-5, 3, 16)
+    assert "also --learning_rate" in _commands()["finetune"].format_help()
+
+
+def test_errors_show_the_commands_usage(capsys):
+    for argv in (["finetune", "--train", str(TICKETS / "train.tsv"), "--bogus"],
+                 ["predict", "--model", "m", "--per_device_train_batch_size", "8"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2
+        assert f"usage: minibert {argv[0]}" in err and "unrecognized arguments" in err
+        assert "usage: minibert [-h]" not in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "-4"], "--batch-size"),
+    (["--learning_rate", "0"], "--learning_rate"),
+    (["--max-length", "2"], "--max-length"),
+    (["--warmup-ratio", "1.5"], "--warmup-ratio"),
+])
+def test_values_are_checked_before_anything_loads(flags, message, tmp_path, capsys):
+    # neither the model nor the data exist: the bad value must be reported first
+    with pytest.raises(SystemExit) as e:
+        main(["finetune", *flags, "--model", str(tmp_path / "no-model"), "--train",
+              str(tmp_path / "no-data.tsv")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and "usage: minibert finetune" in err
+    assert "no-model" not in err and "no-data" not in err
+
+
+def test_a_weights_file_as_model_says_to_pass_the_folder(tiny_pretrained, capsys):
+    assert main(["predict", "--model", str(tiny_pretrained / "model.safetensors"), "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; pass the folder that holds it" in err and str(tiny_pretrained) in err
+
+
+def test_reinit_head_and_no_progress(tiny_pretrained, tmp_path, monkeypatch):
+    import io
+
+    rows = (TICKETS / "train.tsv").read_text(encoding="utf-8").splitlines()
+    four = tmp_path / "four.tsv"
+    four.write_text("\n".join(rows[:41]) + "\n", encoding="utf-8")
+    classes = sorted({r.split("\t")[1] for r in rows[1:41]})
+    assert len(classes) == 4
+    three = tmp_path / "three.tsv"
+    three.write_text("\n".join([rows[0]] + [r for r in rows[1:] if r.split("\t")[1] !=
+                                            classes[0]][:30]) + "\n", encoding="utf-8")
+    common = ["--epochs", "1", "--batch-size", "16", "--max-length", "32"]
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["finetune", "--model", str(tiny_pretrained), "--train", str(four),
+                 "--out", str(tmp_path / "run4"), *common]) == 0
+    assert "epoch 1/1" in terminal.getvalue() and "\r" in terminal.getvalue()  # a bar
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    final4 = str(tmp_path / "run4" / "final")
+    assert main(["finetune", "--model", final4, "--train", str(three), "--no-progress",
+                 "--out", str(tmp_path / "run3"), *common]) == 2  # 4 outputs, 3 classes
+    assert "--reinit-head" in terminal.getvalue() and "\r" not in terminal.getvalue()
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["finetune", "--model", final4, "--train", str(three), "--reinit-head",
+                 "--no-progress", "--out", str(tmp_path / "run3"), *common]) == 0
+    assert "ignore_mismatched_sizes" in terminal.getvalue()  # the note that says so
+    assert "epoch 1/1" not in terminal.getvalue()  # --no-progress: no bar on a terminal
+    config = json.loads((tmp_path / "run3" / "final" / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == classes[1:]
