@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train_step.py            # L=2/H=128 and L=4/H=256, batch 32, seq 128
     python benchmarks/bench_train_step.py --quick    # L=2/H=128 only, batch 8, seq 64
-    python benchmarks/bench_train_step.py --threads 4 --steps 5
+    python benchmarks/bench_train_step.py --threads 4 --steps 5    # default: 1 and all cores
 
 Both frameworks train the same model, a BertForSequenceClassification with vocabulary 30522,
 H/64 attention heads and intermediate size 4H (minibert's own, and transformers' running on
@@ -10,7 +10,9 @@ PyTorch), on the same random batch, with the same number of threads. Each framew
 subprocess of its own, so that its peak memory (ru_maxrss) is its own and one framework's
 thread pools cannot slow the other. Reported per configuration: tokens/s for each, the ratio
 minibert/PyTorch, and the peak resident memory of each process (after-import baseline in
-brackets: PyTorch alone takes a few hundred MB just to import).
+brackets: PyTorch alone takes a few hundred MB just to import), and where minibert's time goes
+(matmul / elementwise / Python overhead, the matmuls' share of NumPy's float32 matmul peak
+measured in the same process; see common.py).
 """
 
 from __future__ import annotations
@@ -18,19 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (  # noqa: E402
+    MACHINE_CORES,
+    OpProfile,
+    format_breakdown,
+    matmul_peak_gflops,
+    run_worker,
+)
+from common import rss_mb as _rss_mb  # noqa: E402
+
 VOCAB = 30522
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _batch(batch: int, seq: int, seed: int = 0):
@@ -76,8 +80,12 @@ def worker_minibert(layers, hidden, batch, seq, steps, threads) -> dict:
         optimizer.step()
 
     seconds = _time_steps(step, warmup=1, steps=steps)
-    return {"seconds_per_step": seconds, "baseline_mb": baseline, "peak_mb": _rss_mb(),
-            "params": model.num_parameters()}
+    peak = _rss_mb()
+    with OpProfile() as prof:
+        profiled = _time_steps(step, warmup=0, steps=1)
+    return {"seconds_per_step": seconds, "baseline_mb": baseline, "peak_mb": peak,
+            "params": model.num_parameters(), "breakdown": prof.breakdown(profiled),
+            "matmul_peak_gflops": matmul_peak_gflops()}
 
 
 def worker_torch(layers, hidden, batch, seq, steps, threads) -> dict:
@@ -105,16 +113,11 @@ def worker_torch(layers, hidden, batch, seq, steps, threads) -> dict:
             "params": sum(p.numel() for p in model.parameters())}
 
 
-def run_worker(framework, layers, hidden, batch, seq, steps, threads) -> dict:
+def measure(framework, layers, hidden, batch, seq, steps, threads) -> dict:
     """Run one measurement in a fresh Python process; returns its JSON result."""
-    env = dict(os.environ, **{v: str(threads) for v in THREAD_VARS})
-    cmd = [sys.executable, __file__, "--worker", framework, "--layers", str(layers),
-           "--hidden", str(hidden), "--batch", str(batch), "--seq", str(seq),
-           "--steps", str(steps), "--threads", str(threads)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, ["--worker", framework, "--layers", str(layers), "--hidden",
+                                 str(hidden), "--batch", str(batch), "--seq", str(seq),
+                                 "--steps", str(steps)], threads)
 
 
 def main(argv=None) -> None:
@@ -122,8 +125,9 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small and fast: L=2/H=128, "
                         "batch 8, seq 64, 2 steps")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (after 1 warm-up)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="threads for both frameworks (default: all cores)")
+    parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, MACHINE_CORES}),
+                        help="thread counts to measure, the same for both frameworks "
+                             "(default: 1 and all cores)")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--seq", type=int, default=None)
     parser.add_argument("--worker", choices=["minibert", "torch"], help=argparse.SUPPRESS)
@@ -133,7 +137,7 @@ def main(argv=None) -> None:
 
     if args.worker:
         fn = worker_minibert if args.worker == "minibert" else worker_torch
-        result = fn(args.layers, args.hidden, args.batch, args.seq, args.steps, args.threads)
+        result = fn(args.layers, args.hidden, args.batch, args.seq, args.steps, args.threads[0])
         print(json.dumps(result))
         return
 
@@ -143,32 +147,42 @@ def main(argv=None) -> None:
     steps = args.steps or (2 if args.quick else 3)
     tokens = batch * seq
     print(f"one training step (forward + backward + AdamW), batch {batch} x seq {seq} = "
-          f"{tokens} tokens, vocab {VOCAB}, {args.threads} thread(s), {steps} timed steps; "
-          f"python {sys.version.split()[0]}")
-    header = (f"{'config':<10} {'params':>8} {'minibert tok/s':>15} {'torch tok/s':>12} "
-              f"{'ratio':>7} {'minibert peak MB':>18} {'torch peak MB':>15}")
+          f"{tokens} tokens, vocab {VOCAB}, {steps} timed steps, each framework in a fresh "
+          f"process; python {sys.version.split()[0]}")
+    header = (f"{'config':<10} {'thr':>3} {'params':>7} {'minibert tok/s':>15} "
+              f"{'torch tok/s':>12} {'ratio':>6} {'minibert peak MB':>18} {'torch peak MB':>14}")
     print(header)
     print("-" * len(header))
-    for layers, hidden in configs:
-        res = {fw: run_worker(fw, layers, hidden, batch, seq, steps, args.threads)
-               for fw in ("minibert", "torch")}
-        cells = {}
-        for fw, r in res.items():
-            if "error" in r:
-                cells[fw] = ("error", "-")
-                print(f"  {fw}: {r['error']}", file=sys.stderr)
-            else:
-                cells[fw] = (f"{tokens / r['seconds_per_step']:,.0f}",
-                             f"{r['peak_mb']:,.0f} ({r['baseline_mb']:,.0f})")
-        ok = all("error" not in r for r in res.values())
-        ratio = (f"{res['torch']['seconds_per_step'] / res['minibert']['seconds_per_step']:.2f}"
-                 if ok else "-")
-        params = next((f"{r['params'] / 1e6:.1f}M" for r in res.values() if "params" in r), "-")
-        print(f"{f'L={layers}/H={hidden}':<10} {params:>8} {cells['minibert'][0]:>15} "
-              f"{cells['torch'][0]:>12} {ratio:>7} {cells['minibert'][1]:>18} "
-              f"{cells['torch'][1]:>15}")
+    profiles = []
+    for threads in args.threads:
+        for layers, hidden in configs:
+            res = {fw: measure(fw, layers, hidden, batch, seq, steps, threads)
+                   for fw in ("minibert", "torch")}
+            cells = {}
+            for fw, r in res.items():
+                if "error" in r:
+                    cells[fw] = ("error", "-")
+                    print(f"  {fw}: {r['error']}", file=sys.stderr)
+                else:
+                    cells[fw] = (f"{tokens / r['seconds_per_step']:,.0f}",
+                                 f"{r['peak_mb']:,.0f} ({r['baseline_mb']:,.0f})")
+            ok = all("error" not in r for r in res.values())
+            ratio = (f"{res['torch']['seconds_per_step'] / res['minibert']['seconds_per_step']:.2f}"
+                     if ok else "-")
+            params = next((f"{r['params'] / 1e6:.1f}M" for r in res.values() if "params" in r),
+                          "-")
+            config = f"L={layers}/H={hidden}"
+            print(f"{config:<10} {threads:>3} {params:>7} {cells['minibert'][0]:>15} "
+                  f"{cells['torch'][0]:>12} {ratio:>6} {cells['minibert'][1]:>18} "
+                  f"{cells['torch'][1]:>14}", flush=True)
+            if "breakdown" in res["minibert"]:
+                profiles.append((config, threads, res["minibert"]))
     print("ratio = minibert tokens/s / PyTorch tokens/s (1.00 = as fast); peak MB = ru_maxrss "
           "of each process, (after-import baseline)")
+    print("\nwhere minibert's time goes (one profiled step):")
+    for config, threads, r in profiles:
+        print(f"  {config}, {threads} thread(s): "
+              f"{format_breakdown(r['breakdown'], r['matmul_peak_gflops'])}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import backend, parallel
 from .autograd import ShapeError, Tensor, _accum, _result, as_tensor, is_grad_enabled
 
@@ -138,13 +140,20 @@ def gelu(x: Tensor) -> Tensor:
 
     parallel.for_blocks(forward, a)
     out = _result(y.reshape(x.shape), (x,), "gelu")
-    cdf = cdf.reshape(x.shape) if keep else None
 
     def _backward():  # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ the normal density
         # BEGIN EXERCISE 4.2: the derivative of x·Φ(x) is Φ(x) + x·φ(x), with φ(x) =
         #   exp(-x²/2)/√(2π); multiply by out.grad and _accum into x
-        pdf = xp.exp(-0.5 * x.data * x.data) * (1.0 / math.sqrt(2.0 * math.pi))
-        _accum(x, out.grad * (cdf + x.data * pdf))
+        dy, dx = out.grad.reshape(-1), xp.empty_like(a)
+
+        def backward(block):  # a block at a time, like the forward
+            pdf = xp.exp(-0.5 * a[block] * a[block]) * (1.0 / math.sqrt(2.0 * math.pi))
+            pdf *= a[block]
+            pdf += cdf[block]  # Φ(x) + x·φ(x)
+            xp.multiply(dy[block], pdf, out=dx[block])
+
+        parallel.for_blocks(backward, a)
+        _accum(x, dx.reshape(x.shape))
         # END EXERCISE
 
     out._backward = _backward
@@ -241,22 +250,28 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Te
         xp.multiply(xhat[rows], gamma.data, out=y[rows])
         y[rows] += beta.data
 
-    parallel.for_blocks(forward, a)
-    xhat, rstd = xhat.reshape(x.shape), rstd.reshape(*x.shape[:-1], 1)  # what the backward needs
+    parallel.for_blocks(forward, a)  # x̂ and 1/std stay for the backward
     out = _result(y.reshape(x.shape), (x, gamma, beta), "layer_norm")
 
     def _backward():
         # BEGIN EXERCISE 4.1: with g = dy·gamma, dx = (g - mean(g) - x̂·mean(g·x̂)) · rstd (means
         #   over the last axis); dgamma = Σ dy·x̂ and dbeta = Σ dy over all axes but the last
-        dy = out.grad
+        dy = out.grad.reshape(a.shape)  # rows, as in the forward
         if x.requires_grad:
-            g = dy * gamma.data
-            mean_g = g.mean(axis=-1, keepdims=True)
-            mean_gx = (g * xhat).mean(axis=-1, keepdims=True)
-            _accum(x, (g - mean_g - xhat * mean_gx) * rstd)
-        rows = tuple(range(dy.ndim - 1))
-        _accum(gamma, (dy * xhat).sum(axis=rows))
-        _accum(beta, dy.sum(axis=rows))
+            dx = xp.empty_like(dy)
+
+            def backward(rows):  # a block of rows at a time, like the forward
+                g = dy[rows] * gamma.data
+                mean_g = g.mean(axis=-1, keepdims=True)
+                mean_gx = (g * xhat[rows]).mean(axis=-1, keepdims=True)
+                g -= mean_g
+                g -= xhat[rows] * mean_gx
+                xp.multiply(g, rstd[rows], out=dx[rows])
+
+            parallel.for_blocks(backward, dy)
+            _accum(x, dx.reshape(x.shape))
+        _accum(gamma, (dy * xhat).sum(axis=0))
+        _accum(beta, dy.sum(axis=0))
         # END EXERCISE
 
     out._backward = _backward
@@ -276,7 +291,9 @@ def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
     # BEGIN EXERCISE 4.3: draw uniform numbers with rng.random(x.shape), keep where >= p, scale kept
     #   values by 1/(1-p); the backward multiplies out.grad by the same mask
     rng = backend.rng() if rng is None else rng
-    keep = (rng.random(x.shape) >= p).astype(x.dtype) * (1.0 / (1.0 - p))
+    # float32 random numbers when x is float32: half the bytes of the default float64
+    keep = (rng.random(x.shape, dtype=_random_dtype(x.dtype)) >= p).astype(x.dtype)
+    keep *= 1.0 / (1.0 - p)
     out = _result(x.data * keep, (x,), "dropout")
     out._backward = lambda: _accum(x, out.grad * keep)
     return out
@@ -285,6 +302,11 @@ def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
 
 # ----------------------------------------------------------------------------------------------
 # Loss
+
+
+def _random_dtype(dtype):
+    """The dtype for uniform random numbers: the generator makes only float32 and float64."""
+    return np.float32 if dtype == np.float32 else np.float64
 
 
 def cross_entropy(logits: Tensor, target, ignore_index: int = -100) -> Tensor:

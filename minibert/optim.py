@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from . import backend
+from . import backend, parallel
 
 # ----------------------------------------------------------------------------------------------
 # Parameter groups
@@ -221,32 +221,43 @@ class AdamW(Optimizer):
         self.eps = float(eps)
 
     def step(self) -> None:
-        beta1, beta2 = self.betas
         for i, p, group in self._params_to_update():
-            xp = backend.get_array_module(p.data)
-            state = self.state.setdefault(i, {})
-            if not state:
-                state["step"] = 0
-                state["m"] = xp.zeros_like(p.data)
-                state["v"] = xp.zeros_like(p.data)
-            # BEGIN EXERCISE 8.1: one AdamW update of p. t += 1; m = β1·m + (1-β1)·g and
-            #   v = β2·v + (1-β2)·g² (in place); m̂ = m/(1-β1^t), v̂ = v/(1-β2^t); decoupled decay
-            #   p *= 1 - lr·weight_decay (if the group decays); then p -= lr·m̂/(√v̂ + eps).
-            state["step"] += 1
-            t, m, v, g = state["step"], state["m"], state["v"], p.grad
+            self._update(p, self.state.setdefault(i, {}), group)
 
-            # In place: these are the biggest arrays in training after the activations.
+    def _update(self, p, state: dict, group: dict) -> None:
+        """One AdamW update of parameter p, with its state {"step", "m", "v"}."""
+        xp = backend.get_array_module(p.data)
+        beta1, beta2 = self.betas
+        if not state:
+            state["step"] = 0
+            state["m"] = xp.zeros_like(p.data)
+            state["v"] = xp.zeros_like(p.data)
+        # BEGIN EXERCISE 8.1: one AdamW update of p. t += 1; m = β1·m + (1-β1)·g and
+        #   v = β2·v + (1-β2)·g² (in place); m̂ = m/(1-β1^t), v̂ = v/(1-β2^t); decoupled decay
+        #   p *= 1 - lr·weight_decay (if the group decays); then p -= lr·m̂/(√v̂ + eps).
+        state["step"] += 1
+        t = state["step"]
+        decay = 1 - self.lr * group["weight_decay"]
+
+        # In place, a block of rows at a time on all cores (parallel.py): m, v and θ are as
+        # large as the model, and so would be every temporary of a whole-array formula.
+        def update(rows):
+            g, m, v, theta = p.grad[rows], state["m"][rows], state["v"][rows], p.data[rows]
             m *= beta1
-            m += (1 - beta1) * g
+            m += (1 - beta1) * g  # m ← β1·m + (1 − β1)·g
             v *= beta2
-            v += (1 - beta2) * (g * g)
-            m_hat = m / (1 - beta1**t)
-            v_hat = v / (1 - beta2**t)
-
+            v += (1 - beta2) * (g * g)  # v ← β2·v + (1 − β2)·g²
+            denom = xp.sqrt(v / (1 - beta2**t))  # √v̂
+            denom += self.eps
+            step = m / (1 - beta1**t)  # m̂
+            step *= self.lr
+            step /= denom  # lr·m̂ / (√v̂ + ε)
             if group["weight_decay"]:
-                p.data *= 1 - self.lr * group["weight_decay"]
-            p.data -= (self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)).astype(p.dtype, copy=False)
-            # END EXERCISE
+                theta *= decay  # decoupled weight decay: θ ← θ·(1 − lr·λ)
+            theta -= step.astype(theta.dtype, copy=False)
+
+        parallel.for_blocks(update, p.data)
+        # END EXERCISE
 
 
 # ----------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def set_num_threads(n: int) -> None:
     _num_threads = n
 
 
-def for_blocks(work: Callable[[slice], object], a, block: int = BLOCK) -> None:
+def for_blocks(work: Callable, a, block: int = BLOCK) -> None:
     """Call ``work(rows)`` for slices ``rows`` that together cover the first axis of `a`.
 
     `a` is the (2-D or 1-D) array being processed; each slice holds about `block` elements
@@ -79,7 +79,7 @@ def for_blocks(work: Callable[[slice], object], a, block: int = BLOCK) -> None:
     row = max(1, a.size // max(n, 1))
     step = max(1, block // row)
     if backend.is_device_array(a) or n <= step:
-        work(slice(None))  # on the GPU, or small: one call over everything
+        work(...)  # on the GPU, or small: one call over everything (a[...] is all of a)
         return
     slices = [slice(i, i + step) for i in range(0, n, step)]
     if get_num_threads() == 1:
