@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .checkpoint import resolve_model_dir
+from .checkpoint import load_config, resolve_model_dir
 from .console import note
 from .version import __version__
 
@@ -147,11 +147,20 @@ def _check_columns(parser: argparse.ArgumentParser, args) -> None:
 def cmd_pretrain(args) -> int:
     from .config import BertConfig
     from .model import BertForMaskedLM
+    from .run_state import check_out_dir, latest_run_state
     from .tokenizer import Tokenizer
     from .train import pretrain_mlm
 
     _setup(args)
-    if args.model:
+    check_out_dir(args.out, args.resume, args.overwrite)  # before any work
+    saved = latest_run_state(args.out) if args.resume else None
+    if saved is not None and not args.model:
+        # The run's own vocabulary and model shape, not a vocabulary trained anew on a corpus
+        # that may have changed (the data fingerprint then says so).
+        tokenizer = Tokenizer.from_pretrained(saved)
+        model = BertForMaskedLM(load_config(saved))
+        print(f"Resuming the pre-training run in {args.out}")
+    elif args.model:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = BertForMaskedLM.from_pretrained(args.model)
@@ -170,7 +179,8 @@ def cmd_pretrain(args) -> int:
     history = pretrain_mlm(model, tokenizer, Path(args.corpus), epochs=args.epochs,
                            batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
                            seed=args.seed, out_dir=args.out, resume=args.resume,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, overwrite=args.overwrite,
+                           allow_data_change=args.allow_data_change)
     print(f"Saved the pre-trained model to {Path(args.out) / 'final'}")
     return 0 if history else 1
 
@@ -178,8 +188,10 @@ def cmd_pretrain(args) -> int:
 def cmd_finetune(args) -> int:
     from .data import class_names, train_validation_split
     from .model import BertForSequenceClassification
+    from .run_state import check_out_dir
     from .train import finetune
 
+    check_out_dir(args.out, args.resume, args.overwrite)  # before any work
     if args.task == "token":
         return _finetune_tokens(args)
     _setup(args)
@@ -225,7 +237,8 @@ def _finetune_options(args) -> dict:
     """The TrainConfig fields the finetune command sets from its flags."""
     return dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 max_length=args.max_length, seed=args.seed, out_dir=args.out,
-                resume=args.resume, freeze_encoder=args.freeze_encoder,
+                resume=args.resume, overwrite=args.overwrite,
+                allow_data_change=args.allow_data_change, freeze_encoder=args.freeze_encoder,
                 weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
                 progress=not args.no_progress)
 
@@ -508,6 +521,15 @@ def _conventions(commands: dict[str, argparse.ArgumentParser]) -> None:
         p.set_defaults(command_parser=p)  # main() reports errors with this command's usage
 
 
+def _run_folder(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its "
+                   "last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run that --out holds "
+                   "(without it, an --out that holds a run is refused)")
+    p.add_argument("--allow-data-change", action="store_true", help="with --resume: continue "
+                   "although the data or vocabulary differ from the run's")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minibert",
@@ -542,8 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=5e-4)
     p.add_argument("--max-length", type=sequence_length, default=128)
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint "
-                   "in --out")
+    _run_folder(p)
     _no_progress(p)
     _common(p)
     p.set_defaults(func=cmd_pretrain)
@@ -571,8 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=sequence_length, default=128)
     p.add_argument("--freeze-encoder", action="store_true", help="train only the new head; the "
                    "encoder is a fixed feature extractor")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint "
-                   "in --out")
+    _run_folder(p)
     p.add_argument("--reinit-head", action="store_true", help="when --model's classifier head "
                    "has another number of classes, start it afresh (transformers' "
                    "ignore_mismatched_sizes) instead of stopping with an error")
@@ -654,8 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     np.set_printoptions(precision=4, suppress=True)
     try:
         return args.func(args)
-    except (FileNotFoundError, NotADirectoryError, DataError, CheckpointError, BackendError,
-            ExerciseError, QuizError, TrainingDivergedError, ValueError, KeyError) as e:
+    except (OSError, DataError, CheckpointError, BackendError, ExerciseError, QuizError,
+            TrainingDivergedError, ValueError, KeyError) as e:
         print(f"minibert {args.command}: error: {e}", file=sys.stderr)
         return 2
 

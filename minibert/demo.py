@@ -56,7 +56,8 @@ def _small_model_from_scratch(train_texts: list[str], labels: list[str], out: Pa
                         max_position_embeddings=128)
     mlm = BertForMaskedLM(config)
     pretrain_mlm(mlm, tokenizer, train_texts, epochs=epochs * 4, batch_size=32, lr=1e-3,
-                 max_length=64, seed=seed, out_dir=str(out / "pretrain"), progress=progress)
+                 max_length=64, seed=seed, out_dir=str(out / "pretrain"), progress=progress,
+                 overwrite=True)
     with warnings.catch_warnings():  # the new head and the discarded MLM head are expected
         warnings.simplefilter("ignore")
         model = BertForSequenceClassification.from_pretrained(out / "pretrain" / "final",
@@ -99,7 +100,8 @@ def run(out_dir: str | Path = "minibert-demo", epochs: int = 3, seed: int = 0,
 
     say(f"Fine-tuning θ and ω together for {epochs} epochs (AdamW, lr {lr}, batch {batch_size})")
     history = finetune(model, tokenizer, train, test, epochs=epochs, batch_size=batch_size,
-                       lr=lr, max_length=64, seed=seed, out_dir=str(out), progress=progress)
+                       lr=lr, max_length=64, seed=seed, out_dir=str(out), progress=progress,
+                       overwrite=True)  # the demo's own folder: a rerun replaces its last run
     final = history["epochs"][-1]["eval"]
     say(f"\nTest accuracy {final['accuracy']:.3f}, macro-F1 {final['macro_f1']:.3f} "
         f"on {len(test.texts)} held-out tickets")

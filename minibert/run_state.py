@@ -16,33 +16,67 @@ transformers, like ``final/`` (and like the checkpoint-N folders of transformers
 keep the optimizer beside the model too).
 
 Each file is written atomically, into a new folder; only then does latest.json (itself written
-atomically) point at it, and only then is the previous folder removed. A crash at any moment
-leaves latest.json pointing at a complete folder.
+atomically) point at it, and only then are folders no longer needed removed. A crash at any
+moment leaves latest.json pointing at complete folders.
+
+Two folders are kept: the latest (to resume from) and the best so far (the lowest evaluation
+loss, or training loss without evaluation), as transformers' Trainer does with
+save_total_limit and load_best_model_at_end. A run that diverges to a huge but finite loss
+so keeps its good epoch. latest.json says which is which:
+
+    {"checkpoint": "checkpoint-epoch-3", "best": "checkpoint-epoch-1",
+     "best_by": "eval loss", "best_value": 0.41}
+
+Only names this code writes are ever read or removed: latest.json may name nothing but a
+``checkpoint-epoch-N`` folder directly inside out_dir (anything else is an error naming the
+file), and nothing outside out_dir is touched. A folder is removed by renaming it to a hidden
+``.trash-...`` name first, then deleting it: a kill half-way leaves a name that the next start
+recognises and removes (``clean_leftovers``), as it removes the temporary files of writes that
+a kill interrupted and checkpoint folders that latest.json no longer names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import secrets
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from .checkpoint import state_dict_from_hf
-from .fileio import atomic_write
+from .fileio import atomic_write, parse_json
 from .safetensors_io import load_file, save_file
 
 LATEST = "latest.json"
+HISTORY = "history.json"
+FINAL = "final"
+CHECKPOINT = re.compile(r"checkpoint-epoch-[1-9][0-9]{0,8}")  # the only folder names we write
+# what save_pretrained and the tokenizer write into a model folder (final/), and nothing else
+MODEL_FILES = {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"}
+_TEMP = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")  # fileio.atomic_open's temporary files
+_TRASH = re.compile(r"\.trash-(checkpoint-epoch-[0-9]+|final)-[0-9a-f]{12}")  # remove_folder
+
+
+class RunStateError(ValueError):
+    """A training folder whose saved state cannot be used as it is; the message names the file
+    and says what to do."""
 
 
 def save_run_state(out_dir, name: str, model, optimizer, trainer_state: dict,
-                   tokenizer=None) -> Path:
-    """Write folder out_dir/name and point latest.json at it; the previous folder goes.
+                   tokenizer=None, score: tuple[str, float] | None = None) -> Path:
+    """Write folder out_dir/name and point latest.json at it; folders no longer needed go.
 
     trainer_state: the loop's counters (JSON-serialisable). tokenizer: saved beside the model
-    (anything with save_pretrained), so the folder is a complete model folder. Returns it.
+    (anything with save_pretrained), so the folder is a complete model folder. score: (what,
+    value) of this epoch, lower is better (e.g. ("eval loss", 0.41)): the best folder so far is
+    kept beside the latest. Returns the new folder.
     """
     out_dir = Path(out_dir)
+    if not CHECKPOINT.fullmatch(name):
+        raise ValueError(f"checkpoint folder name {name!r}; expected checkpoint-epoch-N")
     folder = out_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)  # config.json + model.safetensors (Hugging Face's names)
@@ -51,26 +85,102 @@ def save_run_state(out_dir, name: str, model, optimizer, trainer_state: dict,
     arrays, scalars = _split_optimizer_state(optimizer.state_dict())
     save_file(arrays, folder / "optimizer.safetensors")
     write_json(folder / "trainer_state.json", dict(trainer_state, optimizer=scalars))
-    previous = latest_run_state(out_dir)
-    write_json(out_dir / LATEST, {"checkpoint": name})
-    if previous is not None and previous != folder:
-        shutil.rmtree(previous, ignore_errors=True)
+
+    pointer = read_latest(out_dir) or {}
+    latest = {"checkpoint": name}
+    best = pointer.get("best")
+    if score is not None and _finite(score[1]):
+        if best is None or pointer.get("best_by") != score[0] or score[1] < pointer["best_value"]:
+            best = {"best": name, "best_by": score[0], "best_value": score[1]}
+        else:
+            best = {k: pointer[k] for k in ("best", "best_by", "best_value")}
+        latest.update(best)
+    write_json(out_dir / LATEST, latest)
+    keep = {name, latest.get("best")}
+    for old in (pointer.get("checkpoint"), pointer.get("best")):
+        if old is not None and old not in keep:
+            remove_folder(out_dir / old)
     return folder
 
 
-def latest_run_state(out_dir) -> Path | None:
-    """The folder latest.json points at, or None when the run has saved nothing yet."""
-    pointer = Path(out_dir) / LATEST
-    if not pointer.is_file():
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
+
+
+def read_latest(out_dir) -> dict | None:
+    """The checked contents of out_dir/latest.json, or None when there is none.
+
+    Raises RunStateError, naming the file, for anything this code would not have written:
+    invalid JSON, or a folder name other than checkpoint-epoch-N (a path such as "../x",
+    "/abs", "." or "" would make the run read or delete something outside its own folders).
+    """
+    path = Path(out_dir) / LATEST
+    if not path.is_file():
         return None
-    folder = Path(out_dir) / json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
-    return folder if folder.is_dir() else None
+    pointer = parse_json(path.read_bytes(), path, RunStateError)
+    fix = ("; it is written by minibert's training loop: restore it, or start a new run in "
+           "another folder (or with overwrite=True / --overwrite)")
+    if not isinstance(pointer, dict) or "checkpoint" not in pointer:
+        raise RunStateError(f"{path}: expected {{\"checkpoint\": \"checkpoint-epoch-N\"}}{fix}")
+    for key in ("checkpoint", "best"):
+        value = pointer.get(key)
+        if key in pointer and not (isinstance(value, str) and CHECKPOINT.fullmatch(value)):
+            raise RunStateError(f"{path}: {key!r} is {_short(value)}, not the name of a "
+                                f"checkpoint-epoch-N folder inside {Path(out_dir)}{fix}")
+    if "best" in pointer and not (isinstance(pointer.get("best_by"), str)
+                                  and _finite(pointer.get("best_value"))):
+        raise RunStateError(f"{path}: 'best' needs 'best_by' (a name) and 'best_value' "
+                            f"(a number){fix}")
+    return pointer
+
+
+def latest_run_state(out_dir) -> Path | None:
+    """The folder latest.json points at, or None when the run has saved nothing yet.
+
+    A latest.json that names a folder that is not there is a RunStateError: resuming must
+    never quietly start over."""
+    pointer = read_latest(out_dir)
+    if pointer is None:
+        return None
+    folder = Path(out_dir) / pointer["checkpoint"]
+    if not (folder / "trainer_state.json").is_file():
+        raise RunStateError(f"{Path(out_dir) / LATEST} names {pointer['checkpoint']}, but "
+                            f"{folder / 'trainer_state.json'} is missing; the run's state is "
+                            "lost: start again with overwrite=True (--overwrite)")
+    return folder
+
+
+def best_run_state(out_dir) -> tuple[Path, str, float] | None:
+    """(folder, what, value) of the best epoch so far, or None when none is recorded."""
+    pointer = read_latest(out_dir)
+    if not pointer or "best" not in pointer:
+        return None
+    return Path(out_dir) / pointer["best"], pointer["best_by"], pointer["best_value"]
+
+
+def read_trainer_state(folder) -> dict:
+    """The checked trainer_state.json of a checkpoint folder (RunStateError if malformed)."""
+    path = Path(folder) / "trainer_state.json"
+    state = parse_json(path.read_bytes(), path, RunStateError)
+    expected = {"epoch": int, "step": int, "config": dict, "data_rng": dict, "history": dict,
+                "optimizer": dict}
+    wrong = [k for k, kind in expected.items()
+             if not isinstance(state, dict) or not isinstance(state.get(k), kind)
+             or isinstance(state.get(k), bool)]
+    if wrong or state["epoch"] < 0 or state["step"] < 0:
+        raise RunStateError(f"{path}: not a trainer state written by minibert (fields "
+                            f"{wrong or ['epoch', 'step']} are missing or wrong); resume from "
+                            "another run, or start again with overwrite=True (--overwrite)")
+    return state
 
 
 def load_run_state(folder, model, optimizer) -> dict:
-    """Load the parameters and the optimizer's state from `folder`; returns trainer_state."""
+    """Load the parameters and the optimizer's state from `folder`; returns trainer_state.
+
+    A trainer_state.json or optimizer state that is not what this code writes is a
+    RunStateError naming the file."""
     folder = Path(folder)
-    state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    state = read_trainer_state(folder)
     weights = folder / "model.safetensors"
     tensors = load_file(weights)
     if set(tensors) == {name for name, _ in model.named_parameters()}:
@@ -78,8 +188,124 @@ def load_run_state(folder, model, optimizer) -> dict:
     else:
         model.load_state_dict(state_dict_from_hf(model, tensors, source=str(weights)))
     arrays = load_file(folder / "optimizer.safetensors")
-    optimizer.load_state_dict(_join_optimizer_state(arrays, state["optimizer"]))
+    try:
+        optimizer.load_state_dict(_join_optimizer_state(arrays, state["optimizer"]))
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise RunStateError(f"{folder}: the optimizer state does not fit this model and "
+                            f"optimizer ({type(e).__name__}: {e})") from None
     return state
+
+
+# ----------------------------------------------------------------------------------------------
+# The output folder: is there a run in it, and what is left over from a killed one
+
+
+def run_files(out_dir) -> list[str]:
+    """The names in out_dir that a training run writes (sorted); [] for a fresh folder."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(p.name for p in out_dir.iterdir()
+                  if p.name in (LATEST, HISTORY, FINAL) or
+                  (CHECKPOINT.fullmatch(p.name) and p.is_dir()))
+
+
+def check_out_dir(out_dir, resume: bool, overwrite: bool) -> list[str]:
+    """Check, changing nothing, that a run may start in out_dir; returns run_files(out_dir).
+
+    An out_dir that holds a run is refused unless the run is resumed or overwritten; resume
+    with a broken latest.json, and overwrite with a final/ that holds files a run does not
+    write, are refused too. Each a RunStateError that says what to do.
+    """
+    out_dir = Path(out_dir)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: continue the run in "
+                         f"{out_dir}, or replace it")
+    found = run_files(out_dir)
+    if found and not resume and not overwrite:
+        raise RunStateError(
+            f"{out_dir} already holds a training run ({', '.join(found)}). Continue it with "
+            "resume=True (--resume), replace it with overwrite=True (--overwrite), or "
+            "choose another output folder"
+        )
+    if resume:
+        read_latest(out_dir)  # a broken latest.json: an error now, before any work
+    final = out_dir / FINAL
+    if overwrite and final.is_dir():
+        foreign = sorted(p.name for p in final.iterdir()
+                         if p.name not in MODEL_FILES and not _TEMP.fullmatch(p.name))
+        if foreign:
+            raise RunStateError(f"{final} holds files a run does not write ({foreign}); "
+                                "move them away before overwriting the run")
+    return found
+
+
+def prepare_out_dir(out_dir, resume: bool, overwrite: bool) -> list[str]:
+    """Make out_dir ready for a run (check_out_dir first): create it, clear the earlier run
+    when overwrite, and remove what a killed run left behind. Returns the names removed."""
+    out_dir = Path(out_dir)
+    found = check_out_dir(out_dir, resume, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    removed = []
+    if overwrite:
+        for name in found:
+            path = out_dir / name
+            if path.is_dir():
+                remove_folder(path)
+            else:
+                path.unlink()
+        removed += found
+    return removed + clean_leftovers(out_dir)
+
+
+def clean_leftovers(out_dir) -> list[str]:
+    """Remove what a killed run left in out_dir; returns the names removed (for a note).
+
+    That is: temporary files of atomic writes (in out_dir and its checkpoint folders and
+    final/), .trash-* folders of an interrupted removal, and checkpoint-epoch-N folders that
+    latest.json does not name (one half-written when the run was killed, or one whose removal
+    had not started). Nothing else is touched.
+    """
+    out_dir = Path(out_dir)
+    pointer = read_latest(out_dir)
+    keep = set() if pointer is None else {pointer["checkpoint"], pointer.get("best")}
+    removed = []
+    for path in sorted(out_dir.iterdir()):
+        if _TRASH.fullmatch(path.name) and path.is_dir():
+            shutil.rmtree(path)
+        elif CHECKPOINT.fullmatch(path.name) and path.is_dir() and path.name not in keep:
+            remove_folder(path)
+        elif not (_TEMP.fullmatch(path.name) and path.is_file()):
+            continue
+        else:
+            path.unlink()
+        removed.append(path.name)
+    for folder in [out_dir / name for name in keep if name] + [out_dir / FINAL]:
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if _TEMP.fullmatch(path.name) and path.is_file():
+                    path.unlink()
+                    removed.append(f"{folder.name}/{path.name}")
+    return removed
+
+
+def remove_folder(folder: Path) -> None:
+    """Delete a checkpoint folder safely against a kill: rename it to a hidden .trash-* name
+    (one atomic step), then delete that. A kill during the deletion leaves a .trash-* folder,
+    which the next start removes; never a half-deleted folder under a name that looks whole."""
+    folder = Path(folder)
+    if not (CHECKPOINT.fullmatch(folder.name) or folder.name == FINAL):  # only ours
+        raise ValueError(f"refusing to remove {folder}: not a folder a training run writes")
+    if not folder.is_dir():
+        return
+    trash = folder.with_name(f".trash-{folder.name}-{secrets.token_hex(6)}")
+    folder.rename(trash)
+    shutil.rmtree(trash)
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def write_json(path, obj) -> None:
@@ -108,3 +334,35 @@ def _join_optimizer_state(arrays: dict, scalars: dict) -> dict:
     for i, entry in scalars["numbers"].items():
         state.setdefault(int(i), {}).update(entry)
     return {"lr": scalars["lr"], "groups": scalars["groups"], "state": state}
+
+
+# ----------------------------------------------------------------------------------------------
+# Fingerprints: what a run was trained on, so that resuming on other data is noticed
+
+
+def fingerprint(value) -> str:
+    """A short SHA-256 of `value`: str, int, float, bool, None, NumPy arrays, and lists,
+    tuples and dicts of them. Equal values give equal fingerprints, in any process."""
+    h = hashlib.sha256()
+    _feed(h, value)
+    return h.hexdigest()[:16]
+
+
+def _feed(h, value) -> None:
+    if isinstance(value, np.ndarray):
+        h.update(f"a{value.dtype.str}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+        h.update(f"s{len(data)}:".encode() + data)  # the length keeps ["ab"] != ["a", "b"]
+    elif isinstance(value, list | tuple):
+        h.update(f"l{len(value)}[".encode())
+        for item in value:
+            _feed(h, item)
+    elif isinstance(value, dict):
+        h.update(f"d{len(value)}{{".encode())
+        for key in sorted(value, key=str):
+            _feed(h, str(key))
+            _feed(h, value[key])
+    else:
+        h.update(f"v{value!r};".encode())

@@ -50,7 +50,17 @@ from .data import (
 )
 from .evaluation import evaluate, evaluate_mlm, evaluate_tokens
 from .optim import AdamW, clip_grad_norm, global_grad_norm, linear_warmup_decay, weight_decay_groups
-from .run_state import latest_run_state, load_run_state, save_run_state, write_json
+from .run_state import (
+    RunStateError,
+    best_run_state,
+    fingerprint,
+    latest_run_state,
+    load_run_state,
+    prepare_out_dir,
+    read_trainer_state,
+    save_run_state,
+    write_json,
+)
 from .token_data import TokenLabelledData, encode_tags, tag_names, token_classification_batch
 
 # ----------------------------------------------------------------------------------------------
@@ -69,8 +79,13 @@ class TrainConfig:
     max_length           tokens per sequence, [CLS]/[SEP] included (at most the model's
                          max_position_embeddings; longer texts are truncated/chunked)
     seed                 seeds dropout, shuffling and masking: same seed, same run
-    out_dir              where history.json and checkpoints go (None: nothing is written)
+    out_dir              where history.json and checkpoints go (None: nothing is written);
+                         a folder that already holds a run is refused, unless resume or
+                         overwrite
     resume               continue from the last checkpoint in out_dir
+    overwrite            replace the run in out_dir (only what a run writes is removed)
+    allow_data_change    resume although the training data or vocabulary differ from the
+                         run's (a note says so); by default that is an error
     freeze_encoder       fine-tuning only: train the head ω, keep the encoder θ fixed
     mlm_probability      pre-training only: share of tokens chosen for prediction
     eval_batch_size      examples per forward pass during evaluation
@@ -88,6 +103,8 @@ class TrainConfig:
     seed: int = 0
     out_dir: str | None = None
     resume: bool = False
+    overwrite: bool = False
+    allow_data_change: bool = False
     freeze_encoder: bool = False
     mlm_probability: float = 0.15
     eval_batch_size: int = 64
@@ -110,13 +127,18 @@ class TrainConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
+        if self.out_dir is not None and not str(self.out_dir).strip():
+            raise ValueError("out_dir is empty: give a folder, or None to write nothing")
         if self.resume and not self.out_dir:
             raise ValueError("resume=True needs out_dir (where the checkpoint is)")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other")
         self.adam_betas = tuple(self.adam_betas)
 
 
 # Options that do not change the numbers a run produces (allowed to differ on resume).
-_COSMETIC = {"resume", "progress", "out_dir", "eval_batch_size"}
+_COSMETIC = {"resume", "progress", "out_dir", "eval_batch_size", "overwrite",
+             "allow_data_change"}
 
 
 def _make_config(config: TrainConfig | None, options: dict) -> TrainConfig:
@@ -159,12 +181,14 @@ class TrainingRun:
 
     info: what the history says about the run besides its config, steps and epochs
     log: called with a dict after every step and every epoch (see ``finetune``)
+    data: what the run trains on (texts and labels, or token ids) and vocab: the tokenizer's
+        vocabulary; their fingerprints are saved, and resuming on other ones is refused
     make_batch(indices) -> dict of arrays (input_ids, attention_mask, token_type_ids, labels)
     evaluate() -> dict of metrics, or None
     """
 
     def __init__(self, model, cfg: TrainConfig, num_examples: int, info: dict,
-                 log: Callable[[dict], None] | None = None):
+                 log: Callable[[dict], None] | None = None, data=None, vocab=None):
         self.model, self.cfg, self.num_examples, self.log = model, cfg, num_examples, log
         self.history = {**info, "config": _jsonable(dataclasses.asdict(cfg)), "steps": [],
                         "epochs": []}
@@ -175,8 +199,12 @@ class TrainingRun:
         self.epoch, self.step = 0, 0  # epochs completed, optimizer steps taken
         self.last_saved: Path | None = None
         self.tokenizer = None  # set by fit: saved beside the model in every epoch's folder
+        self.fingerprint = {"data": fingerprint(data), "vocab": fingerprint(vocab)}
         if cfg.out_dir:
-            os.makedirs(cfg.out_dir, exist_ok=True)
+            removed = prepare_out_dir(cfg.out_dir, cfg.resume, cfg.overwrite)
+            if removed:
+                note(f"note: removed from {cfg.out_dir}: {', '.join(removed)} "
+                     f"({'the earlier run' if cfg.overwrite else 'left by a stopped run'})")
 
     def fit(self, make_batch: Callable, evaluate: Callable, tokenizer) -> dict:
         """Train (from the last saved state when cfg.resume), then leave the model in eval
@@ -201,6 +229,10 @@ class TrainingRun:
         self.model.eval()
         if self.cfg.out_dir:
             _save_final(self.model, tokenizer, Path(self.cfg.out_dir) / "final")
+            best = best_run_state(self.cfg.out_dir)
+            if best is not None:
+                note(f"note: final/ holds the last epoch's model; the best epoch by {best[1]} "
+                     f"({best[2]:.4f}) is kept in {best[0]}")
         return self.history
 
     def train_mode(self) -> None:
@@ -244,7 +276,7 @@ class TrainingRun:
         result(_epoch_line(summary))  # a result: on stdout
         if self.log is not None:
             self.log(dict(summary, event="epoch"))
-        self.save()
+        self.save(summary)
 
     def train_step(self, batch: dict) -> tuple[float, float]:
         """zero_grad -> forward -> loss -> backward -> clip -> AdamW step.
@@ -278,6 +310,9 @@ class TrainingRun:
         if self.last_saved is not None:
             kept = f"the last good checkpoint, {self.last_saved} (after epoch " \
                    f"{self.epoch}), is kept; resume from it with a lower learning rate"
+            best = best_run_state(self.cfg.out_dir)
+            if best is not None and best[0] != self.last_saved:
+                kept += f" (the best epoch by {best[1]} is kept in {best[0]})"
         else:
             kept = "no checkpoint had been written yet"
         raise TrainingDivergedError(
@@ -286,9 +321,15 @@ class TrainingRun:
         )
 
     # -- the run's state on disk (run_state.py) -------------------------------------------------
-    def save(self) -> None:
+    def save(self, summary: dict) -> None:
+        """Save this epoch's folder. Its score, to keep the best folder too: the evaluation
+        loss, or the training loss without evaluation (lower is better)."""
         if not self.cfg.out_dir:
             return
+        if "loss" in summary.get("eval", {}):
+            score = ("eval loss", summary["eval"]["loss"])
+        else:
+            score = ("train loss", summary["train_loss"])
         state = {
             "epoch": self.epoch,
             "step": self.step,
@@ -296,16 +337,39 @@ class TrainingRun:
             "data_rng": _jsonable(self.data_rng.bit_generator.state),
             "history": self.history,
             "backend": backend.get_backend(),
+            "fingerprint": self.fingerprint,
         }
         self.last_saved = save_run_state(self.cfg.out_dir, f"checkpoint-epoch-{self.epoch}",
-                                         self.model, self.optimizer, state, self.tokenizer)
+                                         self.model, self.optimizer, state, self.tokenizer,
+                                         score)
         write_json(Path(self.cfg.out_dir) / "history.json", self.history)
+
+    def check_same_data(self, saved: dict | None, folder: Path) -> None:
+        """Resuming on other data or another vocabulary would silently mix two runs."""
+        if not isinstance(saved, dict):  # a folder of an older minibert: nothing to compare
+            return
+        differ = [k for k in ("data", "vocab") if saved.get(k) != self.fingerprint[k]]
+        if not differ:
+            return
+        what = " and ".join({"data": "the training data", "vocab": "the vocabulary"}[k]
+                            for k in differ)
+        if self.cfg.allow_data_change:
+            note(f"note: {what} differ from the run saved in {folder}; resuming anyway "
+                 "(allow_data_change): the result mixes two runs")
+            return
+        raise RunStateError(
+            f"{folder / 'trainer_state.json'}: {what} differ from the run being resumed "
+            "(fingerprints differ). Resume with the same data, start a new run in another "
+            "folder or with --overwrite, or pass allow_data_change=True (--allow-data-change)"
+        )
 
     def resume(self) -> None:
         folder = latest_run_state(self.cfg.out_dir)
         if folder is None:
             note(f"note: resume=True but {self.cfg.out_dir} holds no checkpoint; starting anew")
             return
+        # other data or vocabulary: an error before the weights are even read
+        self.check_same_data(read_trainer_state(folder).get("fingerprint"), folder)
         state = load_run_state(folder, self.model, self.optimizer)
         changed = sorted(k for k, v in state["config"].items()
                          if k not in _COSMETIC and _jsonable(getattr(self.cfg, k, None)) != v)
@@ -384,7 +448,8 @@ def finetune(model, tokenizer, train_data: LabelledData, eval_data: LabelledData
         return evaluate(model, tokenizer, eval_data, label2id, cfg.eval_batch_size, max_length)
 
     run = TrainingRun(model, cfg, len(train_data), {"task": "finetune", "labels": list(label2id)},
-                      log)
+                      log, data=[train_data.texts, train_data.text_pairs, train_data.labels],
+                      vocab=_vocabulary(tokenizer))
     return run.fit(make_batch, evaluate_fn, tokenizer)
 
 
@@ -423,7 +488,8 @@ def finetune_tokens(model, tokenizer, train_data: TokenLabelledData,
         return evaluate_tokens(model, tokenizer, eval_data, cfg.eval_batch_size, max_length)
 
     run = TrainingRun(model, cfg, len(train_data),
-                      {"task": "finetune_tokens", "labels": list(label2id)}, log)
+                      {"task": "finetune_tokens", "labels": list(label2id)}, log,
+                      data=[train_data.words, train_data.tags], vocab=_vocabulary(tokenizer))
     return run.fit(make_batch, evaluate_fn, tokenizer)
 
 
@@ -444,6 +510,11 @@ def _label_map(model, names: list[str], source: str) -> dict[str, int]:
         )
     config.id2label = dict(enumerate(names))  # label2id follows
     return config.label2id
+
+
+def _vocabulary(tokenizer):
+    """What decides how a tokenizer turns text into ids (for the run's fingerprint)."""
+    return [getattr(tokenizer, "ids_to_tokens", None), getattr(tokenizer, "lowercase", None)]
 
 
 def _freeze_encoder(model) -> list:
@@ -490,7 +561,8 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
               f"pieces of at most {max_length} tokens ({len(chunks)} sequences in all)")
 
     run = TrainingRun(model, cfg, len(chunks), {"task": "pretrain_mlm",
-                                                "num_sequences": len(chunks)}, log)
+                                                "num_sequences": len(chunks)}, log,
+                      data=chunks, vocab=_vocabulary(tokenizer))
     collator = MLMCollator(tokenizer, cfg.mlm_probability, rng=run.data_rng)
     eval_batches = None
     if eval_texts is not None:

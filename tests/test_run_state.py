@@ -1,0 +1,306 @@
+"""A training folder (issue 12): only our own names are read or removed, an earlier run is never
+replaced by accident, the best and the latest epoch are kept, leftovers of a killed run are
+cleaned up, kills during checkpoint rotation resume bit for bit, and resuming on other data is
+refused."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from test_train import FAST, make_task, tiny_classifier
+
+from minibert import run_state
+from minibert.cli import main
+from minibert.run_state import (
+    RunStateError,
+    clean_leftovers,
+    latest_run_state,
+    read_latest,
+)
+from minibert.tokenizer import Tokenizer
+from minibert.train import TrainConfig, finetune
+
+TRAIN, VAL = make_task(64, seed=1), make_task(12, seed=2)  # 4 steps per epoch
+OPTS = dict(FAST, epochs=3, seed=5)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return Tokenizer.train(make_task(300, seed=99).texts, vocab_size=200)
+
+
+def run(tokenizer, out, **kw):
+    model = tiny_classifier(tokenizer, seed=5)
+    history = finetune(model, tokenizer, TRAIN, VAL, out_dir=str(out), **{**OPTS, **kw})
+    return model, history
+
+
+@pytest.fixture(scope="module")
+def reference(tokenizer, tmp_path_factory):
+    """An uninterrupted 3-epoch run: what every killed and resumed run must reproduce."""
+    model, history = run(tokenizer, tmp_path_factory.mktemp("full"))
+    return model.state_dict(), [s["loss"] for s in history["steps"]]
+
+
+def assert_same_run(model, history, reference):
+    weights, losses = reference
+    for name, value in weights.items():
+        np.testing.assert_array_equal(model.state_dict()[name], value, err_msg=name)
+    assert [s["loss"] for s in history["steps"]] == losses
+
+
+def tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+# -- 1. latest.json is never trusted as a path ---------------------------------------------------
+
+
+@pytest.mark.parametrize("pointer", ["../victim", "/tmp/victim", ".", "", "checkpoint-epoch-0",
+                                     "checkpoint-epoch-1/../../victim", 3, ["x"], None])
+def test_latest_json_may_only_name_our_checkpoint_folders(tokenizer, tmp_path, pointer):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "latest.json").write_text(json.dumps({"checkpoint": pointer}))
+    (out / "mine.txt").write_text("the user's")
+    with pytest.raises(RunStateError, match=r"latest\.json: 'checkpoint' is .* not the name"):
+        read_latest(out)
+    with pytest.raises(RunStateError, match=r"latest\.json"):  # resume: refused, before work
+        run(tokenizer, out, resume=True, epochs=1)
+    with pytest.raises(RunStateError, match="already holds a training run"):  # a fresh run too
+        run(tokenizer, out, epochs=1)
+    assert (victim / "precious.txt").read_text() == "keep me"
+    run(tokenizer, out, overwrite=True, epochs=2)  # replaced without reading the bad pointer
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert (out / "mine.txt").read_text() == "the user's"
+    assert read_latest(out)["checkpoint"] == "checkpoint-epoch-2"
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "not valid JSON"), ("[1, 2]", "expected"), ("[" * 100_000, "nested too"),
+    ('{"checkpoint": "checkpoint-epoch-1", "best": "../x", "best_by": "l", "best_value": 1}',
+     "'best' is '../x'"),
+    ('{"checkpoint": "checkpoint-epoch-1", "best": "checkpoint-epoch-1"}', "'best' needs"),
+])
+def test_corrupt_latest_json_is_a_clear_error(tokenizer, tmp_path, content, match):
+    run(tokenizer, tmp_path, epochs=1)
+    (tmp_path / "latest.json").write_text(content)
+    with pytest.raises(RunStateError, match=match) as e:
+        run(tokenizer, tmp_path, resume=True)
+    assert str(tmp_path / "latest.json") in str(e.value)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda s: "garbage", "not valid JSON"),
+    (lambda s: "[]", "not a trainer state"),
+    (lambda s: json.dumps({**json.loads(s), "epoch": "2"}), r"\['epoch'\]"),
+    (lambda s: json.dumps({k: v for k, v in json.loads(s).items() if k != "data_rng"}),
+     "data_rng"),
+    (lambda s: json.dumps({**json.loads(s), "optimizer": {"lr": 1}}), "optimizer state"),
+])
+def test_corrupt_trainer_state_is_a_clear_error(tokenizer, tmp_path, change, match):
+    run(tokenizer, tmp_path, epochs=1)
+    path = tmp_path / "checkpoint-epoch-1" / "trainer_state.json"
+    path.write_text(change(path.read_text()))
+    with pytest.raises(RunStateError, match=match) as e:
+        run(tokenizer, tmp_path, resume=True)
+    assert "checkpoint-epoch-1" in str(e.value)
+
+
+def test_latest_json_naming_a_missing_folder_never_starts_over(tokenizer, tmp_path):
+    run(tokenizer, tmp_path, epochs=1)
+    shutil.rmtree(tmp_path / "checkpoint-epoch-1")
+    with pytest.raises(RunStateError, match="trainer_state.json is missing"):
+        latest_run_state(tmp_path)
+
+
+# -- 2. an earlier run is never replaced by accident ----------------------------------------------
+
+
+def test_a_rerun_without_resume_is_refused_and_overwrite_is_explicit(tokenizer, tmp_path):
+    run(tokenizer, tmp_path, epochs=2)
+    (tmp_path / "notes.txt").write_text("mine")
+    before = {p: (tmp_path / p).read_bytes() for p in tree(tmp_path) if (tmp_path / p).is_file()}
+    with pytest.raises(RunStateError, match=r"already holds a training run \(checkpoint-epoch-2"
+                                            r".*--resume.*--overwrite"):
+        run(tokenizer, tmp_path, epochs=2)
+    assert {p: (tmp_path / p).read_bytes() for p in before} == before  # nothing touched
+    run(tokenizer, tmp_path, epochs=1, overwrite=True)
+    assert read_latest(tmp_path)["checkpoint"] == "checkpoint-epoch-1"
+    assert not (tmp_path / "checkpoint-epoch-2").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # not ours: never removed
+    (tmp_path / "final" / "my-notes.md").write_text("mine too")
+    with pytest.raises(RunStateError, match=r"final holds files a run does not write"):
+        run(tokenizer, tmp_path, epochs=1, overwrite=True)
+    with pytest.raises(ValueError, match="exclude each other"):
+        TrainConfig(out_dir=str(tmp_path), resume=True, overwrite=True)
+
+
+def test_cli_refuses_a_rerun_before_loading_anything(tmp_path, capsys, monkeypatch):
+    from minibert import checkpoint
+    from minibert.datasets import support_tickets_dir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "latest.json").write_text('{"checkpoint": "checkpoint-epoch-1"}')
+    monkeypatch.setattr(checkpoint, "load_pretrained", lambda *a, **k: pytest.fail("loaded"))
+    train = str(support_tickets_dir() / "train.tsv")
+    assert main(["finetune", "--train", train, "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["finetune", "--train", train, "--out", str(out), "--resume",
+                 "--overwrite"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+
+def test_empty_out_dir_is_an_error():
+    with pytest.raises(ValueError, match="out_dir is empty"):
+        TrainConfig(out_dir="")
+
+
+# -- 4. the best epoch is kept beside the latest --------------------------------------------------
+
+
+def test_divergence_to_a_huge_finite_loss_keeps_the_good_epoch(tokenizer, tmp_path, capsys):
+    model = tiny_classifier(tokenizer, seed=5)
+    good = {}
+
+    def log(record):  # early in epoch 2, blow the head up: huge but finite losses from then on
+        if record["event"] == "epoch" and record["epoch"] == 1:
+            good.update(model.state_dict())  # what epoch 1's folder holds
+        if record["event"] == "step" and record["step"] == 5:
+            model.classifier.W.data *= 1e6
+
+    finetune(model, tokenizer, TRAIN, VAL, out_dir=str(tmp_path), log=log, **OPTS)
+    pointer = read_latest(tmp_path)
+    assert pointer["checkpoint"] == "checkpoint-epoch-3"
+    assert pointer["best"] == "checkpoint-epoch-1" and pointer["best_by"] == "eval loss"
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-epoch-*")) == [
+        "checkpoint-epoch-1", "checkpoint-epoch-3"]  # epoch 2: neither best nor latest
+    best = tiny_classifier(tokenizer).from_pretrained(tmp_path / "checkpoint-epoch-1")
+    for name, value in good.items():
+        np.testing.assert_array_equal(best.state_dict()[name], value, err_msg=name)
+    assert "best epoch by eval loss" in capsys.readouterr().err
+
+
+def test_without_evaluation_the_best_is_by_training_loss(tokenizer, tmp_path):
+    model = tiny_classifier(tokenizer, seed=5)
+    finetune(model, tokenizer, TRAIN, out_dir=str(tmp_path), **OPTS)
+    pointer = read_latest(tmp_path)
+    assert pointer["best_by"] == "train loss" and pointer["checkpoint"] == "checkpoint-epoch-3"
+    assert {p.name for p in tmp_path.glob("checkpoint-epoch-*")} == {pointer["checkpoint"],
+                                                                     pointer["best"]}
+
+
+# -- 5. kills during checkpoint rotation, and what they leave behind ------------------------------
+
+
+class Kill(KeyboardInterrupt):
+    pass
+
+
+def _kill_in_rmtree(monkeypatch):
+    """The removal of the old folder is killed half-way: some files gone, then the kill."""
+    real = shutil.rmtree
+
+    def rmtree(path, *a, **k):
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files[0].unlink()  # a half-deleted folder
+        monkeypatch.setattr(run_state.shutil, "rmtree", real)
+        raise Kill("killed while deleting")
+    monkeypatch.setattr(run_state.shutil, "rmtree", rmtree)
+
+
+def _kill_before_removal(monkeypatch):
+    """Killed after latest.json moved on, before the old folder was touched."""
+    def remove(folder):
+        monkeypatch.setattr(run_state, "remove_folder", real)
+        raise Kill("killed before removing")
+    real = run_state.remove_folder
+    monkeypatch.setattr(run_state, "remove_folder", remove)
+
+
+def _kill_while_writing(monkeypatch):
+    """Killed while the new folder is half-written (its optimizer state not yet saved)."""
+    real = run_state.save_file
+
+    def save_file(tensors, path, **k):
+        (path.parent / f".{path.name}.0123456789ab.tmp").write_bytes(b"half")  # as atomic_open
+        monkeypatch.setattr(run_state, "save_file", real)
+        raise Kill("killed while writing")
+    monkeypatch.setattr(run_state, "save_file", save_file)
+
+
+@pytest.mark.parametrize("kill", [_kill_in_rmtree, _kill_before_removal, _kill_while_writing])
+def test_kill_during_checkpoint_rotation_resumes_bit_identically(tokenizer, tmp_path, reference,
+                                                                 monkeypatch, kill):
+    def log(record):  # arm the kill at the end of epoch 2, just before its folder is saved
+        if record["event"] == "epoch" and record["epoch"] == 2:
+            kill(monkeypatch)
+
+    with pytest.raises(Kill):
+        run(tokenizer, tmp_path, log=log)
+    (tmp_path / ".notes.tmp").write_text("not ours: the name has no 12-hex-digit token")
+    model, history = run(tokenizer, tmp_path, resume=True)
+    assert_same_run(model, history, reference)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert not any(n.startswith(".trash-") or n.endswith("ab.tmp") for n in names), names
+    assert {n for n in names if n.startswith("checkpoint-")} <= {"checkpoint-epoch-1",
+                                                                "checkpoint-epoch-3"}
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("checkpoint-*/*"))
+    assert (tmp_path / ".notes.tmp").is_file()
+
+
+def test_clean_leftovers_touches_only_our_names(tmp_path):
+    (tmp_path / "checkpoint-epoch-4").mkdir()  # no latest.json names it: half-written
+    (tmp_path / ".trash-checkpoint-epoch-1-0123456789ab").mkdir()
+    (tmp_path / ".history.json.0123456789ab.tmp").write_text("x")
+    for name in ("checkpoint-epoch-x", ".trash-mine", "keep.tmp", ".a.12345.tmp", "final.txt"):
+        (tmp_path / name).write_text("the user's")
+    removed = clean_leftovers(tmp_path)
+    assert sorted(removed) == [".history.json.0123456789ab.tmp",
+                               ".trash-checkpoint-epoch-1-0123456789ab", "checkpoint-epoch-4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["checkpoint-epoch-x", ".trash-mine", "keep.tmp", ".a.12345.tmp", "final.txt"])
+    with pytest.raises(ValueError, match="refusing to remove"):
+        run_state.remove_folder(tmp_path / "keep.tmp")
+
+
+# -- 11. a run remembers what it was trained on ---------------------------------------------------
+
+
+def test_resume_on_other_data_or_vocabulary_is_refused(tokenizer, tmp_path, capsys):
+    run(tokenizer, tmp_path, epochs=1)
+    model = tiny_classifier(tokenizer, seed=5)
+    other = make_task(64, seed=7)
+    with pytest.raises(RunStateError, match="the training data differ"):
+        finetune(model, tokenizer, other, VAL, out_dir=str(tmp_path), resume=True, **OPTS)
+    bigger = Tokenizer(tokenizer.ids_to_tokens + ["zzz"])
+    with pytest.raises(RunStateError, match="the vocabulary differ"):
+        finetune(tiny_classifier(bigger, seed=5), bigger, TRAIN, VAL, out_dir=str(tmp_path),
+                 resume=True, **OPTS)
+    finetune(model, tokenizer, other, VAL, out_dir=str(tmp_path), resume=True,
+             allow_data_change=True, **OPTS)
+    assert "allow_data_change" in capsys.readouterr().err
+    assert read_latest(tmp_path)["checkpoint"] == "checkpoint-epoch-3"
+
+
+def test_pretrain_resume_keeps_its_vocabulary_and_refuses_a_changed_corpus(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(make_task(80, seed=3).texts), encoding="utf-8")
+    out = tmp_path / "pre"
+    args = ["pretrain", "--corpus", str(corpus), "--vocab-size", "120", "--hidden", "16",
+            "--layers", "1", "--heads", "2", "--max-length", "16", "--out", str(out)]
+    assert main([*args, "--epochs", "1"]) == 0
+    vocab = (out / "checkpoint-epoch-1" / "vocab.txt").read_text()
+    corpus.write_text("\n".join(make_task(80, seed=4).texts) + "\nnew words here\n",
+                      encoding="utf-8")
+    capsys.readouterr()
+    assert main([*args, "--epochs", "2", "--resume"]) == 2
+    assert "the training data differ" in capsys.readouterr().err
+    corpus.write_text("\n".join(make_task(80, seed=3).texts), encoding="utf-8")
+    assert main([*args, "--epochs", "2", "--resume"]) == 0  # the same corpus: it continues
+    assert (out / "checkpoint-epoch-2" / "vocab.txt").read_text() == vocab
