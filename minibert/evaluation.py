@@ -109,4 +109,5 @@ def evaluate_tokens(model, tokenizer, data: TokenLabelledData, batch_size: int =
     return {"loss": loss, "word_accuracy": accuracy(flat_true, flat_pred),
             "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
             "per_type": scores["per_type"], "num_entities": scores["num_true"],
+            "num_predicted": scores["num_pred"], "num_correct": scores["num_correct"],
             "num_sentences": len(data), "words_truncated": truncated}

@@ -93,7 +93,8 @@ def entity_scores(true_tags, pred_tags) -> dict:
     true_tags, pred_tags: lists of tag sequences (one per sentence, the same lengths).
     precision = correct / predicted entities, recall = correct / true entities,
     F1 = 2PR / (P + R), overall (micro: every entity counts the same) and per type. Returns
-    {"precision", "recall", "f1", "num_true", "num_pred", "per_type": {type: {...}}}.
+    {"precision", "recall", "f1", "num_true", "num_pred", "num_correct",
+    "per_type": {type: {...}}}.
     """
     if len(true_tags) != len(pred_tags):
         raise ValueError(f"{len(true_tags)} true tag sequences but {len(pred_tags)} predicted")
@@ -110,7 +111,7 @@ def entity_scores(true_tags, pred_tags) -> dict:
         recall = correct / len(T) if T else 0.0
         f1 = 2 * precision * recall / (precision + recall) if correct else 0.0
         return {"precision": precision, "recall": recall, "f1": f1,
-                "num_true": len(T), "num_pred": len(P)}
+                "num_true": len(T), "num_pred": len(P), "num_correct": correct}
 
     types = sorted({e[1] for e in true | pred})
     out = scores(true, pred)

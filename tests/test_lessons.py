@@ -45,14 +45,21 @@ LESSONS = [
     ("11_tokenization_standards", True, [
         "neuroplasticity  BERT: ne ##uro ##pl ##astic ##ity",
         "-> the pieces are the morphemes for 1 of 4 words"]),
+    ("12_token_classification", True, [
+        "14 words became 18 pieces; 14 positions carry a label (one per word), 6 are -100",
+        "token head:    logits (B, T, C)        shape (2, 20, 9)"]),
 ]
+# Lessons whose full run takes longer than the suite should: the tests run a shortened version
+# (the lesson's .md gives the measured numbers of the full run and the command).
+SHORT_ARGS = {"12_token_classification": ["--epochs", "1", "--max-train", "32"]}
 
 
 def _run(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, MINIBERT_LESSONS_OUT=str(tmp_path / "out"), MPLBACKEND="Agg")
     # Small matrices: OpenBLAS threads cost far more than they gain on a 2-core machine.
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    return subprocess.run([sys.executable, str(LESSONS_DIR / f"{script}.py")], cwd=tmp_path,
+    return subprocess.run([sys.executable, str(LESSONS_DIR / f"{script}.py"),
+                           *SHORT_ARGS.get(script, [])], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -69,6 +76,32 @@ def test_lesson_runs(script, needs_weights, expected, tmp_path):
     if script == "03_attention":
         png = tmp_path / "out" / "03_attention_heatmap.png"
         assert png.is_file() and png.stat().st_size > 1000
+    if script in COMPUTED_CHECKS:
+        COMPUTED_CHECKS[script](result.stdout)
+
+
+def _entity_scores_are_computed(stdout: str) -> None:
+    """Lesson 12's scores follow from its counts, and its baseline from the data itself."""
+    from minibert.datasets import ticket_entities_dir
+    from minibert.token_data import read_token_labelled
+
+    test = read_token_labelled(ticket_entities_dir() / "test.conll")
+    o_share = sum(t == "O" for s in test.tags for t in s) / sum(len(s) for s in test.tags)
+    assert f"would already score {o_share:.3f} word accuracy" in stdout
+    true = sum(t.startswith("B-") for s in test.tags for t in s)
+    row = re.search(r"^all\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+(\d+)$", stdout, re.M)
+    p, r, f1, n_true, n_pred = (float(x) for x in row.groups())
+    assert n_true == true
+    m = re.search(r"(\d+) entities exactly right: precision = \1 / (\d+) predicted, "
+                  r"recall = \1 / (\d+) true", stdout)
+    correct, pred, t = (int(x) for x in m.groups())
+    assert (pred, t) == (n_pred, true)
+    assert p == round(correct / pred if pred else 0.0, 3)
+    assert r == round(correct / true, 3)
+    assert f1 == round(2 * correct / (pred + true), 3)  # = 2PR / (P + R)
+
+
+COMPUTED_CHECKS = {"12_token_classification": _entity_scores_are_computed}
 
 
 def test_every_lesson_is_tested_documented_and_listed():

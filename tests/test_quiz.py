@@ -10,6 +10,7 @@ import itertools
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,27 @@ def words_only_texts_with_unk():
     words_only = Tokenizer(list(SPECIAL_TOKENS) + sorted({w for t in train
                                                            for w in basic.tokenize(t)}))
     return sum("[UNK]" in words_only.tokenize(t) for t in test)
+
+
+def token_logits_shape():
+    from minibert.datasets import ticket_entities_dir
+    from minibert.model import BertForTokenClassification
+    from minibert.token_data import read_token_labelled, tag_names
+
+    tags = tag_names(read_token_labelled(ticket_entities_dir() / "train.conll").tags)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fresh head
+        model = BertForTokenClassification.from_pretrained(minilm(), num_labels=len(tags))
+    with minibert.no_grad():
+        return model(np.ones((2, 20), dtype=np.int64)).logits.shape
+
+
+def ignored_positions_order_sentence():
+    from minibert.token_data import align_labels, encode_words
+
+    words = "Order KS-631257 shows two different delivery dates , June 2 and June 9 .".split()
+    _, word_ids = encode_words(minilm_tokenizer(), words, max_length=64)
+    return align_labels(word_ids, [0] * len(words)).count(-100)
 
 
 def lesson1_batch_shape():
@@ -200,7 +222,7 @@ COMPUTED = {f.__name__: f for f in [
     minilm_intermediate_size, bert_base_layer_parameters, head_parameters_384_4,
     uniform_cross_entropy_4, ce_gradient_two_equal_logits, linear_weight_gradient_shape,
     expected_mask_tokens_2000, frozen_minilm_trainable_parameters, predict_proba_shape_12_4,
-    hf_intermediate_weight_shape]}
+    hf_intermediate_weight_shape, token_logits_shape, ignored_positions_order_sentence]}
 
 
 # -- the tests ---------------------------------------------------------------------------------
