@@ -39,7 +39,7 @@ import numpy as np
 
 from .backend import to_numpy
 from .config import LABEL_KEYS, BertConfig
-from .fileio import atomic_write
+from .fileio import atomic_write, parse_json
 from .safetensors_io import DTYPES, load_file, read_header, save_file
 from .version import __version__
 
@@ -363,12 +363,9 @@ def load_config(path_or_name, **overrides) -> BertConfig:
     path = model_dir / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: a checkpoint directory needs {CONFIG_NAME}")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    d = parse_json(path.read_bytes(), path, CheckpointError)
     if not isinstance(d, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
+        raise CheckpointError(f"{path}: expected a JSON object, not {type(d).__name__}")
     if d.get("model_type", "bert") != "bert":
         raise CheckpointError(f"{path}: model_type is {d['model_type']!r}; minibert reads BERT")
     known = {f.name for f in dataclasses.fields(BertConfig)} - {"extra"} | set(LABEL_KEYS)

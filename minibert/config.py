@@ -14,10 +14,19 @@ id2label. Reading and writing `config.json` files is in checkpoint.py.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import InitVar, dataclass, field
 
 # The keys of config.json that describe the classes; id2label decides, the others follow.
 LABEL_KEYS = ("id2label", "label2id", "num_labels")
+
+# What each field may hold. config.json is read from files anyone may have written, so a
+# wrong type or value (hidden_size "abc" or 32.0, num_attention_heads 0) is an error that
+# names the field, never a crash deep inside the model or a silently different model.
+POSITIVE_INTS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                 "intermediate_size", "max_position_embeddings", "type_vocab_size")
+PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob")  # in [0, 1)
+MAX_PARAMETERS = 20_000_000_000  # 80 GB of float32: a config beyond that is a mistake
 
 
 @dataclass
@@ -53,6 +62,7 @@ class BertConfig:
     label2id: InitVar[dict[str, int] | None] = None
 
     def __post_init__(self, num_labels: int | None, label2id: dict[str, int] | None):
+        self._check_fields(num_labels)
         self.id2label = _id2label(self.id2label, label2id, num_labels)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
@@ -66,6 +76,44 @@ class BertConfig:
             )
         if self.extra.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError("BertConfig: only position_embedding_type 'absolute' is supported")
+
+    def _check_fields(self, num_labels) -> None:
+        """Every field's type and range (see POSITIVE_INTS above): a ValueError naming it."""
+        def bad(name, value, want):
+            text = repr(value)
+            raise ValueError(f"BertConfig: {name} must be {want}, not "
+                             f"{text if len(text) <= 40 else text[:40] + '...'}")
+
+        for name in POSITIVE_INTS:
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                bad(name, value, "a positive integer")
+        for name in PROBABILITIES:
+            value = getattr(self, name)
+            if not (_is_number(value) and 0 <= value < 1):
+                bad(name, value, "a number in [0, 1)")
+        if self.classifier_dropout is not None and not (
+                _is_number(self.classifier_dropout) and 0 <= self.classifier_dropout < 1):
+            bad("classifier_dropout", self.classifier_dropout, "null or a number in [0, 1)")
+        if not (_is_number(self.initializer_range) and self.initializer_range >= 0):
+            bad("initializer_range", self.initializer_range, "a number >= 0")
+        if not (_is_number(self.layer_norm_eps) and self.layer_norm_eps > 0):
+            bad("layer_norm_eps", self.layer_norm_eps, "a number > 0")
+        if self.pad_token_id is not None and not (
+                _is_int(self.pad_token_id) and 0 <= self.pad_token_id < self.vocab_size):
+            bad("pad_token_id", self.pad_token_id, f"null or an id in 0..{self.vocab_size - 1}")
+        if num_labels is not None and (not _is_int(num_labels) or num_labels < 1):
+            bad("num_labels", num_labels, "a positive integer")
+        if not isinstance(self.hidden_act, str):
+            bad("hidden_act", self.hidden_act, "a string")
+        if not isinstance(self.extra.get("position_embedding_type", "absolute"), str):
+            bad("position_embedding_type", self.extra["position_embedding_type"], "a string")
+        H, I, L = self.hidden_size, self.intermediate_size, self.num_hidden_layers
+        size = ((self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * H
+                + L * (4 * H * H + 2 * H * I))
+        if size > MAX_PARAMETERS:
+            raise ValueError(f"BertConfig: these sizes make a model of {size:.3g} parameters "
+                             f"(more than {MAX_PARAMETERS:.0e}); is a field wrong?")
 
     @property
     def head_size(self) -> int:
@@ -109,12 +157,24 @@ BertConfig.label2id = property(lambda self: {name: i for i, name in self.id2labe
 def _id2label(id2label: dict | None, label2id: dict | None, num_labels: int | None
               ) -> dict[int, str]:
     """The class names {0: name, ...} from whichever of the three was given (checked)."""
+    for name, value in (("id2label", id2label), ("label2id", label2id)):
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"BertConfig: {name} must be an object {{id: name}} or "
+                             f"{{name: id}}, not {type(value).__name__}")
     if id2label is not None:  # JSON keys are strings: {"0": "negative", ...}
-        names = {int(k): str(v) for k, v in id2label.items()}
+        if not all(_is_id(k) and isinstance(v, str) for k, v in id2label.items()):
+            raise ValueError(f"BertConfig: id2label must map ids 0..n-1 to names (strings), "
+                             f"got {list(id2label.items())[:5]}")
+        names = {int(k): v for k, v in id2label.items()}
     elif label2id is not None:
+        if not all(_is_id(i) and isinstance(k, str) for k, i in label2id.items()):
+            raise ValueError(f"BertConfig: label2id must map names (strings) to ids 0..n-1, "
+                             f"got {list(label2id.items())[:5]}")
         names = {int(i): str(name) for name, i in label2id.items()}
     else:
         names = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else num_labels)}
+    if not names:
+        raise ValueError("BertConfig: id2label names no class; a head needs at least one")
     if sorted(names) != list(range(len(names))):
         raise ValueError(f"BertConfig: id2label keys must be 0..n-1, got {sorted(names)}")
     twice = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
@@ -125,3 +185,18 @@ def _id2label(id2label: dict | None, label2id: dict | None, num_labels: int | No
         raise ValueError(f"BertConfig: num_labels={num_labels} but {len(names)} class names "
                          f"{list(names.values())}; give one or the other")
     return names
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)  # JSON true is not a size
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_id(key) -> bool:
+    """A class id: an int, or the decimal string JSON turns it into ("0", "12")."""
+    if isinstance(key, str):
+        return key.isascii() and key.isdigit() and len(key) < 10
+    return _is_int(key) and key >= 0
