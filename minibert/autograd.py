@@ -8,7 +8,8 @@ operation on tensors that require gradients records how it was made: its parents
 
 Each op below is written as: forward (a line or two of array code), then its `_backward`
 right beside it. The neural-network ops (softmax, layer_norm, gelu, cross_entropy, ...) live in
-`functional.py`, written the same way.
+`functional.py`, written the same way with the two helpers at the end of this file, which your
+own ops can use too: `op_result` wraps an op's output, `accum_grad` adds a gradient into an input.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def unbroadcast(grad, shape: tuple):
     extra = grad.ndim - len(shape)
     grad = grad.sum(axis=tuple(range(extra))) if extra > 0 else grad
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
-    return grad.sum(axis=axes, keepdims=True) if axes else grad
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
     # END EXERCISE
+    return grad
 
 
 def _broadcast_shape(op: str, a: Tensor, b: Tensor) -> tuple:
@@ -152,9 +155,9 @@ class Tensor:
         return Tensor(self.data)
 
     def astype(self, dtype) -> Tensor:
-        out = _result(self.data.astype(dtype), (self,), "astype")
+        out = op_result(self.data.astype(dtype), (self,), "astype")
         if out.requires_grad:
-            out._backward = lambda: _accum(self, out.grad.astype(self.dtype))
+            out._backward = lambda: accum_grad(self, out.grad.astype(self.dtype))
         return out
 
     # -- backpropagation -----------------------------------------------------------------------
@@ -197,9 +200,9 @@ class Tensor:
 
     def _topological_order(self) -> list[Tensor]:
         """Every tensor this one depends on, parents before children (iterative DFS)."""
-        # BEGIN EXERCISE 6.5: return every tensor reachable through _parents (that requires grad)
-        #   exactly once, each after all of its parents; use an explicit stack, not recursion
-        #   (graphs can be thousands deep)
+        # BEGIN EXERCISE 6.5: put in `order` every tensor reachable through _parents (that
+        #   requires grad) exactly once, each after all of its parents; use an explicit stack, not
+        #   recursion (graphs can be thousands deep)
         order, seen, stack = [], set(), [(self, False)]
         while stack:
             t, parents_done = stack.pop()
@@ -211,20 +214,20 @@ class Tensor:
             seen.add(id(t))
             stack.append((t, True))
             stack.extend((p, False) for p in t._parents if p.requires_grad)
-        return order
         # END EXERCISE
+        return order
 
     # -- arithmetic (elementwise, broadcasting) ------------------------------------------------
     def __add__(self, other):
         other = as_tensor(other, like=self)
         _broadcast_shape("add", self, other)
-        out = _result(self.data + other.data, (self, other), "add")
+        out = op_result(self.data + other.data, (self, other), "add")
 
         def _backward():  # only parents that need a gradient get one (masks and inputs do not)
             if self.requires_grad:
-                _accum(self, unbroadcast(out.grad, self.shape))
+                accum_grad(self, unbroadcast(out.grad, self.shape))
             if other.requires_grad:
-                _accum(other, unbroadcast(out.grad, other.shape))
+                accum_grad(other, unbroadcast(out.grad, other.shape))
 
         out._backward = _backward
         return out
@@ -232,13 +235,13 @@ class Tensor:
     def __sub__(self, other):
         other = as_tensor(other, like=self)
         _broadcast_shape("sub", self, other)
-        out = _result(self.data - other.data, (self, other), "sub")
+        out = op_result(self.data - other.data, (self, other), "sub")
 
         def _backward():
             if self.requires_grad:
-                _accum(self, unbroadcast(out.grad, self.shape))
+                accum_grad(self, unbroadcast(out.grad, self.shape))
             if other.requires_grad:
-                _accum(other, unbroadcast(-out.grad, other.shape))
+                accum_grad(other, unbroadcast(-out.grad, other.shape))
 
         out._backward = _backward
         return out
@@ -246,15 +249,15 @@ class Tensor:
     def __mul__(self, other):
         other = as_tensor(other, like=self)
         _broadcast_shape("mul", self, other)
-        out = _result(self.data * other.data, (self, other), "mul")
+        out = op_result(self.data * other.data, (self, other), "mul")
 
         def _backward():
             # BEGIN EXERCISE 6.2: d(a*b)/da = b and d(a*b)/db = a; multiply by out.grad, unbroadcast
-            #   to each input's shape, and _accum into self and other
+            #   to each input's shape, and accum_grad into self and other
             if self.requires_grad:
-                _accum(self, unbroadcast(out.grad * other.data, self.shape))
+                accum_grad(self, unbroadcast(out.grad * other.data, self.shape))
             if other.requires_grad:
-                _accum(other, unbroadcast(out.grad * self.data, other.shape))
+                accum_grad(other, unbroadcast(out.grad * self.data, other.shape))
             # END EXERCISE
 
         out._backward = _backward
@@ -263,27 +266,27 @@ class Tensor:
     def __truediv__(self, other):
         other = as_tensor(other, like=self)
         _broadcast_shape("div", self, other)
-        out = _result(self.data / other.data, (self, other), "div")
+        out = op_result(self.data / other.data, (self, other), "div")
 
         def _backward():  # d(a/b)/da = 1/b,  d(a/b)/db = -a/b²
             if self.requires_grad:
-                _accum(self, unbroadcast(out.grad / other.data, self.shape))
+                accum_grad(self, unbroadcast(out.grad / other.data, self.shape))
             if other.requires_grad:
-                _accum(other, unbroadcast(-out.grad * out.data / other.data, other.shape))
+                accum_grad(other, unbroadcast(-out.grad * out.data / other.data, other.shape))
 
         out._backward = _backward
         return out
 
     def __neg__(self):
-        out = _result(-self.data, (self,), "neg")
-        out._backward = lambda: _accum(self, -out.grad)
+        out = op_result(-self.data, (self,), "neg")
+        out._backward = lambda: accum_grad(self, -out.grad)
         return out
 
     def __pow__(self, exponent: float):
         if isinstance(exponent, Tensor):
             raise TypeError("pow: only a constant (Python number) exponent is supported")
-        out = _result(self.data**exponent, (self,), "pow")
-        out._backward = lambda: _accum(self, out.grad * exponent * self.data ** (exponent - 1))
+        out = op_result(self.data**exponent, (self,), "pow")
+        out._backward = lambda: accum_grad(self, out.grad * exponent * self.data ** (exponent - 1))
         return out
 
     def __radd__(self, other):
@@ -312,18 +315,18 @@ class Tensor:
             raise ShapeError(
                 f"matmul: batch dimensions of {self.shape} and {other.shape} do not broadcast"
             ) from None
-        out = _result(self.data @ other.data, (self, other), "matmul")
+        out = op_result(self.data @ other.data, (self, other), "matmul")
 
         def _backward():  # Y = A B  ->  dA = dY Bᵀ,  dB = Aᵀ dY (then undo batch broadcasting)
             # BEGIN EXERCISE 6.3: for Y = A @ B, dA = dY @ Bᵀ and dB = Aᵀ @ dY (swapaxes(-1, -2)
             #   transposes the last two axes); unbroadcast the batch axes
             if self.requires_grad:
-                _accum(self, unbroadcast(out.grad @ other.data.swapaxes(-1, -2), self.shape))
+                accum_grad(self, unbroadcast(out.grad @ other.data.swapaxes(-1, -2), self.shape))
             if other.requires_grad and other.ndim == 2:  # (..., k) @ (k, m): fold the batch
                 k, m = other.shape
-                _accum(other, self.data.reshape(-1, k).T @ out.grad.reshape(-1, m))
+                accum_grad(other, self.data.reshape(-1, k).T @ out.grad.reshape(-1, m))
             elif other.requires_grad:
-                _accum(other, unbroadcast(self.data.swapaxes(-1, -2) @ out.grad, other.shape))
+                accum_grad(other, unbroadcast(self.data.swapaxes(-1, -2) @ out.grad, other.shape))
             # END EXERCISE
 
         out._backward = _backward
@@ -331,14 +334,14 @@ class Tensor:
 
     # -- reductions -----------------------------------------------------------------------------
     def sum(self, axis=None, keepdims: bool = False):
-        out = _result(self.data.sum(axis=axis, keepdims=keepdims), (self,), "sum")
+        out = op_result(self.data.sum(axis=axis, keepdims=keepdims), (self,), "sum")
 
         def _backward():  # every input element contributed once: copy the gradient back
             # BEGIN EXERCISE 6.4: each input element contributed once to its sum, so it gets
             #   out.grad copied back; put reduced axes back (_expand) unless keepdims, then
             #   broadcast to self.shape
             g = out.grad if keepdims or axis is None else _expand(out.grad, axis, self.ndim)
-            _accum(self, backend.get_array_module(g).broadcast_to(g, self.shape))
+            accum_grad(self, backend.get_array_module(g).broadcast_to(g, self.shape))
             # END EXERCISE
 
         out._backward = _backward
@@ -350,41 +353,41 @@ class Tensor:
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / max(n, 1))
 
     def max(self, axis=None, keepdims: bool = False):
-        out = _result(self.data.max(axis=axis, keepdims=keepdims), (self,), "max")
+        out = op_result(self.data.max(axis=axis, keepdims=keepdims), (self,), "max")
 
         def _backward():  # only the maximum receives gradient (shared equally between ties)
             m = out.data if keepdims or axis is None else _expand(out.data, axis, self.ndim)
             g = out.grad if keepdims or axis is None else _expand(out.grad, axis, self.ndim)
             hit = (self.data == m).astype(self.dtype)
-            _accum(self, hit * g / hit.sum(axis=axis, keepdims=True))
+            accum_grad(self, hit * g / hit.sum(axis=axis, keepdims=True))
 
         out._backward = _backward
         return out
 
     # -- elementwise functions ------------------------------------------------------------------
     def exp(self):
-        out = _result(backend.get_array_module(self.data).exp(self.data), (self,), "exp")
-        out._backward = lambda: _accum(self, out.grad * out.data)
+        out = op_result(backend.get_array_module(self.data).exp(self.data), (self,), "exp")
+        out._backward = lambda: accum_grad(self, out.grad * out.data)
         return out
 
     def log(self):
-        out = _result(backend.get_array_module(self.data).log(self.data), (self,), "log")
-        out._backward = lambda: _accum(self, out.grad / self.data)
+        out = op_result(backend.get_array_module(self.data).log(self.data), (self,), "log")
+        out._backward = lambda: accum_grad(self, out.grad / self.data)
         return out
 
     def sqrt(self):
-        out = _result(backend.get_array_module(self.data).sqrt(self.data), (self,), "sqrt")
-        out._backward = lambda: _accum(self, out.grad * 0.5 / out.data)
+        out = op_result(backend.get_array_module(self.data).sqrt(self.data), (self,), "sqrt")
+        out._backward = lambda: accum_grad(self, out.grad * 0.5 / out.data)
         return out
 
     def tanh(self):
-        out = _result(backend.get_array_module(self.data).tanh(self.data), (self,), "tanh")
-        out._backward = lambda: _accum(self, out.grad * (1 - out.data**2))
+        out = op_result(backend.get_array_module(self.data).tanh(self.data), (self,), "tanh")
+        out._backward = lambda: accum_grad(self, out.grad * (1 - out.data**2))
         return out
 
     def relu(self):
-        out = _result(self.data * (self.data > 0), (self,), "relu")
-        out._backward = lambda: _accum(self, out.grad * (self.data > 0))
+        out = op_result(self.data * (self.data > 0), (self,), "relu")
+        out._backward = lambda: accum_grad(self, out.grad * (self.data > 0))
         return out
 
     # -- shape ops ------------------------------------------------------------------------------
@@ -394,8 +397,8 @@ class Tensor:
             data = self.data.reshape(shape)
         except ValueError:
             raise ShapeError(f"reshape: cannot reshape {self.shape} into {tuple(shape)}") from None
-        out = _result(data, (self,), "reshape")
-        out._backward = lambda: _accum(self, out.grad.reshape(self.shape))
+        out = op_result(data, (self,), "reshape")
+        out._backward = lambda: accum_grad(self, out.grad.reshape(self.shape))
         return out
 
     def transpose(self, *axes):
@@ -403,9 +406,9 @@ class Tensor:
         axes = tuple(axes) or tuple(reversed(range(self.ndim)))
         if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
             raise ShapeError(f"transpose: axes {axes} are not a permutation for shape {self.shape}")
-        out = _result(self.data.transpose(axes), (self,), "transpose")
+        out = op_result(self.data.transpose(axes), (self,), "transpose")
         inverse = tuple(np.argsort([a % self.ndim for a in axes]))
-        out._backward = lambda: _accum(self, out.grad.transpose(inverse))
+        out._backward = lambda: accum_grad(self, out.grad.transpose(inverse))
         return out
 
     def swapaxes(self, a: int, b: int):
@@ -420,7 +423,7 @@ class Tensor:
     def __getitem__(self, index):
         if isinstance(index, Tensor):
             index = index.data
-        out = _result(self.data[index], (self,), "getitem")
+        out = op_result(self.data[index], (self,), "getitem")
 
         def _backward():  # scatter the gradient back; repeated indices must add up
             g = backend.get_array_module(out.grad).zeros_like(self.data)
@@ -428,7 +431,7 @@ class Tensor:
                 g[index] = out.grad
             else:
                 backend.scatter_add(g, index, out.grad)
-            _accum(self, g)
+            accum_grad(self, g)
 
         out._backward = _backward
         return out
@@ -447,8 +450,13 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     return Tensor(x)
 
 
-def _result(data, parents: tuple, op: str) -> Tensor:
-    """Wrap an op's output; it joins the graph only if some parent requires grad."""
+def op_result(data, parents: tuple, op: str) -> Tensor:
+    """Wrap an op's output array as a Tensor; it joins the graph only if some parent requires
+    grad. Every op starts its result this way, then sets `out._backward`:
+
+        out = op_result(x.data * 2, (x,), "double")
+        out._backward = lambda: accum_grad(x, out.grad * 2)
+    """
     needs_grad = _grad_enabled and any(p.requires_grad for p in parents)
     out = Tensor.__new__(Tensor)
     out.data, out.grad, out._backward_fn, out._op = data, None, None, op
@@ -457,8 +465,9 @@ def _result(data, parents: tuple, op: str) -> Tensor:
     return out
 
 
-def _accum(t: Tensor, grad) -> None:
-    """Add `grad` into t.grad (a tensor used twice gets the sum of both gradients)."""
+def accum_grad(t: Tensor, grad) -> None:
+    """Add `grad` into t.grad (a tensor used twice gets the sum of both gradients); nothing for
+    a tensor that needs no gradient. Every `_backward` calls it once for each input."""
     if not t.requires_grad:
         return
     if grad.dtype != t.data.dtype:
@@ -491,12 +500,12 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     except ValueError:
         shapes = ", ".join(str(t.shape) for t in tensors)
         raise ShapeError(f"concatenate: shapes {shapes} do not fit along axis {axis}") from None
-    out = _result(data, tuple(tensors), "concatenate")
+    out = op_result(data, tuple(tensors), "concatenate")
 
     def _backward():
         bounds = np.cumsum([t.shape[axis] for t in tensors])[:-1].tolist()  # a host list
         for t, g in zip(tensors, xp.split(out.grad, bounds, axis=axis), strict=True):
-            _accum(t, g)
+            accum_grad(t, g)
 
     out._backward = _backward
     return out
@@ -518,12 +527,12 @@ def where(condition, a, b) -> Tensor:
         raise ShapeError(
             f"where: condition {cond.shape}, a {a.shape} and b {b.shape} do not broadcast"
         ) from None
-    out = _result(xp.where(cond, a.data, b.data), (a, b), "where")
+    out = op_result(xp.where(cond, a.data, b.data), (a, b), "where")
 
     def _backward():
         zero = xp.zeros((), dtype=out.grad.dtype)
-        _accum(a, unbroadcast(xp.broadcast_to(xp.where(cond, out.grad, zero), shape), a.shape))
-        _accum(b, unbroadcast(xp.broadcast_to(xp.where(cond, zero, out.grad), shape), b.shape))
+        accum_grad(a, unbroadcast(xp.broadcast_to(xp.where(cond, out.grad, zero), shape), a.shape))
+        accum_grad(b, unbroadcast(xp.broadcast_to(xp.where(cond, zero, out.grad), shape), b.shape))
 
     out._backward = _backward
     return out

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import parse_json
-
-IGNORE_INDEX = -100  # label of a position the loss must skip (cross_entropy's ignore_index)
+from .functional import IGNORE_INDEX  # the label of a position the loss skips (-100)
+from .tokenizer import pad_sequences  # one padding helper, shared with Tokenizer.batch_encode
 
 
 class DataError(ValueError):
@@ -435,18 +435,6 @@ def chunk_corpus(tokenizer, lines: Iterable[str], max_length: int) -> list[np.nd
     return chunks
 
 
-def pad_sequences(sequences: Sequence[np.ndarray], pad_token_id: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Pad 1-D id arrays to the longest: (input_ids (B, T), attention_mask (B, T)), int64."""
-    width = max(len(s) for s in sequences)
-    input_ids = np.full((len(sequences), width), pad_token_id, dtype=np.int64)
-    attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
-    for row, s in enumerate(sequences):
-        input_ids[row, :len(s)] = s
-        attention_mask[row, :len(s)] = 1
-    return input_ids, attention_mask
-
-
 # ----------------------------------------------------------------------------------------------
 # Masked language modelling
 
@@ -471,7 +459,8 @@ def mask_tokens(input_ids: np.ndarray, special_ids, mask_token_id: int, vocab_si
     # BEGIN EXERCISE 7.1: MLM masking. chosen = rng.random(shape) < mlm_probability on non-special
     #   tokens; labels = the original id where chosen, IGNORE_INDEX elsewhere. Draw a second
     #   uniform number per token: < 0.8 -> mask_token_id, 0.8..0.9 -> a random ordinary
-    #   (non-special) token, else keep. Return (masked_ids, labels) as int64; don't modify input.
+    #   (non-special) token, else keep. Set masked (the new ids) and labels, both int64; don't
+    #   modify input_ids.
     input_ids = np.asarray(input_ids)
     special = np.isin(input_ids, list(special_ids))
     chosen = (rng.random(input_ids.shape) < mlm_probability) & ~special
@@ -484,9 +473,10 @@ def mask_tokens(input_ids: np.ndarray, special_ids, mask_token_id: int, vocab_si
     ordinary = np.setdiff1d(np.arange(vocab_size), list(special_ids))
     random_tokens = ordinary[rng.integers(0, len(ordinary), size=input_ids.shape)]
     masked = np.where(to_mask, mask_token_id, input_ids)
-    masked = np.where(to_random, random_tokens, masked)
-    return masked.astype(np.int64), labels.astype(np.int64)
+    masked = np.where(to_random, random_tokens, masked).astype(np.int64)
+    labels = labels.astype(np.int64)
     # END EXERCISE
+    return masked, labels
 
 
 class MLMCollator:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from . import backend, parallel
-from .autograd import ShapeError, Tensor, _accum, _result, as_tensor, is_grad_enabled
+from .autograd import ShapeError, Tensor, accum_grad, is_grad_enabled, op_result
 
 # ----------------------------------------------------------------------------------------------
 # Linear map and embedding lookup
@@ -35,16 +35,16 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
 
         parallel.for_blocks(add_bias, y)
     parents = (x, W) if b is None else (x, W, b)
-    out = _result(y.reshape(*x.shape[:-1], W.shape[1]), parents, "linear")
+    out = op_result(y.reshape(*x.shape[:-1], W.shape[1]), parents, "linear")
 
     def _backward():
         dy = out.grad.reshape(-1, W.shape[1])
         if x.requires_grad:
-            _accum(x, (dy @ W.data.T).reshape(x.shape))
+            accum_grad(x, (dy @ W.data.T).reshape(x.shape))
         if W.requires_grad:
-            _accum(W, x2.T @ dy)
+            accum_grad(W, x2.T @ dy)
         if b is not None:
-            _accum(b, dy.sum(axis=0))
+            accum_grad(b, dy.sum(axis=0))
 
     out._backward = _backward
     return out
@@ -64,7 +64,7 @@ def embedding(weight: Tensor, ids) -> Tensor:
             f"embedding: ids must lie in [0, {weight.shape[0]}), got min {int(ids.min())} and "
             f"max {int(ids.max())} (is the tokenizer's vocabulary bigger than the model's?)"
         )
-    out = _result(weight.data[ids], (weight,), "embedding")
+    out = op_result(weight.data[ids], (weight,), "embedding")
 
     def _backward():
         # BEGIN EXERCISE 2.1: start from zeros shaped like the table and add each row of out.grad
@@ -72,7 +72,7 @@ def embedding(weight: Tensor, ids) -> Tensor:
         #   ids)
         g = backend.get_array_module(out.grad).zeros_like(weight.data)
         backend.scatter_add(g, ids.reshape(-1), out.grad.reshape(-1, weight.shape[1]))
-        _accum(weight, g)
+        accum_grad(weight, g)
         # END EXERCISE
 
     out._backward = _backward
@@ -139,11 +139,11 @@ def gelu(x: Tensor) -> Tensor:
         xp.multiply(a[block], c, out=y[block])
 
     parallel.for_blocks(forward, a)
-    out = _result(y.reshape(x.shape), (x,), "gelu")
+    out = op_result(y.reshape(x.shape), (x,), "gelu")
 
     def _backward():  # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ the normal density
         # BEGIN EXERCISE 4.2: the derivative of x·Φ(x) is Φ(x) + x·φ(x), with φ(x) =
-        #   exp(-x²/2)/√(2π); multiply by out.grad and _accum into x
+        #   exp(-x²/2)/√(2π); multiply by out.grad and accum_grad into x
         dy, dx = out.grad.reshape(-1), xp.empty_like(a)
 
         def backward(block):  # a block at a time, like the forward
@@ -153,7 +153,7 @@ def gelu(x: Tensor) -> Tensor:
             xp.multiply(dy[block], pdf, out=dx[block])
 
         parallel.for_blocks(backward, a)
-        _accum(x, dx.reshape(x.shape))
+        accum_grad(x, dx.reshape(x.shape))
         # END EXERCISE
 
     out._backward = _backward
@@ -164,10 +164,6 @@ def relu(x: Tensor) -> Tensor:
     return x.relu()
 
 
-def tanh(x: Tensor) -> Tensor:
-    return x.tanh()
-
-
 # ----------------------------------------------------------------------------------------------
 # Softmax family
 
@@ -175,7 +171,7 @@ def tanh(x: Tensor) -> Tensor:
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along `axis`; the max is subtracted first so exp cannot overflow."""
     # BEGIN EXERCISE 3.1: forward: subtract the max along axis, exp, divide by the sum (keepdims);
-    #   backward: dx = y * (dy - sum(dy * y, axis, keepdims)); wrap with _result and set
+    #   backward: dx = y * (dy - sum(dy * y, axis, keepdims)); wrap with op_result and set
     #   out._backward
     if axis not in (-1, x.ndim - 1):  # the blocks below are whole rows: make `axis` the last
         return softmax(x.swapaxes(axis, -1)).swapaxes(axis, -1)
@@ -190,7 +186,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
         yr /= yr.sum(axis=-1, keepdims=True)
 
     parallel.for_blocks(forward, a)  # a block of rows at a time, on all cores (parallel.py)
-    out = _result(y.reshape(x.shape), (x,), "softmax")
+    out = op_result(y.reshape(x.shape), (x,), "softmax")
 
     def _backward():  # Jacobian-vector product: y ⊙ (dy − Σ dy·y)
         dy = out.grad.reshape(y.shape)
@@ -202,22 +198,22 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
             dx[rows] *= yr
 
         parallel.for_blocks(backward, dy)
-        _accum(x, dx.reshape(x.shape))
+        accum_grad(x, dx.reshape(x.shape))
 
     out._backward = _backward
-    return out
     # END EXERCISE
+    return out
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log(softmax(x)) computed as x − max − log Σ exp(x − max): no log(0), no overflow."""
     xp = backend.get_array_module(x.data)
     shifted = x.data - x.data.max(axis=axis, keepdims=True)
-    out = _result(shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True)), (x,),
+    out = op_result(shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True)), (x,),
                   "log_softmax")
 
     def _backward():  # dy − softmax(x) · Σ dy
-        _accum(x, out.grad - xp.exp(out.data) * out.grad.sum(axis=axis, keepdims=True))
+        accum_grad(x, out.grad - xp.exp(out.data) * out.grad.sum(axis=axis, keepdims=True))
 
     out._backward = _backward
     return out
@@ -251,7 +247,7 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Te
         y[rows] += beta.data
 
     parallel.for_blocks(forward, a)  # x̂ and 1/std stay for the backward
-    out = _result(y.reshape(x.shape), (x, gamma, beta), "layer_norm")
+    out = op_result(y.reshape(x.shape), (x, gamma, beta), "layer_norm")
 
     def _backward():
         # BEGIN EXERCISE 4.1: with g = dy·gamma, dx = (g - mean(g) - x̂·mean(g·x̂)) · rstd (means
@@ -269,9 +265,9 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Te
                 xp.multiply(g, rstd[rows], out=dx[rows])
 
             parallel.for_blocks(backward, dy)
-            _accum(x, dx.reshape(x.shape))
-        _accum(gamma, (dy * xhat).sum(axis=0))
-        _accum(beta, dy.sum(axis=0))
+            accum_grad(x, dx.reshape(x.shape))
+        accum_grad(gamma, (dy * xhat).sum(axis=0))
+        accum_grad(beta, dy.sum(axis=0))
         # END EXERCISE
 
     out._backward = _backward
@@ -289,15 +285,16 @@ def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
     if not training or p == 0.0:
         return x
     # BEGIN EXERCISE 4.3: draw uniform numbers with rng.random(x.shape), keep where >= p, scale kept
-    #   values by 1/(1-p); the backward multiplies out.grad by the same mask
+    #   values by 1/(1-p) (wrap with op_result); its _backward multiplies out.grad by the same
+    #   mask
     rng = backend.rng() if rng is None else rng
     # float32 random numbers when x is float32: half the bytes of the default float64
     keep = (rng.random(x.shape, dtype=_random_dtype(x.dtype)) >= p).astype(x.dtype)
     keep *= 1.0 / (1.0 - p)
-    out = _result(x.data * keep, (x,), "dropout")
-    out._backward = lambda: _accum(x, out.grad * keep)
-    return out
+    out = op_result(x.data * keep, (x,), "dropout")
+    out._backward = lambda: accum_grad(x, out.grad * keep)
     # END EXERCISE
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,11 +306,16 @@ def _random_dtype(dtype):
     return np.float32 if dtype == np.float32 else np.float64
 
 
-def cross_entropy(logits: Tensor, target, ignore_index: int = -100) -> Tensor:
+# The label of a position the loss must skip: padding, [CLS]/[SEP], unmasked tokens in MLM,
+# word pieces after a word's first. (-100, as in PyTorch and Hugging Face.)
+IGNORE_INDEX = -100
+
+
+def cross_entropy(logits: Tensor, target, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Mean negative log-likelihood of the target classes.
 
     logits: (..., C) unnormalised scores; target: (...) class ids. Positions whose target equals
-    `ignore_index` (-100, as in MLM labels) count neither in the sum nor in the mean. If every
+    `ignore_index` (IGNORE_INDEX, -100) count neither in the sum nor in the mean. If every
     position is ignored the loss is 0 and so is the gradient.
     Backward (fused): (softmax(logits) − onehot(target)) / n_valid on the counted rows.
     """
@@ -337,7 +339,7 @@ def cross_entropy(logits: Tensor, target, ignore_index: int = -100) -> Tensor:
     logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
     n = max(int(valid.sum()), 1)
     picked = logp[xp.arange(len(t)), safe_t] * valid
-    out = _result(xp.asarray(-picked.sum() / n, dtype=logits.dtype), (logits,), "cross_entropy")
+    out = op_result(xp.asarray(-picked.sum() / n, dtype=logits.dtype), (logits,), "cross_entropy")
 
     def _backward():
         # BEGIN EXERCISE 6.6: the gradient is (softmax(z) - onehot(target)) / n on counted rows and
@@ -345,14 +347,8 @@ def cross_entropy(logits: Tensor, target, ignore_index: int = -100) -> Tensor:
         g = xp.exp(logp)
         g[xp.arange(len(t)), safe_t] -= 1.0
         g *= (valid[:, None] * (out.grad / n)).astype(g.dtype)
-        _accum(logits, g.reshape(logits.shape))
+        accum_grad(logits, g.reshape(logits.shape))
         # END EXERCISE
 
     out._backward = _backward
     return out
-
-
-def mse_loss(pred: Tensor, target) -> Tensor:
-    """Mean squared error (built from basic ops; its gradient comes for free)."""
-    diff = pred - as_tensor(target, like=pred)
-    return (diff * diff).mean()

@@ -88,15 +88,15 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask_bias=None
     # BEGIN EXERCISE 3.2: scaled dot-product attention. scores = q @ kᵀ (swapaxes(-1, -2)) times
     #   1/√d (scale q first: 4x fewer numbers than the T×T scores); add mask_bias if given;
     #   probs = F.softmax over the last axis; context = dropout
-    #   (F.dropout with dropout_p, training) of probs, @ v. Return (context, probs).
+    #   (F.dropout with dropout_p, training) of probs, @ v.
     d = q.shape[-1]
     scores = (q * (1.0 / math.sqrt(d))) @ k.swapaxes(-1, -2)  # (B, h, T, T): query · key / √d
     if mask_bias is not None:
         scores = scores + mask_bias
     probs = F.softmax(scores, axis=-1)
     context = F.dropout(probs, dropout_p, training) @ v  # weighted average of the values
-    return context, probs
     # END EXERCISE
+    return context, probs
 
 
 class MultiHeadSelfAttention(Module):

@@ -200,13 +200,13 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
     pieces and on the special tokens."""
     # BEGIN EXERCISE 12.1: align word labels with word pieces. Walk over word_ids; a token whose
     #   word id is None, or the same as the previous token's, gets IGNORE_INDEX; the first piece of
-    #   word w gets word_labels[w].
+    #   word w gets word_labels[w]. Collect them in `labels`.
     labels, previous = [], None
     for w in word_ids:
         labels.append(IGNORE_INDEX if w is None or w == previous else word_labels[w])
         previous = w
-    return labels
     # END EXERCISE
+    return labels
 
 
 def word_predictions(word_ids: list[int | None], token_preds, num_words: int,

@@ -220,8 +220,8 @@ def wordpiece(
     """
     # BEGIN EXERCISE 1.1: WordPiece. A word longer than max_input_chars_per_word is [unk_token].
     #   Else from start = 0: try word[start:end] for end from len(word) down, with "##" in front
-    #   when start > 0; take the first candidate found in vocab and continue at end. If no
-    #   candidate matches, the whole word is [unk_token].
+    #   when start > 0; append the first candidate found in vocab to `pieces` and continue at
+    #   end. If no candidate matches, the whole word is [unk_token].
     if len(word) > max_input_chars_per_word:
         return [unk_token]
     pieces = []
@@ -239,8 +239,8 @@ def wordpiece(
             return [unk_token]
         pieces.append(piece)
         start = end
-    return pieces
     # END EXERCISE
+    return pieces
 
 
 # ----------------------------------------------------------------------------------------------
@@ -380,6 +380,24 @@ class Encoding:
         return len(self.input_ids)
 
 
+def pad_sequences(sequences: Sequence[Sequence[int]], pad_token_id: int, width: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Pad rows of ids to one width (default: the longest row) so they stack into an array.
+
+    pad_token_id: what fills the padding ([PAD]'s id; 0 for token_type_ids).
+    Returns (padded (B, width), attention_mask (B, width)), both int64: the mask is 1 on the
+    row's own entries and 0 on the padding.
+    """
+    if width is None:
+        width = max((len(s) for s in sequences), default=0)
+    padded = np.full((len(sequences), width), pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, s in enumerate(sequences):
+        padded[row, :len(s)] = s
+        attention_mask[row, :len(s)] = 1
+    return padded, attention_mask
+
+
 class BatchEncoding(dict):
     """A dict of int64 arrays of shape (batch, length): input_ids, token_type_ids,
     attention_mask (1 = real token, 0 = padding). Also: ``num_truncated`` (int64, one per row)
@@ -432,12 +450,9 @@ class Tokenizer:
         self.basic = BasicTokenizer(lowercase, strip_accents, tokenize_chinese_chars,
                                     never_split=() if split_special_tokens else SPECIAL_TOKENS)
 
-        self.pad_token, self.unk_token, self.cls_token = PAD, UNK, CLS
-        self.sep_token, self.mask_token = SEP, MASK
         self.pad_token_id, self.unk_token_id = self.vocab[PAD], self.vocab[UNK]
         self.cls_token_id, self.sep_token_id = self.vocab[CLS], self.vocab[SEP]
         self.mask_token_id = self.vocab[MASK]
-        self.special_tokens = list(SPECIAL_TOKENS)
         self.special_ids = {self.vocab[t] for t in SPECIAL_TOKENS}
 
         # A special token written in the text ("the[MASK]sat") is kept whole, as in transformers:
@@ -719,14 +734,9 @@ class Tokenizer:
                     f"a row has {longest} tokens, more than max_length={width}; "
                     "use truncation=True or padding='longest'"
                 )
-        input_ids = np.full((len(encodings), width), self.pad_token_id, dtype=np.int64)
-        token_type_ids = np.zeros((len(encodings), width), dtype=np.int64)
-        attention_mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, e in enumerate(encodings):
-            n = len(e)
-            input_ids[row, :n] = e.input_ids
-            token_type_ids[row, :n] = e.token_type_ids
-            attention_mask[row, :n] = 1
+        input_ids, attention_mask = pad_sequences([e.input_ids for e in encodings],
+                                                  self.pad_token_id, width)
+        token_type_ids, _ = pad_sequences([e.token_type_ids for e in encodings], 0, width)
         arrays = {
             "input_ids": input_ids,
             "token_type_ids": token_type_ids,

@@ -17,6 +17,14 @@ def test_regions_are_well_formed_and_numerous():
     assert all(e.hint for e in found)
 
 
+def test_regions_end_before_the_return():
+    """A `return` just above END EXERCISE would read as code after a return; it goes below."""
+    for e in ex.find_exercises(ROOT):
+        lines = (ROOT / e.path).read_text(encoding="utf-8").splitlines()
+        last = next(line for line in reversed(lines[e.begin:e.end]) if line.strip())
+        assert not last.strip().startswith("return"), f"{e.path}:{e.end}: exercise {e.id}"
+
+
 def test_stub_replaces_the_region_with_the_hint():
     src = (
         "def f(x):\n"

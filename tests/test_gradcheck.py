@@ -5,13 +5,13 @@ import pytest
 
 import minibert
 from minibert import GradcheckError, gradcheck
-from minibert.autograd import _accum, _result
+from minibert.autograd import accum_grad, op_result
 
 
 def wrong_square(x):
     """x² with a deliberately wrong backward (forgets the factor 2)."""
-    out = _result(x.data**2, (x,), "wrong_square")
-    out._backward = lambda: _accum(x, out.grad * x.data)
+    out = op_result(x.data**2, (x,), "wrong_square")
+    out._backward = lambda: accum_grad(x, out.grad * x.data)
     return out
 
 
