@@ -240,7 +240,7 @@ def _finetune_options(args) -> dict:
                 resume=args.resume, overwrite=args.overwrite,
                 allow_data_change=args.allow_data_change, freeze_encoder=args.freeze_encoder,
                 weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
-                progress=not args.no_progress)
+                progress=not args.no_progress, group_by_length=not args.no_group_by_length)
 
 
 def _finetune_tokens(args) -> int:
@@ -591,6 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=sequence_length, default=128)
     p.add_argument("--freeze-encoder", action="store_true", help="train only the new head; the "
                    "encoder is a fixed feature extractor")
+    p.add_argument("--no-group-by-length", action="store_true", help="plain shuffled batches "
+                   "(default: batches of texts of similar length, less padding, faster)")
     _run_folder(p)
     p.add_argument("--reinit-head", action="store_true", help="when --model's classifier head "
                    "has another number of classes, start it afresh (transformers' "

@@ -353,14 +353,50 @@ def train_validation_split(data: LabelledData, validation_fraction: float = 0.1,
 # Batching
 
 
-def batch_indices(num_examples: int, batch_size: int,
-                  rng: np.random.Generator | None = None) -> list[np.ndarray]:
+def batch_indices(num_examples: int, batch_size: int, rng: np.random.Generator | None = None,
+                  lengths=None, group_batches: int = 50) -> list[np.ndarray]:
     """Cut 0..num_examples-1 into batches of `batch_size` (the last one may be smaller).
-    With a generator the order is shuffled first (a new order each call); without, kept."""
+
+    rng       shuffle first (a new order each call); without, the order is kept
+    lengths   tokens per example: put examples of similar length together, so that a batch,
+              padded to its longest row, carries little padding (padding is work for nothing):
+              - with rng (training, as transformers' group_by_length): shuffle, cut the order
+                into groups of `group_batches` batches, sort each group by length, cut it into
+                batches, and shuffle the batches. Each batch is still a random draw, from
+                examples of about the same length.
+              - without rng (inference): sorted by length, longest first; the caller puts the
+                results back in input order (``np.argsort`` of the concatenated batches).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = rng.permutation(num_examples) if rng is not None else np.arange(num_examples)
-    return [order[i:i + batch_size] for i in range(0, num_examples, batch_size)]
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (num_examples,):
+            raise ValueError(f"lengths must give one length per example ({num_examples}), got "
+                             f"shape {lengths.shape}")
+        if rng is None:
+            order = np.argsort(-lengths, kind="stable")
+        else:
+            group = batch_size * group_batches
+            order = np.concatenate([
+                part[np.argsort(-lengths[part], kind="stable")]
+                for part in np.split(order, range(group, num_examples, group))
+            ]) if num_examples else order
+    batches = [order[i:i + batch_size] for i in range(0, num_examples, batch_size)]
+    if lengths is not None and rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def token_lengths(tokenizer, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
+                  max_length: int | None = None) -> np.ndarray:
+    """Tokens per text (or pair), [CLS] and [SEP] included, after truncation to `max_length`."""
+    if text_pairs is not None and len(text_pairs) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
+    pairs = text_pairs if text_pairs is not None else [None] * len(texts)
+    return np.array([len(tokenizer.encode(a, b, max_length, True))
+                     for a, b in zip(texts, pairs, strict=True)], dtype=np.int64)
 
 
 def _texts_at(data: LabelledData, idx: list[int]) -> tuple[list[str], list[str] | None]:

@@ -299,6 +299,42 @@ def test_batch_indices_cover_everything_and_shuffle_with_a_seed():
     assert all((a == b).all() for a, b in zip(shuffled, again, strict=True))
 
 
+def _padding(batches, lengths):
+    """Padded positions the model would compute on: each batch padded to its longest row."""
+    return sum(int(lengths[b].max() * len(b) - lengths[b].sum()) for b in batches)
+
+
+def test_inference_batches_are_sorted_longest_first():
+    lengths = np.array([3, 9, 5, 9, 1, 4, 7])
+    batches = batch_indices(7, 3, lengths=lengths)
+    order = np.concatenate(batches)
+    assert sorted(order.tolist()) == list(range(7))
+    assert lengths[order].tolist() == [9, 9, 7, 5, 4, 3, 1]
+    assert _padding(batches, lengths) < _padding(batch_indices(7, 3), lengths)
+
+
+def test_length_grouped_training_batches_are_random_and_carry_little_padding():
+    lengths = np.random.default_rng(1).integers(5, 100, size=1000)
+    grouped = batch_indices(1000, 16, np.random.default_rng(0), lengths, group_batches=10)
+    plain = batch_indices(1000, 16, np.random.default_rng(0))
+    assert sorted(np.concatenate(grouped).tolist()) == list(range(1000))
+    assert [len(b) for b in grouped].count(16) == 62 and len(grouped) == 63
+    assert _padding(grouped, lengths) < _padding(plain, lengths) / 5
+    # random: the same seed draws the same batches, another seed others, and the order of
+    # the batches is not sorted by length
+    again = batch_indices(1000, 16, np.random.default_rng(0), lengths, group_batches=10)
+    assert all((a == b).all() for a, b in zip(grouped, again, strict=True))
+    other = batch_indices(1000, 16, np.random.default_rng(2), lengths, group_batches=10)
+    assert any((a != b).any() for a, b in zip(grouped, other, strict=True))
+    longest = [int(lengths[b].max()) for b in grouped]
+    assert longest != sorted(longest) and longest != sorted(longest, reverse=True)
+
+
+def test_lengths_must_fit_the_examples():
+    with pytest.raises(ValueError, match="one length per example"):
+        batch_indices(5, 2, lengths=[1, 2, 3])
+
+
 def test_classification_batch_pads_to_the_longest_and_truncates(tokenizer):
     data = LabelledData(["the cat", "the cat sat on a mat", "dogs ran"], ["x", "y", "x"])
     b = classification_batch(tokenizer, data, [0, 1, 2], {"x": 0, "y": 1})

@@ -31,6 +31,19 @@ def test_probabilities_are_distributions_and_the_label_is_the_argmax(classifier)
     assert preds[0].confidence == max(preds[0].probabilities.values())
 
 
+def test_length_sorted_batches_give_the_same_probabilities_in_input_order(classifier):
+    texts = ["the card", "my parcel is late and the card was charged twice", "", "reset",
+             "the card was charged twice", "my parcel"]
+    classifier.model.classifier.W.data *= 1000  # an untrained model: make its answers differ
+    sorted_ = classifier.predict_proba(texts, batch_size=2)
+    plain = classifier.predict_proba(texts, batch_size=2, sort_by_length=False)
+    one_by_one = np.concatenate([classifier.predict_proba([t]) for t in texts])
+    # the texts' answers differ by more than 1e-3 (relative); rounding moves them by < 1e-5
+    assert len(set(np.round(np.log(sorted_[:, 2]), 3))) >= 4
+    np.testing.assert_allclose(sorted_, plain, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(sorted_, one_by_one, rtol=1e-5, atol=0)
+
+
 def test_long_texts_are_truncated_with_a_note(classifier, capsys):
     classifier.predict(["the card " * 40])
     assert "1 text(s) longer than 16 tokens were truncated" in capsys.readouterr().err
