@@ -243,6 +243,10 @@ def format_status(rows: list[ExerciseProgress], width: int = 100) -> str:
     if nxt:
         lines.append(f"next: exercise {nxt.id} (lesson {nxt.lesson}) — minibert exercises "
                      f"check {nxt.id}")
+        blocker = re.search(r"needs exercise (\S+) first", nxt.hint)
+        if blocker:
+            lines.append(f"      (its tests run through exercise {blocker[1]}, not done yet: do "
+                         f"{blocker[1]} first, or read ahead to its lesson)")
     return "\n".join(lines)
 
 

@@ -234,12 +234,19 @@ def run(lesson=None, ask=input, say=print, tries: int = 3) -> tuple[int, int]:
                     say("  (no answer read; moving on)")
                 asked += 1
                 right += ok
-                say(("  Right. " if ok else f"  Not quite. The answer: {q.right_answer()}. ")
-                    + q.explanation)
+                say("  " + verdict(q, ok))
     except EOFError:
         say("\n(end of input)")
     say(f"\n{right} of {asked} right.")
     return right, asked
+
+
+def verdict(q: Question, ok: bool) -> str:
+    """"Right." or "Not quite." with the right answer, then the explanation."""
+    if ok:
+        return f"Right. {q.explanation}"
+    answer = q.right_answer().rstrip(".")
+    return f"Not quite. The answer: {answer}. {q.explanation}"
 
 
 def ask(lesson, number: int) -> None:
@@ -257,5 +264,5 @@ def check(lesson, number: int, answer) -> bool | None:
               "this cell again.")
         return None
     ok = q.check(answer)
-    print(("Right. " if ok else f"Not quite. The answer: {q.right_answer()}. ") + q.explanation)
+    print(verdict(q, ok))
     return ok

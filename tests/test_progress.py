@@ -116,7 +116,7 @@ def test_status_command_prints_the_table(copies, capsys):
     assert main(["exercises", "status", str(one)]) == 0
     out = capsys.readouterr().out
     assert "✓ 1.1" in out and f"1 of {len(ALL)} exercises done" in out
-    assert "next: exercise 2.1" in out
+    assert "next: exercise 2.1" in out and "do 6.5 first" in out
 
 
 def test_grade_survives_an_endless_loop_and_writes_csv(copies, tmp_path, capsys):
