@@ -144,8 +144,11 @@ class Chromium:
         self._from_browser, from_browser_w = os.pipe()
 
         def fds():  # in the child: our pipe ends become its fds 3 (commands) and 4 (replies)
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
+            # via fresh copies first: a pipe end that already is fd 3 or 4 would otherwise keep
+            # its close-on-exec flag (dup2 onto itself changes nothing) and vanish at exec
+            r, w = os.dup(to_browser_r), os.dup(from_browser_w)
+            os.dup2(r, 3)
+            os.dup2(w, 4)
 
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
