@@ -81,16 +81,27 @@ print("  rate, whatever its gradient's scale; one whose gradient kept its sign m
 
 banner("2. Frozen encoder: requires_grad=False on θ, only the head ω trains (lr 1e-3)")
 model, before, after, changed = run(freeze_encoder=True, lr=1e-3)
-encoder_max = max(d for n, d in changed.items() if n.startswith("bert."))
+encoder_max = max(d for n, d in changed.items()
+                  if n.startswith("bert.") and not n.startswith("bert.pooler."))
 print(f"  largest change anywhere in the encoder: {encoder_max}  (θ is untouched)")
 print(f"  only the head changed: {encoder_max == 0 and changed['classifier.W'] > 0}")
+head = {n: p.data.size for n, p in model.named_parameters()
+        if n.startswith(("classifier.", "bert.pooler."))}
+n_classifier = sum(v for n, v in head.items() if n.startswith("classifier."))
+print(f"  The pooler moved too ({changed['bert.pooler.W']:.2e}): the head reads the pooled [CLS]")
+print("  vector, so in frozen mode the pooler trains with the classifier, as in transformers'")
+print(f"  recipe: {sum(head.values()):,} numbers ({n_classifier:,} classifier + "
+      f"{sum(head.values()) - n_classifier:,} pooler). MiniLM's pooler was never trained;")
+print("  frozen, it would hand the classifier a fixed random projection of h_[CLS].")
 
 banner("3. The trade-off")
 print("Full fine-tuning adapts the features themselves (usually more accurate, 22.7M numbers")
 print("to update, a small learning rate such as 2e-5..5e-5 so θ stays close to θ_pre-trained).")
-print("A frozen encoder trains only 1,540 numbers, fast and hard to overfit, with a larger")
-print("learning rate; its encoder outputs never change, so they can even be computed once")
-print("(notebooks/02 does exactly that).")
+print(f"A frozen encoder trains only {sum(head.values()):,} numbers (pooler and classifier), fast "
+      "and hard to")
+print("overfit, with a larger learning rate; its encoder outputs never change, so they can even")
+print("be computed once (notebooks/02 does exactly that). Lesson 13 measures the accuracy of")
+print("each choice.")
 show("classifier.W after the frozen run (H, C)", after["classifier.W"])
 print("\nNext: finetune and TrainingRun.train_step in minibert/train.py, AdamW in "
       "minibert/optim.py")

@@ -204,26 +204,29 @@ def cmd_finetune(args) -> int:
     else:
         evaluation = None
     labels = class_names(train)
+    pooling = {} if args.pooling is None else {"pooling": args.pooling}
     model, tokenizer = _with_fresh_head(BertForSequenceClassification, args.model, labels,
-                                        args.reinit_head)
-    print(f"Fine-tuning {args.model} ({_mode(args)}) on {len(train.texts)} examples, "
-          f"{len(labels)} classes: {', '.join(labels)}")
+                                        args.reinit_head, **pooling)
+    print(f"Fine-tuning {args.model} ({_mode(args)}, {model.config.pooling} pooling) on "
+          f"{len(train.texts)} examples, {len(labels)} classes: {', '.join(labels)}")
     finetune(model, tokenizer, train, evaluation, **_finetune_options(args))
     print(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
     return 0
 
 
-def _with_fresh_head(cls, model_arg: str, labels: list[str], reinit_head: bool = False):
+def _with_fresh_head(cls, model_arg: str, labels: list[str], reinit_head: bool = False,
+                     **overrides):
     """The pre-trained encoder with a new head, one output per label (named in id2label), and
     its tokenizer. reinit_head: a trained head of another size starts afresh too (--reinit-head,
-    transformers' ignore_mismatched_sizes) instead of being an error."""
+    transformers' ignore_mismatched_sizes) instead of being an error. overrides: config
+    fields (pooling)."""
     from .tokenizer import Tokenizer
 
     model_dir = resolve_model_dir(model_arg)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = cls.from_pretrained(model_dir, id2label=dict(enumerate(labels)),
-                                    ignore_mismatched_sizes=reinit_head)
+                                    ignore_mismatched_sizes=reinit_head, **overrides)
     for w in caught:  # say, once, that the new head ω starts fresh (and what was discarded)
         note(f"note: {str(w.message).splitlines()[0]}")
     return model, Tokenizer.from_pretrained(model_dir)
@@ -249,6 +252,9 @@ def _finetune_tokens(args) -> int:
     from .token_data import read_token_labelled, tag_names
     from .train import finetune_tokens
 
+    if args.pooling is not None:
+        raise ValueError("--pooling chooses how a sequence classifier summarises a text; a "
+                         "token classifier labels every token and pools nothing")
     _setup(args)
     train = read_token_labelled(args.train)
     if args.eval:
@@ -593,6 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "encoder is a fixed feature extractor")
     p.add_argument("--no-group-by-length", action="store_true", help="plain shuffled batches "
                    "(default: batches of texts of similar length, less padding, faster)")
+    p.add_argument("--pooling", choices=["cls", "mean"], default=None, help="how the classifier "
+                   "summarises a text: cls = BERT's pooler on the [CLS] vector, mean = the "
+                   "average of the token vectors (how all-MiniLM-L6-v2 was trained); saved in "
+                   "config.json (default: the model's own, cls for a pre-trained encoder)")
     _run_folder(p)
     p.add_argument("--reinit-head", action="store_true", help="when --model's classifier head "
                    "has another number of classes, start it afresh (transformers' "

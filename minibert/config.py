@@ -19,6 +19,8 @@ from dataclasses import InitVar, dataclass, field
 
 # The keys of config.json that describe the classes; id2label decides, the others follow.
 LABEL_KEYS = ("id2label", "label2id", "num_labels")
+# How a sequence classifier turns token vectors into one vector (BertConfig.pooling).
+POOLINGS = ("cls", "mean")
 
 # What each field may hold. config.json is read from files anyone may have written, so a
 # wrong type or value (hidden_size "abc" or 32.0, num_attention_heads 0) is an error that
@@ -54,6 +56,10 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 0
     classifier_dropout: float | None = None  # None: use hidden_dropout_prob
+    # How a sequence classifier summarises a text: "cls", BERT's pooler on the [CLS] vector, or
+    # "mean", the average of the token vectors (how all-MiniLM-L6-v2 was trained to summarise a
+    # sentence). A minibert field: transformers ignores it and always uses the pooler.
+    pooling: str = "cls"
     id2label: dict[int, str] | None = None
     extra: dict = field(default_factory=dict)
     # Other ways to say which classes there are: only read by the constructor, which turns
@@ -74,6 +80,9 @@ class BertConfig:
                 f"BertConfig: hidden_act {self.hidden_act!r} is not supported; minibert implements "
                 "BERT's exact (erf) 'gelu'"
             )
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"BertConfig: pooling must be one of {POOLINGS}, got "
+                             f"{self.pooling!r}")
         if self.extra.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError("BertConfig: only position_embedding_type 'absolute' is supported")
 

@@ -26,6 +26,7 @@ d = head size (H / h), V = vocabulary size, C = number of classes.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -260,6 +261,20 @@ class BertModel(BertPreTrainedModel):
         )
 
 
+def mean_pool(last_hidden_state: Tensor, attention_mask) -> Tensor:
+    """Average of the token vectors over real tokens.   (B, T, H), mask (B, T) -> (B, H)
+
+    Padding positions are multiplied by 0, and the sum is divided by the number of real
+    tokens (at least 1e-9, so an all-padding row gives 0 instead of a division by zero).
+    Built from autograd ops, so it can be trained through.
+    """
+    xp = get_array_module(last_hidden_state.data)
+    mask = xp.asarray(attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask)
+    m = Tensor(mask[:, :, None].astype(last_hidden_state.dtype))  # (B, T, 1)
+    counts = xp.maximum(mask.sum(axis=1, keepdims=True), 1e-9).astype(last_hidden_state.dtype)
+    return (last_hidden_state * m).sum(axis=1) / Tensor(counts)
+
+
 def _as_ids(xp, a, name: str, shape=None):
     """An integer array (B, T) on the model's device, from an array, a Tensor or a list."""
     a = xp.asarray(a.data if isinstance(a, Tensor) else a)
@@ -311,8 +326,11 @@ def _as_labels(xp, labels, shape):
 
 
 class BertForSequenceClassification(_Head):
-    """One label per sequence: dropout + linear on the pooled [CLS] vector.
+    """One label per sequence: dropout + linear on one summary vector of the sequence.
 
+    The summary (config.pooling) is the pooled [CLS] vector, tanh(dense(h_[CLS])) ("cls",
+    BERT's), or the mean of the token vectors over the attention mask ("mean", how
+    all-MiniLM-L6-v2 was trained to summarise a sentence).
     input_ids (B, T) -> logits (B, C), C = config.num_labels; labels (B,) class ids.
     """
 
@@ -330,8 +348,27 @@ class BertForSequenceClassification(_Head):
                 output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_hidden_states, output_attentions)
-        logits = self.classifier(self.dropout(out.pooler_output))  # (B, C)
+        if self.config.pooling == "mean":
+            mask = (np.ones(out.last_hidden_state.shape[:2], dtype=np.int64)
+                    if attention_mask is None else attention_mask)
+            summary = mean_pool(out.last_hidden_state, mask)  # (B, H)
+        else:
+            summary = out.pooler_output  # (B, H)
+        logits = self.classifier(self.dropout(summary))  # (B, C)
         return HeadOutput(self._loss(logits, labels), logits, out.hidden_states, out.attentions)
+
+    def save_pretrained(self, path) -> None:
+        """As BertPreTrainedModel.save_pretrained; a mean-pooled model also gets a warning,
+        because transformers reads the folder but ignores `pooling` and uses the pooler."""
+        if self.config.pooling == "mean":
+            warnings.warn(
+                "this classifier summarises a text by the mean of its token vectors "
+                "(config pooling='mean'). minibert loads it back as it is, but transformers' "
+                "BertForSequenceClassification ignores that field and classifies the pooled "
+                "[CLS] vector instead: opened there it gives other predictions. Use minibert to "
+                "run it, or fine-tune with pooling='cls' for a model transformers runs as is.",
+                stacklevel=2)
+        super().save_pretrained(path)
 
 
 class BertForTokenClassification(_Head):

@@ -17,22 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from .autograd import Tensor, no_grad, where
-from .backend import get_array_module, to_numpy
-from .model import BertModel
+from .backend import to_numpy
+from .model import BertModel, mean_pool
 
-
-def mean_pool(last_hidden_state: Tensor, attention_mask) -> Tensor:
-    """Average of the token vectors over real tokens.   (B, T, H), mask (B, T) -> (B, H)
-
-    Padding positions are multiplied by 0, and the sum is divided by the number of real
-    tokens (at least 1e-9, so an all-padding row gives 0 instead of a division by zero).
-    Built from autograd ops, so it can be trained through.
-    """
-    xp = get_array_module(last_hidden_state.data)
-    mask = xp.asarray(attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask)
-    m = Tensor(mask[:, :, None].astype(last_hidden_state.dtype))  # (B, T, 1)
-    counts = xp.maximum(mask.sum(axis=1, keepdims=True), 1e-9).astype(last_hidden_state.dtype)
-    return (last_hidden_state * m).sum(axis=1) / Tensor(counts)
+__all__ = ["SentenceEncoder", "l2_normalize", "mean_pool"]
 
 
 def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:

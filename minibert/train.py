@@ -6,7 +6,8 @@ pre-trained values, ω from fresh random values, and both are trained together o
 
     θ̂, ω̂ = argmin over θ, ω of  mean over the training set of  loss(head_ω(encoder_θ(x)), y)
 
-With ``freeze_encoder=True`` only ω trains: the encoder is a fixed feature extractor.
+With ``freeze_encoder=True`` only ω trains: the encoder (embeddings and layers) is a fixed
+feature extractor; a sequence classifier that pools by [CLS] trains its pooler with ω.
 
 One training step, the same in both loops (``TrainingRun.train_step``):
 
@@ -87,7 +88,8 @@ class TrainConfig:
     overwrite            replace the run in out_dir (only what a run writes is removed)
     allow_data_change    resume although the training data or vocabulary differ from the
                          run's (a note says so); by default that is an error
-    freeze_encoder       fine-tuning only: train the head ω, keep the encoder θ fixed
+    freeze_encoder       fine-tuning only: train the head ω (and the pooler, when the head
+                         reads it), keep the encoder θ (embeddings, layers) fixed
     mlm_probability      pre-training only: share of tokens chosen for prediction
     eval_batch_size      examples per forward pass during evaluation
     group_by_length      batch examples of similar length together (shuffled within groups
@@ -532,8 +534,19 @@ def _vocabulary(tokenizer):
 
 
 def _freeze_encoder(model) -> list:
-    """requires_grad=False on every trainable encoder parameter; returns them (to unfreeze)."""
-    frozen = [p for p in model.bert.parameters() if p.requires_grad]
+    """requires_grad=False on every trainable encoder parameter; returns them (to unfreeze).
+
+    The encoder is the embeddings and the layers. The pooler, tanh(dense(h_[CLS])), is used
+    only by a sequence classifier that pools by [CLS]: there it trains with the classifier, as
+    in transformers' frozen recipe (all-MiniLM-L6-v2's pooler was never trained: frozen, it
+    would feed the classifier a fixed random projection). Otherwise it is frozen too.
+    """
+    bert = model.bert
+    uses_pooler = bert.pooler is not None and getattr(model.config, "pooling", "cls") == "cls" \
+        and hasattr(model, "classifier")
+    fixed = [p for name, p in bert.named_parameters()
+             if not (uses_pooler and name.startswith("pooler."))]
+    frozen = [p for p in fixed if p.requires_grad]
     for p in frozen:
         p.requires_grad = False
         p.grad = None
