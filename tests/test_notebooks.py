@@ -10,7 +10,6 @@ All three use the real all-MiniLM-L6-v2 weights and are skipped, with the reason
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,13 +95,8 @@ def test_a_notebook_in_a_learner_copy_imports_the_learners_minibert(tmp_path):
     first.source = first.source.split("\n\n%matplotlib")[0].split("\n%matplotlib")[0]
     first.source = first.source.split("import numpy as np")[0]
     nb.cells = [first, probe]
-    env_backup = os.environ.pop("PYTHONPATH", None)
-    try:
-        nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
-                                resources={"metadata": {"path": str(path.parent)}}).execute()
-    finally:
-        if env_backup is not None:
-            os.environ["PYTHONPATH"] = env_backup
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
     out = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     assert str(copy / "minibert" / "__init__.py") in out
     assert "Exercise 3.1:" in out
