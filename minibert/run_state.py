@@ -271,6 +271,8 @@ def clean_leftovers(out_dir) -> list[str]:
     keep = set() if pointer is None else {pointer["checkpoint"], pointer.get("best")}
     removed = []
     for path in sorted(out_dir.iterdir()):
+        if path.is_symlink():  # never ours (see remove_folder): left alone
+            continue
         if _TRASH.fullmatch(path.name) and path.is_dir():
             shutil.rmtree(path)
         elif CHECKPOINT.fullmatch(path.name) and path.is_dir() and path.name not in keep:
@@ -296,6 +298,9 @@ def remove_folder(folder: Path) -> None:
     folder = Path(folder)
     if not (CHECKPOINT.fullmatch(folder.name) or folder.name == FINAL):  # only ours
         raise ValueError(f"refusing to remove {folder}: not a folder a training run writes")
+    if folder.is_symlink():  # we write folders, never links: it may point anywhere
+        raise RunStateError(f"refusing to remove {folder}: it is a symbolic link, which a "
+                            "training run never writes; remove it yourself if it is yours")
     if not folder.is_dir():
         return
     trash = folder.with_name(f".trash-{folder.name}-{secrets.token_hex(6)}")

@@ -304,3 +304,21 @@ def test_pretrain_resume_keeps_its_vocabulary_and_refuses_a_changed_corpus(tmp_p
     corpus.write_text("\n".join(make_task(80, seed=3).texts), encoding="utf-8")
     assert main([*args, "--epochs", "2", "--resume"]) == 0  # the same corpus: it continues
     assert (out / "checkpoint-epoch-2" / "vocab.txt").read_text() == vocab
+
+
+def test_symbolic_links_are_never_followed_for_removal(tokenizer, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "checkpoint-epoch-7").symlink_to(victim)  # looks like ours, points elsewhere
+    (out / ".trash-checkpoint-epoch-1-0123456789ab").symlink_to(victim)
+    assert clean_leftovers(out) == []
+    with pytest.raises(RunStateError, match="symbolic link"):
+        run_state.remove_folder(out / "checkpoint-epoch-7")
+    with pytest.raises(RunStateError, match="already holds a training run"):
+        run(tokenizer, out, epochs=1)
+    with pytest.raises(RunStateError, match="symbolic link"):
+        run(tokenizer, out, epochs=1, overwrite=True)
+    assert (victim / "precious.txt").read_text() == "keep me"
