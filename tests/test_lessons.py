@@ -48,6 +48,10 @@ LESSONS = [
     ("12_token_classification", True, [
         "14 words became 18 pieces; 14 positions carry a label (one per word), 6 are -100",
         "token head:    logits (B, T, C)        shape (2, 20, 9)"]),
+    ("13_discarding_the_head", False, ["encoder tensors equal in both models: 37 of 37",
+                                       "identical in both models: True",
+                                       "  cls.predictions.bias                           (800,)",
+                                       "  classifier.W                                   (64, 4)"]),
 ]
 # Lessons whose full run takes longer than the suite should: the tests run a shortened version
 # (the lesson's .md gives the measured numbers of the full run and the command).
@@ -101,7 +105,22 @@ def _entity_scores_are_computed(stdout: str) -> None:
     assert f1 == round(2 * correct / (pred + true), 3)  # = 2PR / (P + R)
 
 
-COMPUTED_CHECKS = {"12_token_classification": _entity_scores_are_computed}
+def _head_accounting_is_computed(stdout: str) -> None:
+    """Lesson 13's counts follow from the tiny model's sizes (V and H it prints)."""
+    V, H = (int(x) for x in re.search(r"all V = (\d+) words from each H = (\d+)",
+                                         stdout).groups())
+    discarded = (H * H + H) + 2 * H + V  # transform dense, its LayerNorm, the decoder bias
+    fresh = (H * H + H) + (H * 4 + 4)  # the pooler and the 4-class classifier
+    m = re.search(r"numbers: ([\d,]+) kept, ([\d,]+) discarded, ([\d,]+) fresh", stdout)
+    kept, got_discarded, got_fresh = (int(x.replace(",", "")) for x in m.groups())
+    assert (got_discarded, got_fresh) == (discarded, fresh)
+    total = int(re.search(r"holds 42 tensors, ([\d,]+) numbers", stdout).group(1)
+                .replace(",", ""))
+    assert kept + discarded == total
+
+
+COMPUTED_CHECKS = {"12_token_classification": _entity_scores_are_computed,
+                   "13_discarding_the_head": _head_accounting_is_computed}
 
 
 def test_every_lesson_is_tested_documented_and_listed():

@@ -97,6 +97,16 @@ def ignored_positions_order_sentence():
     return align_labels(word_ids, [0] * len(words)).count(-100)
 
 
+def discarded_numbers_tiny_mlm():
+    from minibert.model import BertForMaskedLM
+
+    minibert.manual_seed(0)
+    mlm = BertForMaskedLM(BertConfig(vocab_size=800, hidden_size=64, num_hidden_layers=1,
+                                     num_attention_heads=4, intermediate_size=128))
+    return sum(p.data.size for name, p in mlm.named_parameters()
+               if not name.startswith("bert."))
+
+
 def lesson1_batch_shape():
     batch = minilm_tokenizer().batch_encode(["I was charged twice.",
                                              "Neuroplasticity lets the brain rewire itself!"])
@@ -222,7 +232,8 @@ COMPUTED = {f.__name__: f for f in [
     minilm_intermediate_size, bert_base_layer_parameters, head_parameters_384_4,
     uniform_cross_entropy_4, ce_gradient_two_equal_logits, linear_weight_gradient_shape,
     expected_mask_tokens_2000, frozen_minilm_trainable_parameters, predict_proba_shape_12_4,
-    hf_intermediate_weight_shape, token_logits_shape, ignored_positions_order_sentence]}
+    hf_intermediate_weight_shape, token_logits_shape, ignored_positions_order_sentence,
+    discarded_numbers_tiny_mlm]}
 
 
 # -- the tests ---------------------------------------------------------------------------------
