@@ -171,6 +171,16 @@ def test_arguments_are_checked_before_any_work(argv, message, capsys, monkeypatc
     assert message in capsys.readouterr().err
 
 
+def test_unwritable_out_is_refused_before_work(tmp_path, capsys, monkeypatch):
+    """As the read-only test below, but runnable as root: the permission check is simulated."""
+    from minibert import cli
+
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+    assert exit_code(["finetune", "--train", str(TICKETS / "train.tsv"), "--out",
+                      str(tmp_path / "run")]) == 2
+    assert f"cannot write into {tmp_path}" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
                     reason="needs POSIX permissions that bind (root may write anywhere)")
 def test_read_only_out_is_refused_before_work(tmp_path, capsys):
