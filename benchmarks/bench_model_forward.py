@@ -60,11 +60,11 @@ def worker_minibert(batch, seq, repeat) -> dict:
         with minibert.no_grad():
             return model(ids, mask, types).last_hidden_state.data
 
-    seconds = median_time(run, repeat)
+    seconds, cpu = median_time(run, repeat)
     peak = rss_mb()
     with OpProfile() as prof:
-        profiled = median_time(run, 1, warmup=0)
-    return {"seconds": seconds, "baseline_mb": baseline, "peak_mb": peak,
+        profiled, _ = median_time(run, 1, warmup=0)
+    return {"seconds": seconds, "cpu_seconds": cpu, "baseline_mb": baseline, "peak_mb": peak,
             "sample": run()[0, :2, :4].tolist(), "breakdown": prof.breakdown(profiled),
             "matmul_peak_gflops": matmul_peak_gflops()}
 
@@ -86,8 +86,8 @@ def worker_torch(batch, seq, repeat, threads) -> dict:
         with torch.inference_mode():
             return model(*tensors).last_hidden_state
 
-    seconds = median_time(run, repeat)
-    return {"seconds": seconds, "baseline_mb": baseline, "peak_mb": rss_mb(),
+    seconds, cpu = median_time(run, repeat)
+    return {"seconds": seconds, "cpu_seconds": cpu, "baseline_mb": baseline, "peak_mb": rss_mb(),
             "sample": run()[0, :2, :4].tolist()}
 
 
@@ -116,7 +116,7 @@ def main(argv=None) -> None:
     print(f"all-MiniLM-L6-v2 forward (inference), float32, median of {args.repeat} after 1 "
           f"warm-up; numpy {np.__version__}; each line two fresh processes")
     header = (f"{'case':<11} {'shape':>7} {'thr':>3} {'minibert':>10} {'pytorch':>10} "
-              f"{'ratio':>6} {'peak MiB minibert':>18} {'pytorch':>12}  max|diff|")
+              f"{'ratio':>6} {'cpu ratio':>9} {'peak MiB minibert':>18} {'pytorch':>12}  max|diff|")
     print(header)
     print("-" * len(header))
     profiles = []
@@ -133,7 +133,9 @@ def main(argv=None) -> None:
             ok = "error" not in ours and "error" not in theirs
             line = (f"{name:<11} {batch:>3}x{seq:<3} {threads:>3} {_ms(ours):>10} "
                     f"{_ms(theirs):>10} ")
-            line += f"{theirs['seconds'] / ours['seconds']:>6.2f} " if ok else f"{'-':>6} "
+            line += (f"{theirs['seconds'] / ours['seconds']:>6.2f} "
+                     f"{theirs['cpu_seconds'] / ours['cpu_seconds']:>9.2f} ") if ok \
+                else f"{'-':>6} {'-':>9} "
             line += f"{_mem(ours):>18} {_mem(theirs):>12}"
             if ok:
                 diff = np.abs(np.array(ours["sample"]) - np.array(theirs["sample"])).max()
@@ -141,8 +143,10 @@ def main(argv=None) -> None:
             print(line, flush=True)
             if "breakdown" in ours:
                 profiles.append((name, threads, ours))
-    print("ratio = PyTorch time / minibert time (above 1: minibert is faster); peak = ru_maxrss "
-          "of each process (after loading the model in brackets)")
+    print("ratio = PyTorch time / minibert time (above 1: minibert is faster), wall-clock "
+          "medians; cpu ratio = the same with CPU time (steadier on a shared machine, but blind "
+          "to what extra threads gain); peak = ru_maxrss of each process (after loading the "
+          "model in brackets)")
     print("\nwhere minibert's time goes (one profiled pass):")
     for name, threads, r in profiles:
         print(f"  {name}, {threads} thread(s): "

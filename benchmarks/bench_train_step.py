@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +29,7 @@ from common import (  # noqa: E402
     OpProfile,
     format_breakdown,
     matmul_peak_gflops,
+    median_time,
     run_worker,
 )
 from common import rss_mb as _rss_mb  # noqa: E402
@@ -48,13 +48,9 @@ def _batch(batch: int, seq: int, seed: int = 0):
     return ids, mask, labels
 
 
-def _time_steps(step, warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
+def _time_steps(step, warmup: int, steps: int) -> tuple[float, float]:
+    """(wall, CPU) seconds per step: medians over `steps` steps after `warmup` (common.py)."""
+    return median_time(step, steps, warmup)
 
 
 def worker_minibert(layers, hidden, batch, seq, steps, threads) -> dict:
@@ -79,11 +75,12 @@ def worker_minibert(layers, hidden, batch, seq, steps, threads) -> dict:
         out.loss.backward()
         optimizer.step()
 
-    seconds = _time_steps(step, warmup=1, steps=steps)
+    seconds, cpu = _time_steps(step, warmup=1, steps=steps)
     peak = _rss_mb()
     with OpProfile() as prof:
-        profiled = _time_steps(step, warmup=0, steps=1)
-    return {"seconds_per_step": seconds, "baseline_mb": baseline, "peak_mb": peak,
+        profiled, _ = _time_steps(step, warmup=0, steps=1)
+    return {"seconds_per_step": seconds, "cpu_seconds": cpu, "baseline_mb": baseline,
+            "peak_mb": peak,
             "params": model.num_parameters(), "breakdown": prof.breakdown(profiled),
             "matmul_peak_gflops": matmul_peak_gflops()}
 
@@ -108,8 +105,9 @@ def worker_torch(layers, hidden, batch, seq, steps, threads) -> dict:
         out.loss.backward()
         optimizer.step()
 
-    seconds = _time_steps(step, warmup=1, steps=steps)
-    return {"seconds_per_step": seconds, "baseline_mb": baseline, "peak_mb": _rss_mb(),
+    seconds, cpu = _time_steps(step, warmup=1, steps=steps)
+    return {"seconds_per_step": seconds, "cpu_seconds": cpu, "baseline_mb": baseline,
+            "peak_mb": _rss_mb(),
             "params": sum(p.numel() for p in model.parameters())}
 
 
@@ -150,7 +148,8 @@ def main(argv=None) -> None:
           f"{tokens} tokens, vocab {VOCAB}, {steps} timed steps, each framework in a fresh "
           f"process; python {sys.version.split()[0]}")
     header = (f"{'config':<10} {'thr':>3} {'params':>7} {'minibert tok/s':>15} "
-              f"{'torch tok/s':>12} {'ratio':>6} {'minibert peak MB':>18} {'torch peak MB':>14}")
+              f"{'torch tok/s':>12} {'ratio (cpu)':>12} {'minibert peak MB':>18} "
+              f"{'torch peak MB':>14}")
     print(header)
     print("-" * len(header))
     profiles = []
@@ -168,17 +167,19 @@ def main(argv=None) -> None:
                                  f"{r['peak_mb']:,.0f} ({r['baseline_mb']:,.0f})")
             ok = all("error" not in r for r in res.values())
             ratio = (f"{res['torch']['seconds_per_step'] / res['minibert']['seconds_per_step']:.2f}"
+                     f" ({res['torch']['cpu_seconds'] / res['minibert']['cpu_seconds']:.2f})"
                      if ok else "-")
             params = next((f"{r['params'] / 1e6:.1f}M" for r in res.values() if "params" in r),
                           "-")
             config = f"L={layers}/H={hidden}"
             print(f"{config:<10} {threads:>3} {params:>7} {cells['minibert'][0]:>15} "
-                  f"{cells['torch'][0]:>12} {ratio:>6} {cells['minibert'][1]:>18} "
+                  f"{cells['torch'][0]:>12} {ratio:>12} {cells['minibert'][1]:>18} "
                   f"{cells['torch'][1]:>14}", flush=True)
             if "breakdown" in res["minibert"]:
                 profiles.append((config, threads, res["minibert"]))
-    print("ratio = minibert tokens/s / PyTorch tokens/s (1.00 = as fast); peak MB = ru_maxrss "
-          "of each process, (after-import baseline)")
+    print("ratio = minibert tokens/s / PyTorch tokens/s (1.00 = as fast), wall-clock medians; "
+          "(cpu) = the same with CPU time, steadier on a shared machine but blind to what extra "
+          "threads gain; peak MB = ru_maxrss of each process, (after-import baseline)")
     print("\nwhere minibert's time goes (one profiled step):")
     for config, threads, r in profiles:
         print(f"  {config}, {threads} thread(s): "

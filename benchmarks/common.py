@@ -51,16 +51,21 @@ def run_worker(script: str, args: list[str], threads: int, timeout: float = 3600
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def median_time(fn, repeat: int, warmup: int = 1) -> float:
+def median_time(fn, repeat: int, warmup: int = 1) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one call of fn, medians of `repeat` calls.
+
+    CPU time (all threads of this process) is what the work cost; on a machine shared with
+    other jobs, wall time also counts the waits for a free core. At 1 thread CPU time is the
+    steadier measure of speed; with more threads only wall time shows the gain."""
     for _ in range(warmup):
         fn()
-    times = []
+    walls, cpus = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    return sorted(walls)[len(walls) // 2], sorted(cpus)[len(cpus) // 2]
 
 
 def matmul_peak_gflops(n: int = 2048, repeat: int = 5) -> float:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import partial
 
 import numpy as np
 
@@ -285,9 +286,14 @@ def global_grad_norm(params: Iterable) -> float:
     total = 0.0
     for p in params:
         if p.requires_grad and p.grad is not None:
-            g = p.grad.astype(np.float64, copy=False)  # float64: the sum of squares is long
-            total += float((g * g).sum())
+            total += sum(parallel.for_blocks(partial(_sum_of_squares, p.grad), p.grad))
     return math.sqrt(total)
+
+
+def _sum_of_squares(g, rows) -> float:
+    """Σ g² over some rows of g, in float64: the sum of squares of a whole model is long."""
+    b = g[rows].astype(np.float64)
+    return float((b * b).sum())
 
 
 def clip_grad_norm(params: Iterable, max_norm: float) -> float:

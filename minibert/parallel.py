@@ -68,26 +68,23 @@ def set_num_threads(n: int) -> None:
     _num_threads = n
 
 
-def for_blocks(work: Callable, a, block: int = BLOCK) -> None:
+def for_blocks(work: Callable, a, block: int = BLOCK) -> list:
     """Call ``work(rows)`` for slices ``rows`` that together cover the first axis of `a`.
 
     `a` is the (2-D or 1-D) array being processed; each slice holds about `block` elements
     (whole rows: row-wise ops such as softmax need them). `work` reads and writes only its
-    own rows, so the slices may run at the same time on different threads.
+    own rows, so the slices may run at the same time on different threads. Returns what each
+    call returned, in the order of the rows (partial sums add up the same way every time).
     """
     n = a.shape[0] if a.ndim else 1
     row = max(1, a.size // max(n, 1))
     step = max(1, block // row)
     if backend.is_device_array(a) or n <= step:
-        work(...)  # on the GPU, or small: one call over everything (a[...] is all of a)
-        return
+        return [work(...)]  # on the GPU, or small: one call over everything (a[...] is all)
     slices = [slice(i, i + step) for i in range(0, n, step)]
     if get_num_threads() == 1:
-        for s in slices:
-            work(s)
-        return
+        return [work(s) for s in slices]
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(get_num_threads(), thread_name_prefix="minibert")
-    for _ in _pool.map(work, slices):  # iterating re-raises a block's exception here
-        pass
+    return list(_pool.map(work, slices))  # in order; re-raises a block's exception here
