@@ -44,7 +44,7 @@ def macro_f1(y_true, y_pred, num_classes: int) -> float:
     return float(per_class_f1(confusion_matrix(y_true, y_pred, num_classes)).mean())
 
 
-def format_confusion(matrix, labels: list[str], max_width: int = 100) -> str:
+def format_confusion(matrix, labels: list[str], max_width: int = 120) -> str:
     """The confusion matrix as text: rows are true classes, columns predicted ones.
 
     Class names are never cut: the columns are headed by the whole names when the table fits in

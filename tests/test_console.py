@@ -81,7 +81,7 @@ def test_long_class_names_are_never_cut():
     assert lines[3].split()[-3:] == ["0", "4", "2"]
     many = [f"a_rather_long_class_name_{i}" for i in range(8)]  # too wide: numbered columns
     wide = format_confusion(np.eye(8, dtype=int) * 3, many)
-    assert max(len(line) for line in wide.splitlines()) <= 100
+    assert max(len(line) for line in wide.splitlines()) <= 120
     assert all(f"{i} {name}" in wide for i, name in enumerate(many))
     prediction = Prediction("hi", names[1], {n: 1 / 3 for n in names})
     row = format_predictions([prediction]).splitlines()[2]
