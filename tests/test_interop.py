@@ -310,6 +310,8 @@ def test_every_epoch_folder_opens_with_from_pretrained_and_in_transformers(tmp_p
     texts = ["the apple and banana", "the dog and sheep", "the rain and snow"]
     final, _ = _finetuned_folder(run, log=log)
     opened[2] = _same_in_transformers(run / "checkpoint-epoch-2", texts)
-    assert not (run / "checkpoint-epoch-1").exists()  # only the latest is kept
+    pointer = json.loads((run / "latest.json").read_text())  # only the latest and the best
+    assert {p.name for p in run.glob("checkpoint-epoch-*")} == {pointer["checkpoint"],
+                                                                 pointer["best"]}
     np.testing.assert_array_equal(opened[2], _same_in_transformers(final, texts))
     assert not np.allclose(opened[1], opened[2])  # epoch 2 trained on
