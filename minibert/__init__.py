@@ -33,6 +33,7 @@ from .evaluation import evaluate, evaluate_tokens
 from .gradcheck import GradcheckError, gradcheck
 from .model import (
     BertForMaskedLM,
+    BertForPreTraining,
     BertForSequenceClassification,
     BertForTokenClassification,
     BertModel,
@@ -44,18 +45,25 @@ from .safetensors_io import load_file, save_file
 from .sentence import SentenceEncoder
 from .token_data import TokenLabelledData, read_token_labelled
 from .tokenizer import BasicTokenizer, Tokenizer
-from .train import TrainConfig, TrainingDivergedError, finetune, finetune_tokens, pretrain_mlm
+from .train import (
+    TrainConfig,
+    TrainingDivergedError,
+    finetune,
+    finetune_tokens,
+    pretrain_mlm,
+    pretrain_nsp,
+)
 from .version import __version__ as __version__  # re-exported: minibert.__version__
 
 __all__ = [
     "AdamW", "BackendError", "BasicTokenizer", "BertConfig", "BertForMaskedLM",
-    "BertForSequenceClassification", "BertForTokenClassification", "BertModel", "CheckpointError",
-    "Classifier", "DataError", "GradcheckError", "LabelledData", "MLMCollator", "SGD",
-    "SentenceEncoder", "ShapeError", "Tagger", "Tensor", "TokenLabelledData", "Tokenizer",
-    "TrainConfig", "TrainingDivergedError", "clip_grad_norm", "concatenate", "cupy_available",
-    "evaluate", "evaluate_tokens", "finetune", "finetune_tokens", "functional", "get_backend",
-    "get_num_threads", "gradcheck", "linear_warmup_decay", "load_file", "manual_seed",
-    "masked_fill", "no_grad", "pretrain_mlm", "read_labelled", "read_text_corpus",
-    "read_token_labelled", "save_file", "set_num_threads", "tensor", "to_numpy", "use_backend",
-    "where",
+    "BertForPreTraining", "BertForSequenceClassification", "BertForTokenClassification",
+    "BertModel", "CheckpointError", "Classifier", "DataError", "GradcheckError", "LabelledData",
+    "MLMCollator", "SGD", "SentenceEncoder", "ShapeError", "Tagger", "Tensor", "TokenLabelledData",
+    "Tokenizer", "TrainConfig", "TrainingDivergedError", "clip_grad_norm", "concatenate",
+    "cupy_available", "evaluate", "evaluate_tokens", "finetune", "finetune_tokens", "functional",
+    "get_backend", "get_num_threads", "gradcheck", "linear_warmup_decay", "load_file",
+    "manual_seed", "masked_fill", "no_grad", "pretrain_mlm", "pretrain_nsp", "read_labelled",
+    "read_text_corpus", "read_token_labelled", "save_file", "set_num_threads", "tensor",
+    "to_numpy", "use_backend", "where",
 ]

@@ -127,6 +127,8 @@ HEAD_NAME_TABLE = [
     ("transform_norm.gamma", "cls.predictions.transform.LayerNorm.weight", False),
     ("transform_norm.beta", "cls.predictions.transform.LayerNorm.bias", False),
     ("decoder_bias", "cls.predictions.bias", False),
+    ("seq_relationship.W", "cls.seq_relationship.weight", True),  # next-sentence prediction
+    ("seq_relationship.b", "cls.seq_relationship.bias", False),
 ]
 # Hugging Face names that carry nothing of their own: a buffer (0, 1, 2, ...) and the masked-LM
 # decoder, whose weight is the word-embedding table and whose bias is cls.predictions.bias.

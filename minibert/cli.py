@@ -146,11 +146,14 @@ def _check_columns(parser: argparse.ArgumentParser, args) -> None:
 
 def cmd_pretrain(args) -> int:
     from .config import BertConfig
-    from .model import BertForMaskedLM
+    from .model import BertForMaskedLM, BertForPreTraining
     from .run_state import check_out_dir, latest_run_state
     from .tokenizer import Tokenizer
-    from .train import pretrain_mlm
+    from .train import pretrain_mlm, pretrain_nsp
 
+    # --nsp: BERT's two tasks, masked LM + next-sentence prediction (needs the pooler)
+    model_class, tasks = ((BertForPreTraining, "MLM + next-sentence") if args.nsp
+                          else (BertForMaskedLM, "MLM"))
     _setup(args)
     check_out_dir(args.out, args.resume, args.overwrite)  # before any work
     saved = latest_run_state(args.out) if args.resume else None
@@ -158,14 +161,14 @@ def cmd_pretrain(args) -> int:
         # The run's own vocabulary and model shape, not a vocabulary trained anew on a corpus
         # that may have changed (the data fingerprint then says so).
         tokenizer = Tokenizer.from_pretrained(saved)
-        model = BertForMaskedLM(load_config(saved))
+        model = model_class(load_config(saved))
         print(f"Resuming the pre-training run in {args.out}")
     elif args.model:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = BertForMaskedLM.from_pretrained(args.model)
+            model = model_class.from_pretrained(args.model)
         tokenizer = Tokenizer.from_pretrained(resolve_model_dir(args.model))
-        print(f"Continuing MLM pre-training of {args.model}")
+        print(f"Continuing {tasks} pre-training of {args.model}")
     else:
         print(f"Training a {args.vocab_size}-token WordPiece vocabulary on {args.corpus}")
         tokenizer = Tokenizer.train([Path(args.corpus)], vocab_size=args.vocab_size)
@@ -173,10 +176,11 @@ def cmd_pretrain(args) -> int:
                             num_hidden_layers=args.layers, num_attention_heads=args.heads,
                             intermediate_size=4 * args.hidden,
                             max_position_embeddings=max(args.max_length, 128))
-        model = BertForMaskedLM(config)
+        model = model_class(config)
         print(f"A fresh BERT: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
-              f"{model.num_parameters() / 1e6:.2f}M parameters")
-    pretrain_mlm(model, tokenizer, Path(args.corpus), epochs=args.epochs,
+              f"{model.num_parameters() / 1e6:.2f}M parameters; {tasks} pre-training")
+    pretrain = pretrain_nsp if args.nsp else pretrain_mlm
+    pretrain(model, tokenizer, Path(args.corpus), epochs=args.epochs,
                  batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
                  seed=args.seed, out_dir=args.out, resume=args.resume,
                  progress=not args.no_progress, overwrite=args.overwrite,
@@ -571,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=sequence_length, default=128)
     _run_folder(p)
     _no_progress(p)
+    p.add_argument("--nsp", action="store_true", help="also train next-sentence prediction "
+                   "(BertForPreTraining: pairs of sentences cut from --corpus, half real next "
+                   "sentences, half random; each line is a paragraph)")
     _common(p)
     p.set_defaults(func=cmd_pretrain)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -538,3 +539,62 @@ class MLMCollator:
                                      self.vocab_size, self.rng, self.mlm_probability)
         return {"input_ids": masked, "attention_mask": attention_mask,
                 "token_type_ids": np.zeros_like(input_ids), "labels": labels}
+
+
+# ----------------------------------------------------------------------------------------------
+# Next-sentence prediction: sentence pairs cut from a corpus
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """A paragraph -> its sentences, cut after . ! or ? followed by a space (a simple rule: it
+    also cuts after abbreviations such as "e.g. ", which is harmless for pre-training)."""
+    return [s for s in _SENTENCE_END.split(text.strip()) if s]
+
+
+def next_sentence_pairs(lines: Sequence[str], rng: np.random.Generator | int = 0
+                        ) -> list[tuple[str, str, int]]:
+    """Sentence pairs for next-sentence prediction, as in BERT: (A, B, label).
+
+    Every line is a document (a paragraph); each sentence A followed by another sentence in its
+    document makes one pair. With probability 1/2, B is that next sentence (label 0, "B follows
+    A"); otherwise B is a random sentence of another document (label 1, "B is random").
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    documents = [split_sentences(line) for line in lines]
+    documents = [d for d in documents if d]
+    if len(documents) < 2:
+        raise DataError("next-sentence pairs need at least two documents (non-empty lines), "
+                        "so that a random B can come from another one")
+    pairs = []
+    for i, doc in enumerate(documents):
+        for a, b in zip(doc, doc[1:], strict=False):
+            if rng.random() < 0.5:
+                pairs.append((a, b, 0))
+                continue
+            j = int(rng.integers(len(documents) - 1))
+            other = documents[j if j < i else j + 1]  # any document but this one
+            pairs.append((a, other[int(rng.integers(len(other)))], 1))
+    if not pairs:
+        raise DataError("no line holds two sentences: next-sentence pairs need paragraphs")
+    return pairs
+
+
+class NSPCollator:
+    """Sentence pairs -> one batch for BertForPreTraining: [CLS] A [SEP] B [SEP] (segments 0
+    and 1), masked for MLM as MLMCollator does, and next_sentence_label (B,)."""
+
+    def __init__(self, tokenizer, max_length: int, mlm_probability: float = 0.15,
+                 rng: np.random.Generator | int | None = 0):
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.mlm = MLMCollator(tokenizer, mlm_probability, rng)
+
+    def __call__(self, pairs: Sequence[tuple[str, str, int]]) -> dict[str, np.ndarray]:
+        encoded = [self.tokenizer.encode(a, b, max_length=self.max_length) for a, b, _ in pairs]
+        batch = self.mlm([np.asarray(e.input_ids, dtype=np.int64) for e in encoded])
+        segments, _ = pad_sequences([np.asarray(e.token_type_ids, dtype=np.int64)
+                                     for e in encoded], 0)
+        batch["token_type_ids"] = segments
+        batch["next_sentence_label"] = np.array([y for _, _, y in pairs], dtype=np.int64)
+        return batch

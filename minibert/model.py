@@ -408,19 +408,62 @@ class BertForMaskedLM(_Head):
 
     hf_architecture = "BertForMaskedLM"
 
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = False):
         self.config = config
-        self.bert = BertModel(config, add_pooling_layer=False)
+        self.bert = BertModel(config, add_pooling_layer=add_pooling_layer)
         H = config.hidden_size
         self.transform = Linear(H, H, std=config.initializer_range)
         self.transform_norm = LayerNorm(H, config.layer_norm_eps)
         self.decoder_bias = Parameter(np.zeros(config.vocab_size, dtype=np.float32))
 
+    def word_scores(self, last_hidden_state: Tensor) -> Tensor:
+        """The MLM head: a score for every vocabulary word at every position. (B, T, H) ->
+        (B, T, V)"""
+        h = self.transform_norm(F.gelu(self.transform(last_hidden_state)))  # (B, T, H)
+        E = self.bert.embeddings.word_embeddings.weight  # (V, H), tied
+        return F.linear(h, E.T, self.decoder_bias)  # (B, T, V): h · e_w + b_w for each word w
+
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_hidden_states, output_attentions)
-        h = self.transform_norm(F.gelu(self.transform(out.last_hidden_state)))  # (B, T, H)
-        E = self.bert.embeddings.word_embeddings.weight  # (V, H), tied
-        logits = F.linear(h, E.T, self.decoder_bias)  # (B, T, V): h · e_w + b_w for each word w
+        logits = self.word_scores(out.last_hidden_state)
         return HeadOutput(self._loss(logits, labels), logits, out.hidden_states, out.attentions)
+
+
+@dataclass
+class PreTrainingOutput(HeadOutput):
+    """HeadOutput plus the next-sentence scores: logits (B, T, V) for the masked words,
+    seq_relationship_logits (B, 2) for "B follows A" (0) or "B is a random sentence" (1)."""
+
+    seq_relationship_logits: Tensor | None = None
+
+
+class BertForPreTraining(BertForMaskedLM):
+    """BERT's two pre-training tasks at once: masked LM, and next-sentence prediction (NSP).
+
+    NSP: given a pair [CLS] A [SEP] B [SEP], was B the sentence after A in the corpus (label 0)
+    or a random sentence (label 1)? It is read from the pooled [CLS] vector, tanh(dense(h_[CLS]))
+    -- this task is what BERT's pooler was trained for -- by a linear layer H -> 2, saved as
+    transformers' ``cls.seq_relationship``. loss = MLM loss + NSP loss.
+    input_ids (B, T) -> logits (B, T, V), seq_relationship_logits (B, 2); labels (B, T) as in
+    BertForMaskedLM, next_sentence_label (B,).
+    """
+
+    hf_architecture = "BertForPreTraining"
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config, add_pooling_layer=True)
+        self.seq_relationship = Linear(config.hidden_size, 2, std=config.initializer_range)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                next_sentence_label=None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> PreTrainingOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_hidden_states, output_attentions)
+        logits = self.word_scores(out.last_hidden_state)  # (B, T, V)
+        nsp_logits = self.seq_relationship(out.pooler_output)  # (B, 2)
+        losses = [self._loss(logits, labels), self._loss(nsp_logits, next_sentence_label)]
+        losses = [x for x in losses if x is not None]
+        loss = losses[0] + losses[1] if len(losses) == 2 else (losses[0] if losses else None)
+        return PreTrainingOutput(loss, logits, out.hidden_states, out.attentions, nsp_logits)

@@ -41,12 +41,14 @@ from .data import (
     DataError,
     LabelledData,
     MLMCollator,
+    NSPCollator,
     batch_indices,
     chunk_corpus,
     class_names,
     classification_batch,
     count_truncated,
     encode_labels,
+    next_sentence_pairs,
     read_text_corpus,
     token_lengths,
 )
@@ -296,12 +298,13 @@ class TrainingRun:
         self.optimizer.lr = self.cfg.lr * linear_warmup_decay(self.step, self.warmup_steps,
                                                               self.total_steps)
         # BEGIN EXERCISE 8.2: one training step. Zero the gradients; run the model on the batch
-        #   with labels=batch["labels"]; check the loss is finite (self.check_finite); backward;
+        #   with labels=batch["labels"] (and the batch's other labels: **self.extra_labels(batch));
+        #   check the loss is finite (self.check_finite); backward;
         #   clip the gradient norm (clip_grad_norm, or global_grad_norm when max_grad_norm is
         #   None) and check it; optimizer step; self.step += 1; set loss (a float) and grad_norm.
         self.optimizer.zero_grad()
         out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                         labels=batch["labels"])
+                         labels=batch["labels"], **self.extra_labels(batch))
         loss = out.loss.item()
         self.check_finite("loss", loss)
         out.loss.backward()
@@ -314,6 +317,12 @@ class TrainingRun:
         self.step += 1
         # END EXERCISE
         return loss, grad_norm
+
+    @staticmethod
+    def extra_labels(batch: dict) -> dict:
+        """Labels of a second task a model takes besides `labels`: next_sentence_label for
+        BertForPreTraining's next-sentence prediction. Empty for every other batch."""
+        return {k: batch[k] for k in ("next_sentence_label",) if k in batch}
 
     def check_finite(self, what: str, value: float) -> None:
         """Stop at the first NaN/inf, before it reaches the weights or the saved state."""
@@ -607,3 +616,32 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
         return None if eval_batches is None else evaluate_mlm(model, eval_batches)
 
     return run.fit(make_batch, evaluate_fn, tokenizer)
+
+
+def pretrain_nsp(model, tokenizer, texts, config: TrainConfig | None = None,
+                 log: Callable[[dict], None] | None = None, **options) -> dict:
+    """Pre-train BertForPreTraining on BERT's two tasks: masked LM and next-sentence prediction.
+
+    texts: a list of lines or a path to a text file; every line is a document (a paragraph),
+        cut into sentences. Sentence pairs are made once, with the run's seed (half real next
+        sentences, half random ones, ``data.next_sentence_pairs``); each batch is masked afresh.
+    The loss is MLM loss + NSP loss; the history records it per step. Otherwise as
+    ``pretrain_mlm`` (options, checkpoints, out_dir/final).
+    """
+    cfg = _make_config(config, options)
+    if cfg.freeze_encoder:
+        raise ValueError("freeze_encoder is for fine-tuning: pre-training trains the encoder")
+    if not hasattr(model, "seq_relationship"):
+        raise TypeError(f"pretrain_nsp trains BertForPreTraining (MLM + next-sentence heads), "
+                        f"not {type(model).__name__}; use pretrain_mlm for a masked LM")
+    max_length = _effective_max_length(model, cfg)
+    lines = read_text_corpus(texts) if isinstance(texts, str | os.PathLike) else list(texts)
+    pairs = next_sentence_pairs(lines, np.random.default_rng([cfg.seed, 1]))
+    run = TrainingRun(model, cfg, len(pairs), {"task": "pretrain_nsp", "num_pairs": len(pairs)},
+                      log, data=[list(p) for p in pairs], vocab=_vocabulary(tokenizer))
+    collator = NSPCollator(tokenizer, max_length, cfg.mlm_probability, rng=run.data_rng)
+
+    def make_batch(indices):
+        return collator([pairs[i] for i in indices])
+
+    return run.fit(make_batch, lambda: None, tokenizer)

@@ -1,0 +1,133 @@
+"""Next-sentence prediction: sentence pairs cut from a corpus, BertForPreTraining (MLM + NSP,
+transformers' names), pretrain_nsp and `minibert pretrain --nsp`."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import minibert
+from minibert import functional as F
+from minibert import no_grad
+from minibert.cli import main
+from minibert.config import BertConfig
+from minibert.data import DataError, NSPCollator, next_sentence_pairs, split_sentences
+from minibert.model import BertForPreTraining, BertForSequenceClassification
+from minibert.tokenizer import Tokenizer
+from minibert.train import pretrain_nsp
+
+DOCS = [
+    "The hub arrived today. It was cracked. I want a new one.",
+    "My card was charged twice. Please refund one charge.",
+    "The app crashes on start. I reinstalled it. It still crashes.",
+    "I forgot my password. The reset link does not work.",
+] * 3
+
+
+def test_split_sentences():
+    assert split_sentences(" One. Two? Three!  Four ") == ["One.", "Two?", "Three!", "Four"]
+
+
+def test_pairs_are_half_real_next_sentences_half_random_ones():
+    # 400 documents whose sentences are all different (each carries its document's number)
+    docs = [d.replace(".", f" {i}.") for i in range(100) for d in DOCS[:4]]
+    pairs = next_sentence_pairs(docs, rng=0)
+    sentences = [split_sentences(d) for d in docs]
+    follows = {(a, b) for doc in sentences for a, b in zip(doc, doc[1:], strict=False)}
+    assert len(pairs) == sum(len(d) - 1 for d in sentences)
+    real = [p for p in pairs if p[2] == 0]
+    assert all((a, b) in follows for a, b, _ in real)
+    doc_of = {s: i for i, d in enumerate(sentences) for s in d}
+    assert all(doc_of[a] != doc_of[b] for a, b, y in pairs if y == 1)
+    assert 0.4 < len(real) / len(pairs) < 0.6
+    with pytest.raises(DataError, match="at least two documents"):
+        next_sentence_pairs(["Only one document. With two sentences."])
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return Tokenizer.train(DOCS, vocab_size=120)
+
+
+def tiny(tok):
+    minibert.manual_seed(0)
+    return BertForPreTraining(BertConfig(vocab_size=tok.vocab_size, hidden_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=64, max_position_embeddings=64))
+
+
+def test_collator_gives_segments_and_labels(tok):
+    pairs = [("The hub arrived today.", "It was cracked.", 0),
+             ("My card was charged twice.", "It still crashes.", 1)]
+    b = NSPCollator(tok, max_length=32, rng=0)(pairs)
+    assert b["next_sentence_label"].tolist() == [0, 1]
+    enc = tok.encode(*pairs[0][:2])
+    n = len(enc.input_ids)
+    assert b["token_type_ids"][0, :n].tolist() == enc.token_type_ids
+    assert b["attention_mask"][0].sum() == n and set(b["token_type_ids"][0, :n]) == {0, 1}
+
+
+def test_loss_is_mlm_plus_nsp(tok):
+    model = tiny(tok).eval()
+    b = NSPCollator(tok, max_length=32, rng=0)(next_sentence_pairs(DOCS, rng=0)[:4])
+    with no_grad():
+        out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"], labels=b["labels"],
+                    next_sentence_label=b["next_sentence_label"])
+        mlm = F.cross_entropy(out.logits, b["labels"]).item()
+        nsp = F.cross_entropy(out.seq_relationship_logits, b["next_sentence_label"]).item()
+    assert out.seq_relationship_logits.shape == (4, 2)
+    assert out.loss.item() == pytest.approx(mlm + nsp, rel=1e-6)
+
+
+def test_pretraining_checkpoint_gives_transformers_the_same_outputs(tok, tmp_path):
+    torch = pytest.importorskip("torch", reason="the reference model runs in PyTorch")
+    transformers = pytest.importorskip("transformers", reason="the reference is transformers")
+    model = tiny(tok).eval()
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == [
+        "BertForPreTraining"]
+    enc = tok.encode("The hub arrived today.", "It was cracked.")
+    ids, types = np.array([enc.input_ids]), np.array([enc.token_type_ids])
+    with no_grad():
+        ours = model(ids, None, types)
+    ref = transformers.BertForPreTraining.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        theirs = ref(torch.tensor(ids), token_type_ids=torch.tensor(types))
+    np.testing.assert_allclose(ours.logits.data, theirs.prediction_logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(ours.seq_relationship_logits.data,
+                               theirs.seq_relationship_logits.numpy(), atol=1e-5)
+
+
+def test_pretrain_nsp_lowers_the_loss_and_trains_the_pooler(tok, tmp_path):
+    model = tiny(tok)
+    pooler_before = model.bert.pooler.W.data.copy()
+    history = pretrain_nsp(model, tok, DOCS * 4, epochs=6, batch_size=16, lr=3e-3,
+                           max_length=48, progress=False, out_dir=str(tmp_path / "run"))
+    losses = [e["train_loss"] for e in history["epochs"]]
+    assert losses[-1] < losses[0]
+    assert not np.array_equal(model.bert.pooler.W.data, pooler_before)
+    # fine-tuning from it keeps the (now trained) pooler and discards both pre-training heads
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = BertForSequenceClassification.from_pretrained(tmp_path / "run" / "final",
+                                                            num_labels=2)
+    said = " ".join(str(w.message) for w in caught)
+    assert "cls.seq_relationship" in said and "bert.pooler" not in said.split("discarding")[0]
+    np.testing.assert_array_equal(clf.bert.pooler.W.data, model.bert.pooler.W.data)
+
+
+def test_cli_pretrain_nsp(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["pretrain", "--nsp", "--corpus", str(corpus), "--vocab-size", "120",
+                 "--hidden", "32", "--layers", "1", "--heads", "2", "--max-length", "48",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert "MLM + next-sentence pre-training" in capsys.readouterr().out
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["architectures"] == ["BertForPreTraining"]
+    with pytest.raises(TypeError, match="pretrain_nsp trains BertForPreTraining"):
+        from minibert.model import BertForMaskedLM
+        pretrain_nsp(BertForMaskedLM(BertForPreTraining.from_pretrained(out / "final").config),
+                     Tokenizer.from_pretrained(out / "final"), DOCS)
