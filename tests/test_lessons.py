@@ -5,6 +5,7 @@ folder via $MINIBERT_LESSONS_OUT). Lessons that need the real all-MiniLM-L6-v2 w
 skipped, with the reason, when the weights package is not installed.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -52,10 +53,12 @@ LESSONS = [
                                        "identical in both models: True",
                                        "  cls.predictions.bias                           (800,)",
                                        "  classifier.W                                   (64, 4)"]),
+    ("14_what_to_train", True, ["16 training examples (4 per class), 40 held-out examples"]),
 ]
 # Lessons whose full run takes longer than the suite should: the tests run a shortened version
 # (the lesson's .md gives the measured numbers of the full run and the command).
-SHORT_ARGS = {"12_token_classification": ["--epochs", "1", "--max-train", "32"]}
+SHORT_ARGS = {"12_token_classification": ["--epochs", "1", "--max-train", "32"],
+              "14_what_to_train": ["--per-class", "4", "--epochs", "1", "--max-test", "40"]}
 
 
 def _run(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -119,8 +122,39 @@ def _head_accounting_is_computed(stdout: str) -> None:
     assert kept + discarded == total
 
 
+def _what_to_train_is_computed(stdout: str) -> None:
+    """Lesson 14: trainable counts from the models, the baseline and the gaps from the table."""
+    from minibert.config import BertConfig
+    from minibert.data import read_labelled
+    from minibert.datasets import support_tickets_dir
+    from minibert.model import BertForSequenceClassification
+
+    table = re.findall(r"^(\S.{29}) +([\d.]+) +([\d,]+) +\d+s$", stdout, re.M)
+    rows = {name.strip(): (float(acc), int(n.replace(",", ""))) for name, acc, n in table}
+    assert len(rows) == 5
+    H, C = 384, 4
+    assert rows["frozen, pooler + classifier"][1] == H * H + H + H * C + C
+    assert rows["frozen, classifier only"][1] == rows["frozen, mean pooling"][1] == H * C + C
+    config = BertConfig.from_dict(json.loads((weights_dir() / "config.json").read_text()))
+    config.id2label = dict(enumerate("abcd"))
+    full = sum(p.data.size for p in BertForSequenceClassification(config).parameters())
+    assert rows["full, from pre-trained θ"][1] == rows["full, from random θ"][1] == full
+    test = read_labelled(support_tickets_dir() / "test.tsv").labels[:40]
+    commonest = max(test.count(y) for y in set(test)) / len(test)
+    assert re.search(rf"^always the commonest class +{commonest:.3f}$", stdout, re.M)
+    gap = rows["full, from pre-trained θ"][0] - rows["full, from random θ"][0]
+    assert f"Pre-training is worth {gap:+.3f} accuracy here" in stdout
+
+
+def weights_dir():
+    from minibert.checkpoint import resolve_model_dir
+
+    return resolve_model_dir("all-MiniLM-L6-v2")
+
+
 COMPUTED_CHECKS = {"12_token_classification": _entity_scores_are_computed,
-                   "13_discarding_the_head": _head_accounting_is_computed}
+                   "13_discarding_the_head": _head_accounting_is_computed,
+                   "14_what_to_train": _what_to_train_is_computed}
 
 
 def test_every_lesson_is_tested_documented_and_listed():
