@@ -313,5 +313,7 @@ def test_every_epoch_folder_opens_with_from_pretrained_and_in_transformers(tmp_p
     pointer = json.loads((run / "latest.json").read_text())  # only the latest and the best
     assert {p.name for p in run.glob("checkpoint-epoch-*")} == {pointer["checkpoint"],
                                                                  pointer["best"]}
+    for folder in run.glob("checkpoint-epoch-*"):  # each kept folder opens
+        _same_in_transformers(folder, texts)
     np.testing.assert_array_equal(opened[2], _same_in_transformers(final, texts))
     assert not np.allclose(opened[1], opened[2])  # epoch 2 trained on
