@@ -91,9 +91,11 @@ print(f"\nthe {len(pad_rows)} [PAD] query rows are computed too; each puts most 
       "attention all skip padded positions), so what they attend to does not matter.")
 
 # Layers are numbered from 1 in every lesson and notebook (hidden_states[0] = the embeddings).
-fig = attention_heatmap(p, tokens, title=f"MiniLM layer {LAYER + 1}, head {HEAD}")
+title = f"MiniLM layer {LAYER + 1}, head {HEAD}"
+fig = attention_heatmap(p, tokens, title=title)
 path = out_dir() / "03_attention_heatmap.png"
 fig.savefig(path, dpi=100)
-print(f"saved the heatmap to {path}: row i = where token i looks; the [PAD] columns are 0.")
+print(f"saved the heatmap '{title}' to {path}: row i = where token i looks; the [PAD] columns "
+      "are 0.")
 print("Next: scaled_dot_product_attention in minibert/model.py; exercise 3.1 is softmax in "
       "minibert/functional.py.")

@@ -26,7 +26,8 @@ LESSONS = [
     ("02_embeddings", True, ["the sum matches the model's embedding output: True"]),
     ("03_attention", True, ["every row sums to 1: True",
                             "our attention map matches the model's: True",
-                            "    0 on the 9 real keys", "[PAD] query rows are computed too"]),
+                            "    0 on the 9 real keys", "[PAD] query rows are computed too",
+                            "saved the heatmap 'MiniLM layer 1, head 0'"]),
     ("04_encoder_layer", True, ["15 tokens", "hidden_states[2]        (1, T, H)      shape "
                                 "(1, 15, 768)", "matches the model's layer 1: True"]),
     ("05_prediction_network", True, ["same as by hand: True",

@@ -329,6 +329,10 @@ def test_quiz_command_asks_checks_and_explains():
     assert f"Not quite. The answer: {second.data['answer']}." in run.stdout
     assert "2 of 2 right" not in run.stdout and "1 of 3 right" not in run.stdout
     assert "(end of input)" in run.stdout and "1 of 2 right." in run.stdout
+    listed = subprocess.run([sys.executable, "-m", "minibert.cli", "quiz", "--list"],
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and f"{len(quiz.load(9))} questions" in listed.stdout
+    assert len(listed.stdout.splitlines()) == len(quiz.lessons())
     bad = subprocess.run([sys.executable, "-m", "minibert.cli", "quiz", "42"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no quiz for lesson '42'" in bad.stderr
