@@ -55,11 +55,15 @@ LESSONS = [
                                        "  cls.predictions.bias                           (800,)",
                                        "  classifier.W                                   (64, 4)"]),
     ("14_what_to_train", True, ["16 training examples (4 per class), 40 held-out examples"]),
+    ("15_adapting_without_training", True, ["with 0 labelled tickets; it cost 4 sentence "
+                                            "embeddings"]),
 ]
 # Lessons whose full run takes longer than the suite should: the tests run a shortened version
 # (the lesson's .md gives the measured numbers of the full run and the command).
 SHORT_ARGS = {"12_token_classification": ["--epochs", "1", "--max-train", "32"],
-              "14_what_to_train": ["--per-class", "4", "--epochs", "1", "--max-test", "40"]}
+              "14_what_to_train": ["--per-class", "4", "--epochs", "1", "--max-test", "40"],
+              "15_adapting_without_training": ["--sizes", "2,4", "--full-up-to", "2",
+                                               "--max-test", "40"]}
 
 
 def _run(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -81,8 +85,10 @@ def test_lesson_runs(script, needs_weights, expected, tmp_path):
                                    f"{result.stderr[-3000:]}"
     for line in expected:
         assert line in result.stdout, f"{script}.py did not print {line!r}:\n{result.stdout}"
-    if script == "03_attention":
-        png = tmp_path / "out" / "03_attention_heatmap.png"
+    picture = {"03_attention": "03_attention_heatmap.png",
+               "15_adapting_without_training": "15_learning_curve.png"}.get(script)
+    if picture:
+        png = tmp_path / "out" / picture
         assert png.is_file() and png.stat().st_size > 1000
     if script in COMPUTED_CHECKS:
         COMPUTED_CHECKS[script](result.stdout)
@@ -153,7 +159,24 @@ def weights_dir():
     return resolve_model_dir("all-MiniLM-L6-v2")
 
 
-COMPUTED_CHECKS = {"12_token_classification": _entity_scores_are_computed,
+def _adapting_is_computed(stdout: str) -> None:
+    """Lesson 15: the table repeats the measured numbers, and its verdict follows from them."""
+    zero = float(re.search(r"accuracy ([\d.]+) with 0 labelled tickets", stdout).group(1))
+    runs = re.findall(r"(\d+) per class \( *(\d+) tickets\): frozen \+ head ([\d.]+) "
+                      r"\([\d.]+ s\), full (not run|[\d.]+)", stdout)
+    assert [(int(n), int(t)) for n, t, _, _ in runs] == [(2, 8), (4, 16)]
+    assert runs[0][3] != "not run" and runs[1][3] == "not run"  # --full-up-to 2
+    table = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) \( *\d+s\) +(\S+)", stdout, re.M)
+    assert [(int(n), float(z), float(f)) for n, z, f, _ in table] == [
+        (int(n), zero, float(f)) for n, _, f, _ in runs]
+    first = float(runs[0][2])
+    verdict = "beats" if first > zero else "does not beat"
+    assert f"training a head on frozen embeddings {verdict} the zero-shot" in stdout
+    assert f"({first:.3f} vs {zero:.3f})" in stdout
+
+
+COMPUTED_CHECKS = {"15_adapting_without_training": _adapting_is_computed,
+                   "12_token_classification": _entity_scores_are_computed,
                    "13_discarding_the_head": _head_accounting_is_computed,
                    "14_what_to_train": _what_to_train_is_computed}
 
