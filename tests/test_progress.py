@@ -81,6 +81,39 @@ def test_build_from_an_installed_package_says_what_it_cannot_do(tmp_path):
     assert not (tmp_path / "learner").exists()
 
 
+@pytest.mark.slow
+def test_build_from_a_real_wheel_says_what_it_cannot_do(tmp_path):
+    """The same with minibert built as a wheel and unpacked where Python imports it first."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "minibert", src / "minibert",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                          str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    if run.returncode and "No matching distribution found for setuptools" in run.stderr:
+        pytest.skip("building a wheel needs setuptools>=77 from the package index")
+    assert run.returncode == 0, run.stderr
+    [wheel] = (tmp_path / "dist").glob("minibert-*.whl")
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**_clean_env(), "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", "import sys, minibert.cli as c; "
+                          "print(c.__file__, file=sys.stderr); "
+                          "sys.exit(c.main(['exercises', 'build', 'mine']))"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert str(site) in out.stderr  # the wheel's minibert ran, not the project's
+    assert out.returncode == 2
+    assert "tests/conftest.py" in out.stderr and "git clone" in out.stderr
+    assert not (work / "mine").exists()
+
+
 @pytest.fixture(scope="module")
 def copies(tmp_path_factory):
     """Three learners: nothing done; only 1.1 done; 1.1 done but 7.1 loops forever."""
