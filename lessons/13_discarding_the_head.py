@@ -85,8 +85,8 @@ same = [n for n in mlm_state if np.array_equal(mlm_state[n], clf_state[n])]
 print(f"encoder tensors equal in both models: {len(same)} of {len(mlm_state)}")
 batch = tok.batch_encode(texts[:3], max_length=48)
 with minibert.no_grad():
-    h_mlm = mlm.eval().bert(batch["input_ids"], batch["attention_mask"]).last_hidden_state.data
-    h_clf = clf.eval().bert(batch["input_ids"], batch["attention_mask"]).last_hidden_state.data
+    h_mlm = mlm.eval().bert(batch["input_ids"], batch["attention_mask"]).last_hidden_state.numpy()
+    h_clf = clf.eval().bert(batch["input_ids"], batch["attention_mask"]).last_hidden_state.numpy()
 print(f"hidden states of 3 tickets {h_mlm.shape}: identical in both models: "
       f"{np.array_equal(h_mlm, h_clf)}")
 print("What pre-training learned lives in θ and survives; the task head ω starts random and is")

@@ -113,7 +113,7 @@ for n in sizes:
     start = time.perf_counter()
     head = train_head(encoder.encode(train.texts), y_train)
     with minibert.no_grad():
-        frozen = accuracy(y_test, head(minibert.tensor(E_test)).data.argmax(axis=1))
+        frozen = accuracy(y_test, head(minibert.tensor(E_test)).numpy().argmax(axis=1))
     frozen_s = time.perf_counter() - start
     full = full_s = None
     if n <= full_limit:
