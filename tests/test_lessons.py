@@ -6,6 +6,7 @@ skipped, with the reason, when the weights package is not installed.
 """
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -57,13 +58,15 @@ LESSONS = [
     ("14_what_to_train", True, ["16 training examples (4 per class), 40 held-out examples"]),
     ("15_adapting_without_training", True, ["with 0 labelled tickets; it cost 4 sentence "
                                             "embeddings"]),
+    ("16_two_stages", False, ["corpus: the shipped ticket texts", "loss curve saved to"]),
 ]
 # Lessons whose full run takes longer than the suite should: the tests run a shortened version
 # (the lesson's .md gives the measured numbers of the full run and the command).
 SHORT_ARGS = {"12_token_classification": ["--epochs", "1", "--max-train", "32"],
               "14_what_to_train": ["--per-class", "4", "--epochs", "1", "--max-test", "40"],
               "15_adapting_without_training": ["--sizes", "2,4", "--full-up-to", "2",
-                                               "--max-test", "40"]}
+                                               "--max-test", "40"],
+              "16_two_stages": ["--epochs", "2", "--finetune-epochs", "2", "--per-class", "4"]}
 
 
 def _run(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -175,7 +178,22 @@ def _adapting_is_computed(stdout: str) -> None:
     assert f"({first:.3f} vs {zero:.3f})" in stdout
 
 
-COMPUTED_CHECKS = {"15_adapting_without_training": _adapting_is_computed,
+def _two_stages_are_computed(stdout: str) -> None:
+    """Lesson 16: the loss summary repeats the per-epoch losses; ln V and the gain are computed."""
+    held_out = [float(x) for x in re.findall(r"held-out (\d+\.\d+) ", stdout)]
+    m = re.search(r"held-out MLM loss ([\d.]+) -> ([\d.]+) \(a uniform guess: ln V = "
+                  r"([\d.]+)\)", stdout)
+    assert (float(m.group(1)), float(m.group(2))) == (held_out[0], held_out[-1])
+    vocab = int(re.search(r"a ([\d,]+)-piece vocabulary", stdout).group(1).replace(",", ""))
+    assert m.group(3) == f"{math.log(vocab):.3f}"
+    acc = dict(re.findall(r"from (pre-trained θ|random θ) +accuracy ([\d.]+)", stdout))
+    gain = float(acc["pre-trained θ"]) - float(acc["random θ"])  # of the rounded accuracies
+    printed = float(re.search(r"bought: ([+-][\d.]+) accuracy", stdout).group(1))
+    assert abs(printed - gain) <= 0.0011
+
+
+COMPUTED_CHECKS = {"16_two_stages": _two_stages_are_computed,
+                   "15_adapting_without_training": _adapting_is_computed,
                    "12_token_classification": _entity_scores_are_computed,
                    "13_discarding_the_head": _head_accounting_is_computed,
                    "14_what_to_train": _what_to_train_is_computed}

@@ -107,6 +107,11 @@ def discarded_numbers_tiny_mlm():
                if not name.startswith("bert."))
 
 
+def uniform_mlm_loss_vocab_1000():
+    logits = Tensor(np.zeros((1, 1000), dtype=np.float32))
+    return round(F.cross_entropy(logits, np.array([3])).item(), 2)
+
+
 def lesson1_batch_shape():
     batch = minilm_tokenizer().batch_encode(["I was charged twice.",
                                              "Neuroplasticity lets the brain rewire itself!"])
@@ -233,7 +238,7 @@ COMPUTED = {f.__name__: f for f in [
     uniform_cross_entropy_4, ce_gradient_two_equal_logits, linear_weight_gradient_shape,
     expected_mask_tokens_2000, frozen_minilm_trainable_parameters, predict_proba_shape_12_4,
     hf_intermediate_weight_shape, token_logits_shape, ignored_positions_order_sentence,
-    discarded_numbers_tiny_mlm]}
+    discarded_numbers_tiny_mlm, uniform_mlm_loss_vocab_1000]}
 
 
 # -- the tests ---------------------------------------------------------------------------------
