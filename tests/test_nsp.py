@@ -94,19 +94,19 @@ def test_pretraining_checkpoint_gives_transformers_the_same_outputs(tok, tmp_pat
     ref = transformers.BertForPreTraining.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         theirs = ref(torch.tensor(ids), token_type_ids=torch.tensor(types))
-    np.testing.assert_allclose(ours.logits.data, theirs.prediction_logits.numpy(), atol=1e-4)
-    np.testing.assert_allclose(ours.seq_relationship_logits.data,
+    np.testing.assert_allclose(ours.logits.numpy(), theirs.prediction_logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(ours.seq_relationship_logits.numpy(),
                                theirs.seq_relationship_logits.numpy(), atol=1e-5)
 
 
 def test_pretrain_nsp_lowers_the_loss_and_trains_the_pooler(tok, tmp_path):
     model = tiny(tok)
-    pooler_before = model.bert.pooler.W.data.copy()
+    pooler_before = model.bert.pooler.W.numpy().copy()
     history = pretrain_nsp(model, tok, DOCS * 4, epochs=6, batch_size=16, lr=3e-3,
                            max_length=48, progress=False, out_dir=str(tmp_path / "run"))
     losses = [e["train_loss"] for e in history["epochs"]]
     assert losses[-1] < losses[0]
-    assert not np.array_equal(model.bert.pooler.W.data, pooler_before)
+    assert not np.array_equal(model.bert.pooler.W.numpy(), pooler_before)
     # fine-tuning from it keeps the (now trained) pooler and discards both pre-training heads
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -114,7 +114,7 @@ def test_pretrain_nsp_lowers_the_loss_and_trains_the_pooler(tok, tmp_path):
                                                             num_labels=2)
     said = " ".join(str(w.message) for w in caught)
     assert "cls.seq_relationship" in said and "bert.pooler" not in said.split("discarding")[0]
-    np.testing.assert_array_equal(clf.bert.pooler.W.data, model.bert.pooler.W.data)
+    np.testing.assert_array_equal(clf.bert.pooler.W.numpy(), model.bert.pooler.W.numpy())
 
 
 def test_cli_pretrain_nsp(tmp_path, capsys):

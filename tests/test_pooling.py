@@ -38,7 +38,7 @@ def test_pooling_is_a_config_field_saved_in_config_json(tmp_path):
     assert again.config.pooling == "mean"
     ids = np.array([[2, 7, 8, 9, 3]])
     with no_grad():
-        np.testing.assert_array_equal(model.eval()(ids).logits.data, again(ids).logits.data)
+        np.testing.assert_array_equal(model.eval()(ids).logits.numpy(), again(ids).logits.numpy())
 
 
 def test_mean_pooling_averages_the_real_tokens_only():
@@ -46,15 +46,15 @@ def test_mean_pooling_averages_the_real_tokens_only():
     ids = np.array([[2, 7, 8, 9, 3, 0, 0], [2, 11, 3, 0, 0, 0, 0]])
     mask = (ids != 0).astype(np.int64)
     with no_grad():
-        logits = model(ids, mask).logits.data
+        logits = model(ids, mask).logits.numpy()
         hidden = model.bert(ids, mask).last_hidden_state
-        by_hand = model.classifier(mean_pool(hidden, mask)).data
+        by_hand = model.classifier(mean_pool(hidden, mask)).numpy()
         # the same text without padding gives the same logits: padding does not count
-        alone = model(ids[1:, :3]).logits.data
+        alone = model(ids[1:, :3]).logits.numpy()
     np.testing.assert_allclose(logits, by_hand, rtol=1e-6)
     np.testing.assert_allclose(logits[1:], alone, rtol=1e-5, atol=1e-6)
-    h = hidden.data
-    np.testing.assert_allclose(mean_pool(hidden, mask).data[1], h[1, :3].mean(axis=0),
+    h = hidden.numpy()
+    np.testing.assert_allclose(mean_pool(hidden, mask).numpy()[1], h[1, :3].mean(axis=0),
                                rtol=1e-5)
 
 
@@ -95,8 +95,8 @@ def test_transformers_opens_a_mean_pooled_folder_with_the_pooler(tmp_path):
         model.save_pretrained(tmp_path)
     ids = np.array([[2, 7, 8, 9, 3]])
     with no_grad():
-        ours = model.eval()(ids).logits.data
-        cls_logits = tiny("cls")(ids).logits.data  # same weights (seed 0), [CLS] pooling
+        ours = model.eval()(ids).logits.numpy()
+        cls_logits = tiny("cls")(ids).logits.numpy()  # same weights (seed 0), [CLS] pooling
     ref = transformers.BertForSequenceClassification.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         theirs = ref(torch.tensor(ids)).logits.numpy()

@@ -118,7 +118,7 @@ def test_token_classifier_checkpoint_gives_transformers_the_same_logits(tiny_mlm
     model.save_pretrained(tmp_path)
     ids = np.array([[2, 10, 11, 12, 3]])
     with no_grad():
-        ours = model.eval()(ids).logits.data
+        ours = model.eval()(ids).logits.numpy()
     ref = transformers.BertForTokenClassification.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         theirs = ref(torch.tensor(ids)).logits.numpy()
