@@ -22,7 +22,7 @@ import numpy as np
 from .autograd import no_grad
 from .backend import to_numpy
 from .checkpoint import load_config, resolve_model_dir
-from .model import BertModel
+from .model import BertModel, mean_pool
 from .pipeline import Classifier, class_probabilities
 from .tokenizer import Tokenizer
 
@@ -142,8 +142,12 @@ def trace(text: str, model: str | Path = "all-MiniLM-L6-v2", max_length: int = 1
             else bool((to_numpy(encoder.pooler.b.data) == 0).all()),
             labels=list(labels))
         if classifier is not None:
-            # the head by hand: logits z = pooled W_c + b_c (eval mode: no dropout), softmax
-            z = to_numpy(classifier.model.classifier(out.pooler_output).data)[0]
+            # the head by hand: logits z = summary W_c + b_c (eval mode: no dropout), softmax.
+            # The summary is the pooled [CLS], or the mean token vector (config.pooling).
+            summary = out.pooler_output
+            if classifier.model.config.pooling == "mean":
+                summary = mean_pool(out.last_hidden_state, np.ones(ids.shape, dtype=np.int64))
+            z = to_numpy(classifier.model.classifier(summary).data)[0]
             p = np.exp(z - z.max())
             p /= p.sum()
             result.logits, result.probabilities = z, p
