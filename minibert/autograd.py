@@ -166,8 +166,9 @@ class Tensor:
 
         Leaf tensors (parameters, inputs) *accumulate* into `.grad`, as in PyTorch: call
         `zero_grad()` between steps. `grad` may be omitted only for a scalar (a loss).
-        Afterwards the graph is freed (as in PyTorch) unless `retain_graph=True`; the `.grad`
-        of intermediate tensors stays readable either way.
+        The graph is freed as the pass goes (as in PyTorch: each op's saved arrays as soon as
+        its backward has run) unless `retain_graph=True`; the `.grad` of intermediate tensors
+        stays readable either way.
         """
         if not self.requires_grad:
             raise RuntimeError(
@@ -194,9 +195,8 @@ class Tensor:
         for t in reversed(order):
             if t._backward is not None and t.grad is not None:
                 t._backward()
-        if not retain_graph:  # drop the closures: frees the saved arrays at once
-            for t in order:
-                t._backward, t._parents = None, ()
+            if not retain_graph:  # t's gradient has reached its parents: drop its closure now,
+                t._backward, t._parents = None, ()  # freeing the arrays it saved (as PyTorch)
 
     def _topological_order(self) -> list[Tensor]:
         """Every tensor this one depends on, parents before children (iterative DFS)."""

@@ -288,11 +288,20 @@ def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
     #   values by 1/(1-p) (wrap with op_result); its _backward multiplies out.grad by the same
     #   mask
     rng = backend.rng() if rng is None else rng
-    # float32 random numbers when x is float32: half the bytes of the default float64
-    keep = (rng.random(x.shape, dtype=_random_dtype(x.dtype)) >= p).astype(x.dtype)
-    keep *= 1.0 / (1.0 - p)
-    out = op_result(x.data * keep, (x,), "dropout")
-    out._backward = lambda: accum_grad(x, out.grad * keep)
+    # float32 random numbers when x is float32 (half the bytes of float64); the mask is kept
+    # for the backward as booleans, 1 byte per element
+    keep = rng.random(x.shape, dtype=_random_dtype(x.dtype)) >= p
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    y = x.data * keep
+    y *= scale
+    out = op_result(y, (x,), "dropout")
+
+    def _backward():
+        g = out.grad * keep
+        g *= scale
+        accum_grad(x, g)
+
+    out._backward = _backward
     # END EXERCISE
     return out
 

@@ -1,5 +1,7 @@
 """Inference: text → tokens → probability distribution → argmax, and the demo that shows it."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,11 @@ def test_probabilities_are_distributions_and_the_label_is_the_argmax(classifier)
 def test_length_sorted_batches_give_the_same_probabilities_in_input_order(classifier):
     texts = ["the card", "my parcel is late and the card was charged twice", "", "reset",
              "the card was charged twice", "my parcel"]
-    classifier.model.classifier.W.data *= 1000  # an untrained model: make its answers differ
+    # an untrained model with large weights, so that every text gets an answer of its own
+    minibert.manual_seed(0)
+    config = dataclasses.replace(classifier.model.config, initializer_range=0.5)
+    classifier = Classifier(BertForSequenceClassification(config), classifier.tokenizer,
+                            classifier.labels)
     sorted_ = classifier.predict_proba(texts, batch_size=2)
     plain = classifier.predict_proba(texts, batch_size=2, sort_by_length=False)
     one_by_one = np.concatenate([classifier.predict_proba([t]) for t in texts])
