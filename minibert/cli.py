@@ -19,6 +19,7 @@ import numpy as np
 from . import backend
 from .checkpoint import load_config, resolve_model_dir
 from .console import note
+from .data import FORMATS
 from .version import __version__
 
 
@@ -476,8 +477,9 @@ def _columns(p: argparse.ArgumentParser) -> None:
                    "sentence-pair tasks")
     p.add_argument("--no-header", action="store_true", help="the file has no header row: give "
                    "columns as numbers (e.g. --text-column 0 --label-column 1)")
-    p.add_argument("--format", choices=["tsv", "csv", "jsonl"], default=None, help="the data "
-                   "format (default: from the extension .tsv/.csv/.jsonl)")
+    p.add_argument("--format", choices=FORMATS, default=None, help="the data format "
+                   "(default: from the extension .tsv/.csv/.jsonl); label-text: a label, "
+                   "whitespace, then the text on each line (TREC's .label files)")
     p.add_argument("--no-quoting", action="store_true", help='in TSV/CSV, a " is just a '
                    "character (default: fields may be quoted, as in CSV)")
 

@@ -124,6 +124,11 @@ def encode_labels(labels: Sequence[str], label2id: dict[str, int],
     return np.array([label2id[str(label)] for label in labels], dtype=np.int64)
 
 
+# "label-text": one example a line, the label first, then whitespace, then the text (TREC's
+# .label files, fastText's "__label__x text" lines).
+FORMATS = ("tsv", "csv", "jsonl", "label-text")
+
+
 def _format_of(path: Path, format: str | None) -> str:
     if format is not None:
         fmt = format.lower()
@@ -133,8 +138,8 @@ def _format_of(path: Path, format: str | None) -> str:
         if not fmt:
             raise DataError(f"{path}: cannot tell the format from the extension "
                             f"{path.suffix!r}; pass format='tsv', 'csv' or 'jsonl'")
-    if fmt not in ("tsv", "csv", "jsonl"):
-        raise DataError(f"unknown format {format!r}; use 'tsv', 'csv' or 'jsonl'")
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {format!r}; use one of {', '.join(map(repr, FORMATS))}")
     return fmt
 
 
@@ -154,7 +159,9 @@ def read_labelled(
     a file without a header (``header=False``), by 0-based index. For example AG News:
     ``read_labelled("ag_news/train_subset.tsv", 0, 1, header=False)``.
 
-    format: "tsv", "csv" or "jsonl"; by default taken from the file extension.
+    format: "tsv", "csv", "jsonl" or "label-text"; by default taken from the file extension.
+        "label-text" is one example a line: the label, whitespace, then the text (TREC's
+        ``DESC:manner How did ...``); it has no header and no columns to choose.
     quoting: TSV/CSV fields may be wrapped in double quotes, with "" for a quote inside (the
         CSV convention). Set False for files where a " is just a character.
     The file is UTF-8 (a byte-order mark is skipped) or UTF-16 with a byte-order mark. Blank
@@ -176,6 +183,11 @@ def read_labelled(
     text = _read_text(path)
     if fmt == "jsonl":
         rows = _jsonl_rows(path, text, columns)
+    elif fmt == "label-text":
+        if text_pair_column is not None:
+            raise DataError(f"{path}: the label-text format holds one text a line; a second "
+                            "text (text_pair_column) needs a TSV, CSV or JSONL file")
+        rows = _label_text_rows(path, text)
     else:
         rows = _delimited_rows(path, text, columns, "\t" if fmt == "tsv" else ",", header,
                                quoting)
@@ -310,6 +322,18 @@ def json_records(path: Path, text: str | None = None):
             raise DataError(f"{path}, line {line_no}: expected a JSON object, "
                             f"got {type(record).__name__}")
         yield line_no, record
+
+
+def _label_text_rows(path: Path, text: str):
+    """Yield (line number, {"label", "text"}) for each non-blank "LABEL TEXT" line."""
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) < 2:
+            raise DataError(f"{path}, line {line_no}: expected a label, whitespace and a text; "
+                            f"found only {_short(parts[0])}")
+        yield line_no, {"label": parts[0], "text": parts[1]}
 
 
 def _jsonl_rows(path: Path, text: str, columns: dict):

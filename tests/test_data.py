@@ -202,6 +202,27 @@ def test_format_overrides_the_extension(tmp_path):
     assert read_labelled(path, 1, 0, header=False, format="tsv").labels == ["DESC"]
 
 
+def test_label_text_format_reads_trec_lines(tmp_path):
+    path = write(tmp_path, "train.label", "DESC:manner How did serfdom develop ?\n\n"
+                 "ENTY:cremat What films featured Popeye Doyle ?\n")
+    data = read_labelled(path, format="label-text")
+    assert data.labels == ["DESC:manner", "ENTY:cremat"]
+    assert data.texts == ["How did serfdom develop ?", "What films featured Popeye Doyle ?"]
+    bad = write(tmp_path, "bad.label", "DESC:manner How ?\nLONELY\n")
+    with pytest.raises(DataError, match=r"line 2: expected a label, whitespace and a text"):
+        read_labelled(bad, format="label-text")
+    with pytest.raises(DataError, match="one text a line"):
+        read_labelled(path, text_pair_column="other", format="label-text")
+    with pytest.raises(DataError, match="unknown format 'xml'"):
+        read_labelled(path, format="xml")
+
+
+def test_label_text_format_reads_the_real_trec_file(shared_data):
+    data = read_labelled(shared_data / "trec" / "train_5500.label", format="label-text")
+    assert len(data) > 5000 and all(":" in label for label in data.labels)
+    assert len({label.split(":")[0] for label in data.labels}) == 6  # TREC's coarse classes
+
+
 def test_a_directory_is_not_a_data_file(tmp_path):
     with pytest.raises(DataError, match="not a file"):
         read_labelled(tmp_path)
