@@ -182,3 +182,29 @@ def pytest_runtest_logreport(report):
             message = lines[0] if lines else ""
         _progress(event="result", nodeid=report.nodeid, when=report.when,
                   outcome=report.outcome, message=message)
+
+
+@pytest.fixture(scope="session")
+def minibert_wheel(tmp_path_factory):
+    """(the wheel `pip wheel` builds from this checkout, pip's stderr), built once a session.
+
+    Only what a source distribution holds is copied (pyproject.toml, README, LICENSE and the
+    package), so the wheel is what `pip install minibert` users get."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "minibert", src / "minibert",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                          "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True)
+    if run.returncode and "No matching distribution found for setuptools" in run.stderr:
+        pytest.skip("building a wheel needs setuptools>=77 from the package index")
+    assert run.returncode == 0, run.stderr
+    [wheel] = (tmp / "dist").glob("minibert-*.whl")
+    return wheel, run.stderr

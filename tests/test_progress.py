@@ -82,23 +82,11 @@ def test_build_from_an_installed_package_says_what_it_cannot_do(tmp_path):
 
 
 @pytest.mark.slow
-def test_build_from_a_real_wheel_says_what_it_cannot_do(tmp_path):
+def test_build_from_a_real_wheel_says_what_it_cannot_do(tmp_path, minibert_wheel):
     """The same with minibert built as a wheel and unpacked where Python imports it first."""
-    import shutil
     import zipfile
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "minibert", src / "minibert",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                          str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
-    if run.returncode and "No matching distribution found for setuptools" in run.stderr:
-        pytest.skip("building a wheel needs setuptools>=77 from the package index")
-    assert run.returncode == 0, run.stderr
-    [wheel] = (tmp_path / "dist").glob("minibert-*.whl")
+    wheel, _ = minibert_wheel
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     work = tmp_path / "work"
