@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import parse_json
+from .fileio import parse_json, short_repr
 from .functional import IGNORE_INDEX  # the label of a position the loss skips (-100)
 from .tokenizer import pad_sequences  # one padding helper, shared with Tokenizer.batch_encode
 
@@ -200,7 +200,7 @@ def read_labelled(
                 value = values[role] = str(value)  # JSONL labels may be numbers: {"label": 1}
             if value is not None and not isinstance(value, str):
                 raise DataError(f"{path}, line {line}: the {role} column {columns[role]!r} "
-                                f"holds {type(value).__name__} {_short(value)}; expected a "
+                                f"holds {type(value).__name__} {short_repr(value)}; expected a "
                                 f"string{' (or an integer)' if role == 'label' else ''}")
             if value is None or value.strip() == "":
                 raise DataError(f"{path}, line {line}: the {role} column "
@@ -214,11 +214,6 @@ def read_labelled(
                         f"{' apart from its header' if header and fmt != 'jsonl' else ''})")
     return LabelledData(texts, labels, pairs if text_pair_column is not None else None,
                         str(path))
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _read_text(path: Path) -> str:
@@ -332,7 +327,7 @@ def _label_text_rows(path: Path, text: str):
         parts = line.strip().split(maxsplit=1)
         if len(parts) < 2:
             raise DataError(f"{path}, line {line_no}: expected a label, whitespace and a text; "
-                            f"found only {_short(parts[0])}")
+                            f"found only {short_repr(parts[0])}")
         yield line_no, {"label": parts[0], "text": parts[1]}
 
 

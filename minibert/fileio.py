@@ -124,6 +124,13 @@ def parse_json(data, where, error=ValueError, unique_keys=False):
         raise error(f"{where}: not valid JSON ({e})") from None
 
 
+def short_repr(value, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters: a value read from a hostile file (a header, a
+    config, a data row) must not turn into a megabyte error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _no_duplicate_keys(pairs):
     """json hook: {"a": 1, "a": 2} is an error, not silently {"a": 2}."""
     d = {}

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import state_dict_from_hf
-from .fileio import atomic_write, parse_json
+from .fileio import atomic_write, parse_json, short_repr
 from .safetensors_io import load_file, save_file
 
 LATEST = "latest.json"
@@ -125,7 +125,7 @@ def read_latest(out_dir) -> dict | None:
     for key in ("checkpoint", "best"):
         value = pointer.get(key)
         if key in pointer and not (isinstance(value, str) and CHECKPOINT.fullmatch(value)):
-            raise RunStateError(f"{path}: {key!r} is {_short(value)}, not the name of a "
+            raise RunStateError(f"{path}: {key!r} is {short_repr(value)}, not the name of a "
                                 f"checkpoint-epoch-N folder inside {Path(out_dir)}{fix}")
     if "best" in pointer and not (isinstance(pointer.get("best_by"), str)
                                   and _finite(pointer.get("best_value"))):
@@ -306,11 +306,6 @@ def remove_folder(folder: Path) -> None:
     trash = folder.with_name(f".trash-{folder.name}-{secrets.token_hex(6)}")
     folder.rename(trash)
     shutil.rmtree(trash)
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def write_json(path, obj) -> None:

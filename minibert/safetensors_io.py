@@ -44,7 +44,7 @@ import struct
 
 import numpy as np
 
-from .fileio import atomic_write, parse_json
+from .fileio import atomic_write, parse_json, short_repr
 
 # safetensors dtype name -> NumPy dtype of the stored bytes ("<" = little-endian).
 # Listed in the order the reference writer lays tensors out: widest first.
@@ -254,16 +254,18 @@ def _read_checked_header(f, path):
                 fail(f"entry {name!r} has no {key!r}")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if not isinstance(dtype, str) or dtype not in DTYPES:  # a list would be unhashable
-            fail(f"entry {name!r} has unknown dtype {_short(dtype)} (known: {', '.join(DTYPES)})")
+            fail(f"entry {name!r} has unknown dtype {short_repr(dtype, 80)} "
+                 f"(known: {', '.join(DTYPES)})")
         if not (isinstance(shape, list) and all(_is_uint(d) for d in shape)):
             fail(f"entry {name!r}: shape must be a list of non-negative integers, "
-                 f"not {_short(shape)}")
+                 f"not {short_repr(shape, 80)}")
         if len(shape) > MAX_DIMS:
             fail(f"entry {name!r}: shape has {len(shape)} dimensions (at most {MAX_DIMS})")
         if math.prod(max(d, 1) for d in shape) * DTYPES[dtype].itemsize > MAX_SHAPE_BYTES:
-            fail(f"entry {name!r}: shape {_short(shape)} is too large for any array")
+            fail(f"entry {name!r}: shape {short_repr(shape, 80)} is too large for any array")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_uint, offsets))):
-            fail(f"entry {name!r}: data_offsets must be [begin, end], not {_short(offsets)}")
+            fail(f"entry {name!r}: data_offsets must be [begin, end], "
+                 f"not {short_repr(offsets, 80)}")
         begin, end = offsets
         if end < begin:
             fail(f"entry {name!r}: data_offsets end {end} < begin {begin}")
@@ -289,12 +291,6 @@ def _read_checked_header(f, path):
     if pos < available:
         fail(f"{available - pos} bytes after the last tensor belong to no tensor")
     return header, 8 + n
-
-
-def _short(value, limit=80):
-    """repr(value), cut short: a hostile header must not make a megabyte error message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _is_uint(x):
