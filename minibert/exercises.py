@@ -40,6 +40,11 @@ class ExerciseError(ValueError):
     """A malformed exercise region, an unknown exercise id, or a failed soundness check."""
 
 
+def course_order(exercise_id: str) -> tuple[int, ...]:
+    """The sort key that puts exercise ids in course order: "2.1" before "10.1"."""
+    return tuple(int(p) for p in exercise_id.split("."))
+
+
 @dataclass(frozen=True)
 class Exercise:
     id: str
@@ -47,10 +52,6 @@ class Exercise:
     path: Path  # relative to the project root
     begin: int  # 0-based line numbers of the BEGIN and END markers
     end: int
-
-    @property
-    def sort_key(self):
-        return tuple(int(p) for p in self.id.split("."))
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -113,7 +114,7 @@ def find_exercises(root: Path) -> list[Exercise]:
                 raise ExerciseError(f"exercise {r.id} is marked twice: {found[r.id].path} "
                                     f"and {rel}")
             found[r.id] = Exercise(r.id, r.hint, rel, r.begin, r.end)
-    return sorted(found.values(), key=lambda e: e.sort_key)
+    return sorted(found.values(), key=lambda e: course_order(e.id))
 
 
 def stub_text(text: str, only: set[str] | None = None, where: str = "<source>") -> str:

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .exercises import ExerciseError, project_root
+from .exercises import ExerciseError, course_order, project_root
 
 DEFAULT_TIMEOUT = 60.0  # seconds per test: the slowest solved exercise test takes a few
 COLLECT_TIMEOUT = 180.0  # seconds for pytest to start and collect (imports the copy's code)
@@ -44,10 +44,6 @@ class CatalogueEntry:
     lesson: str  # "6 Loss and gradients"
     file: str
     title: str  # what the learner writes, in a few words
-
-    @property
-    def sort_key(self):
-        return tuple(int(p) for p in self.id.split("."))
 
 
 def catalogue(root: Path) -> dict[str, CatalogueEntry]:
@@ -215,7 +211,7 @@ def progress(project: Path, timeout: float = DEFAULT_TIMEOUT,
         for i in result.exercises:
             by_id.setdefault(i, ExerciseProgress(i, "?", "(not in exercises/README.md)"))
             by_id[i].tests.append(result)
-    return sorted(by_id.values(), key=lambda p: tuple(int(x) for x in p.id.split(".")))
+    return sorted(by_id.values(), key=lambda p: course_order(p.id))
 
 
 # -- reports -----------------------------------------------------------------------------------
