@@ -147,6 +147,7 @@ def _check_columns(parser: argparse.ArgumentParser, args) -> None:
 
 def cmd_pretrain(args) -> int:
     from .config import BertConfig
+    from .data import hold_out_lines, read_text_corpus
     from .model import BertForMaskedLM, BertForPreTraining
     from .run_state import check_out_dir, latest_run_state
     from .tokenizer import Tokenizer
@@ -157,6 +158,16 @@ def cmd_pretrain(args) -> int:
                           else (BertForMaskedLM, "MLM"))
     _setup(args)
     check_out_dir(args.out, args.resume, args.overwrite)  # before any work
+    # Held-out text, to measure what the model learned on text it never trained on: --eval,
+    # or whole lines of --corpus (seeded, as transformers' run_mlm.py holds out 5 %).
+    lines, held_out = read_text_corpus(args.corpus), None
+    if args.eval:
+        held_out = read_text_corpus(args.eval)
+    elif args.validation_fraction > 0:
+        lines, held_out = hold_out_lines(lines, args.validation_fraction, args.seed,
+                                         minimum=2 if args.nsp else 1, source=args.corpus)
+        print(f"Held out {len(held_out)} of the {len(lines) + len(held_out)} lines of "
+              f"{args.corpus} for evaluation")
     saved = latest_run_state(args.out) if args.resume else None
     if saved is not None and not args.model:
         # The run's own vocabulary and model shape, not a vocabulary trained anew on a corpus
@@ -172,7 +183,7 @@ def cmd_pretrain(args) -> int:
         print(f"Continuing {tasks} pre-training of {args.model}")
     else:
         print(f"Training a {args.vocab_size}-token WordPiece vocabulary on {args.corpus}")
-        tokenizer = Tokenizer.train([Path(args.corpus)], vocab_size=args.vocab_size)
+        tokenizer = Tokenizer.train(lines, vocab_size=args.vocab_size)  # not the held-out text
         config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=args.hidden,
                             num_hidden_layers=args.layers, num_attention_heads=args.heads,
                             intermediate_size=4 * args.hidden,
@@ -181,11 +192,22 @@ def cmd_pretrain(args) -> int:
         print(f"A fresh BERT: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
               f"{model.num_parameters() / 1e6:.2f}M parameters; {tasks} pre-training")
     pretrain = pretrain_nsp if args.nsp else pretrain_mlm
-    pretrain(model, tokenizer, Path(args.corpus), epochs=args.epochs,
-                 batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
-                 seed=args.seed, out_dir=args.out, resume=args.resume,
-                 progress=not args.no_progress, overwrite=args.overwrite,
-                 allow_data_change=args.allow_data_change)
+    history = pretrain(model, tokenizer, lines, held_out, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
+                       seed=args.seed, out_dir=args.out, resume=args.resume,
+                       progress=not args.no_progress, overwrite=args.overwrite,
+                       allow_data_change=args.allow_data_change)
+    evals = [e["eval"] for e in history["epochs"] if "eval" in e]
+    if evals:
+        first, last = evals[0], evals[-1]
+        mlm = "mlm_loss" if "mlm_loss" in last else "loss"
+        line = (f"Held-out MLM loss {first[mlm]:.4f} -> {last[mlm]:.4f} after "
+                f"{len(evals)} epoch(s) (perplexity {last['perplexity']:.1f})")
+        if "nsp_accuracy" in last:
+            line += (f"; next-sentence accuracy {first['nsp_accuracy']:.3f} -> "
+                     f"{last['nsp_accuracy']:.3f} (chance {last['nsp_chance']:.3f}, "
+                     f"{last['num_pairs']} held-out pairs)")
+        print(line)
     print(f"Saved the pre-trained model to {Path(args.out) / 'final'}")
     return 0
 
@@ -575,6 +597,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=5e-4)
     p.add_argument("--max-length", type=sequence_length, default=128)
+    p.add_argument("--eval", type=input_file, default=None, help="held-out text file (one "
+                   "paragraph a line): evaluated after every epoch (MLM loss, perplexity; "
+                   "with --nsp also next-sentence accuracy)")
+    p.add_argument("--validation-fraction", type=fraction, default=0.05, help="without --eval: "
+                   "hold out this share of the lines of --corpus for that evaluation (default "
+                   "0.05; 0: train on every line, evaluate nothing)")
     _run_folder(p)
     _no_progress(p)
     p.add_argument("--nsp", action="store_true", help="also train next-sentence prediction "

@@ -474,6 +474,22 @@ def read_text_corpus(path: str | os.PathLike) -> list[str]:
     return lines
 
 
+def hold_out_lines(lines: Sequence[str], fraction: float, seed: int = 0, minimum: int = 1,
+                   source: str = "the corpus") -> tuple[list[str], list[str]]:
+    """Split a corpus into (training lines, held-out lines), seeded; each part keeps the file
+    order. Whole lines (documents) are held out, so no sentence of the held-out text is ever
+    trained on. At least `minimum` lines are held out (next-sentence pairs need 2 documents)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    n_held = max(int(round(fraction * len(lines))), minimum)
+    if n_held >= len(lines):
+        raise DataError(f"{source}: {len(lines)} lines are too few to hold out {n_held} for "
+                        "evaluation and train on the rest; give more text, or a held-out file")
+    held = set(np.random.default_rng(seed).permutation(len(lines))[:n_held].tolist())
+    return ([line for i, line in enumerate(lines) if i not in held],
+            [line for i, line in enumerate(lines) if i in held])
+
+
 def chunk_corpus(tokenizer, lines: Iterable[str], max_length: int) -> list[np.ndarray]:
     """Tokenize each line and cut it into pieces of at most `max_length` tokens, each wrapped
     as [CLS] piece [SEP]: a long paragraph becomes several training sequences instead of

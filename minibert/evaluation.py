@@ -2,6 +2,7 @@
 
     evaluate(classifier, tokenizer, data)   loss, accuracy, macro-F1, confusion matrix
     evaluate_mlm(mlm_model, batches)        masked-LM loss and perplexity
+    evaluate_pretraining(model, batches)    the same + next-sentence loss and accuracy (NSP)
     evaluate_tokens(tagger, tokenizer, data) entity-level precision/recall/F1, word accuracy
 
 All run the model in eval mode (dropout off) without recording a graph, and leave its
@@ -14,6 +15,7 @@ import math
 
 import numpy as np
 
+from . import functional as F
 from .autograd import no_grad
 from .backend import to_numpy
 from .data import (
@@ -74,6 +76,33 @@ def evaluate_mlm(model, batches: list[dict]) -> dict:
             count += n
     loss = total / max(count, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": count}
+
+
+def evaluate_pretraining(model, batches: list[dict]) -> dict:
+    """BertForPreTraining's two tasks on fixed, already-masked sentence-pair batches (see
+    data.NSPCollator): the MLM loss (weighted by masked tokens) and perplexity as in
+    ``evaluate_mlm``, the next-sentence loss and accuracy, and the accuracy of always answering
+    the commoner label (nsp_chance, about 0.5: half the pairs are real), which NSP must beat.
+    loss = MLM loss + NSP loss, the quantity training minimises."""
+    mlm_total, masked, nsp_total, correct, pairs, real = 0.0, 0, 0.0, 0, 0, 0
+    with model.evaluating(), no_grad():
+        for b in batches:
+            out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+            n = int((b["labels"] != IGNORE_INDEX).sum())
+            if n:
+                mlm_total += F.cross_entropy(out.logits, b["labels"]).item() * n
+                masked += n
+            y = np.asarray(b["next_sentence_label"])
+            nsp_total += F.cross_entropy(out.seq_relationship_logits, y).item() * len(y)
+            correct += int((to_numpy(out.seq_relationship_logits.data).argmax(axis=-1) == y).sum())
+            pairs, real = pairs + len(y), real + int((y == 0).sum())
+    if pairs == 0:
+        raise ValueError("evaluate_pretraining: no sentence pairs to evaluate")
+    mlm_loss, nsp_loss = mlm_total / max(masked, 1), nsp_total / pairs
+    return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss,
+            "perplexity": math.exp(min(mlm_loss, 50.0)), "nsp_loss": nsp_loss,
+            "nsp_accuracy": correct / pairs, "nsp_chance": max(real, pairs - real) / pairs,
+            "masked_tokens": masked, "num_pairs": pairs}
 
 
 def predict_tags(model, tokenizer, words: list[list[str]], batch_size: int = 64,

@@ -52,7 +52,7 @@ from .data import (
     read_text_corpus,
     token_lengths,
 )
-from .evaluation import evaluate, evaluate_mlm, evaluate_tokens
+from .evaluation import evaluate, evaluate_mlm, evaluate_pretraining, evaluate_tokens
 from .optim import AdamW, clip_grad_norm, global_grad_norm, linear_warmup_decay, weight_decay_groups
 from .run_state import (
     RunStateError,
@@ -410,9 +410,11 @@ def _epoch_line(s: dict) -> str:
             f"{s['tokens_per_s']:,.0f} tokens/s ({s['padded_tokens_per_s']:,.0f} with padding)")
     ev = s.get("eval")
     if ev:
-        parts = [f"{k} {ev[k]:.4f}" for k in ("loss", "accuracy", "macro_f1", "perplexity",
-                                              "word_accuracy", "precision", "recall", "f1")
-                 if k in ev]
+        parts = [f"{k} {ev[k]:.4f}" for k in ("loss", "mlm_loss", "accuracy", "macro_f1",
+                                              "perplexity", "word_accuracy", "precision",
+                                              "recall", "f1") if k in ev]
+        if "nsp_accuracy" in ev:  # next-sentence prediction, against always saying one label
+            parts.append(f"nsp_accuracy {ev['nsp_accuracy']:.4f} (chance {ev['nsp_chance']:.4f})")
         line += "; eval " + ", ".join(parts)
     return line
 
@@ -588,7 +590,7 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
     if cfg.freeze_encoder:
         raise ValueError("freeze_encoder is for fine-tuning: pre-training trains the encoder")
     max_length = _effective_max_length(model, cfg)
-    lines = read_text_corpus(texts) if isinstance(texts, str | os.PathLike) else list(texts)
+    lines = _lines(texts)
     chunks = chunk_corpus(tokenizer, lines, max_length)
     if not chunks:
         raise DataError("pretrain_mlm: no text to train on")
@@ -602,9 +604,7 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
     collator = MLMCollator(tokenizer, cfg.mlm_probability, rng=run.data_rng)
     eval_batches = None
     if eval_texts is not None:
-        eval_lines = (read_text_corpus(eval_texts) if isinstance(eval_texts, str | os.PathLike)
-                      else list(eval_texts))
-        eval_chunks = chunk_corpus(tokenizer, eval_lines, max_length)
+        eval_chunks = chunk_corpus(tokenizer, _lines(eval_texts), max_length)
         fixed = MLMCollator(tokenizer, cfg.mlm_probability, rng=cfg.seed + 1)
         eval_batches = [fixed([eval_chunks[i] for i in idx])
                         for idx in batch_indices(len(eval_chunks), cfg.eval_batch_size)]
@@ -618,13 +618,22 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
     return run.fit(make_batch, evaluate_fn, tokenizer)
 
 
-def pretrain_nsp(model, tokenizer, texts, config: TrainConfig | None = None,
+def _lines(texts) -> list[str]:
+    """A list of lines, or a path to a text file (one document a line) read into one."""
+    return read_text_corpus(texts) if isinstance(texts, str | os.PathLike) else list(texts)
+
+
+def pretrain_nsp(model, tokenizer, texts, eval_texts=None, config: TrainConfig | None = None,
                  log: Callable[[dict], None] | None = None, **options) -> dict:
     """Pre-train BertForPreTraining on BERT's two tasks: masked LM and next-sentence prediction.
 
-    texts: a list of lines or a path to a text file; every line is a document (a paragraph),
-        cut into sentences. Sentence pairs are made once, with the run's seed (half real next
-        sentences, half random ones, ``data.next_sentence_pairs``); each batch is masked afresh.
+    texts / eval_texts: a list of lines or a path to a text file; every line is a document (a
+        paragraph), cut into sentences. Sentence pairs are made once, with the run's seed (half
+        real next sentences, half random ones, ``data.next_sentence_pairs``); each training
+        batch is masked afresh. The held-out pairs (from eval_texts, whose random B sentences
+        come from eval_texts too) are made and masked once, with fixed seeds, so epochs compare
+        fairly; after each epoch they give the MLM loss, the perplexity and the next-sentence
+        accuracy against chance (``evaluation.evaluate_pretraining``).
     The loss is MLM loss + NSP loss; the history records it per step. Otherwise as
     ``pretrain_mlm`` (options, checkpoints, out_dir/final).
     """
@@ -635,8 +644,17 @@ def pretrain_nsp(model, tokenizer, texts, config: TrainConfig | None = None,
         raise TypeError(f"pretrain_nsp trains BertForPreTraining (MLM + next-sentence heads), "
                         f"not {type(model).__name__}; use pretrain_mlm for a masked LM")
     max_length = _effective_max_length(model, cfg)
-    lines = read_text_corpus(texts) if isinstance(texts, str | os.PathLike) else list(texts)
-    pairs = next_sentence_pairs(lines, np.random.default_rng([cfg.seed, 1]))
+    pairs = next_sentence_pairs(_lines(texts), np.random.default_rng([cfg.seed, 1]))
+    eval_batches = None
+    if eval_texts is not None:
+        try:
+            eval_pairs = next_sentence_pairs(_lines(eval_texts),
+                                             np.random.default_rng([cfg.seed, 2]))
+        except DataError as e:
+            raise DataError(f"the held-out text: {e}") from None
+        fixed = NSPCollator(tokenizer, max_length, cfg.mlm_probability, rng=cfg.seed + 1)
+        eval_batches = [fixed([eval_pairs[i] for i in idx])
+                        for idx in batch_indices(len(eval_pairs), cfg.eval_batch_size)]
     run = TrainingRun(model, cfg, len(pairs), {"task": "pretrain_nsp", "num_pairs": len(pairs)},
                       log, data=[list(p) for p in pairs], vocab=_vocabulary(tokenizer))
     collator = NSPCollator(tokenizer, max_length, cfg.mlm_probability, rng=run.data_rng)
@@ -644,4 +662,7 @@ def pretrain_nsp(model, tokenizer, texts, config: TrainConfig | None = None,
     def make_batch(indices):
         return collator([pairs[i] for i in indices])
 
-    return run.fit(make_batch, lambda: None, tokenizer)
+    def evaluate_fn():
+        return None if eval_batches is None else evaluate_pretraining(model, eval_batches)
+
+    return run.fit(make_batch, evaluate_fn, tokenizer)

@@ -12,7 +12,14 @@ from minibert import functional as F
 from minibert import no_grad
 from minibert.cli import main
 from minibert.config import BertConfig
-from minibert.data import DataError, NSPCollator, next_sentence_pairs, split_sentences
+from minibert.data import (
+    DataError,
+    NSPCollator,
+    hold_out_lines,
+    next_sentence_pairs,
+    split_sentences,
+)
+from minibert.evaluation import evaluate_pretraining
 from minibert.model import BertForPreTraining, BertForSequenceClassification
 from minibert.tokenizer import Tokenizer
 from minibert.train import pretrain_nsp
@@ -117,14 +124,91 @@ def test_pretrain_nsp_lowers_the_loss_and_trains_the_pooler(tok, tmp_path):
     np.testing.assert_array_equal(clf.bert.pooler.W.numpy(), model.bert.pooler.W.numpy())
 
 
+def test_evaluate_pretraining_counts_what_it_reports(tok):
+    model = tiny(tok)
+    pairs = next_sentence_pairs(DOCS, rng=0)
+    collate = NSPCollator(tok, max_length=32, rng=0)
+    batches = [collate(pairs[:5]), collate(pairs[5:])]
+    m = evaluate_pretraining(model, batches)
+    y = np.concatenate([b["next_sentence_label"] for b in batches])
+    right, masked, mlm = 0, 0, 0.0
+    with no_grad():
+        for b in batches:
+            out = model.eval()(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+            right += int((out.seq_relationship_logits.numpy().argmax(-1)
+                          == b["next_sentence_label"]).sum())
+            n = int((b["labels"] != -100).sum())
+            masked, mlm = masked + n, mlm + F.cross_entropy(out.logits, b["labels"]).item() * n
+    assert m["num_pairs"] == len(pairs) and m["masked_tokens"] == masked
+    assert m["nsp_accuracy"] == right / len(pairs)
+    assert m["nsp_chance"] == max(np.mean(y == 0), np.mean(y == 1))
+    assert m["mlm_loss"] == pytest.approx(mlm / masked, rel=1e-6)
+    assert m["loss"] == pytest.approx(m["mlm_loss"] + m["nsp_loss"], rel=1e-9)
+    assert m["perplexity"] == pytest.approx(np.exp(m["mlm_loss"]), rel=1e-9)
+
+
+def test_hold_out_lines_keeps_whole_documents_apart():
+    lines = [f"Line {i}. Sentence two of {i}." for i in range(40)]
+    train, held = hold_out_lines(lines, 0.1, seed=3)
+    assert len(held) == 4 and sorted(train + held) == sorted(lines) and not set(train) & set(held)
+    assert held == hold_out_lines(lines, 0.1, seed=3)[1] != hold_out_lines(lines, 0.1, seed=4)[1]
+    assert train == [x for x in lines if x in train]  # file order kept
+    assert len(hold_out_lines(lines[:5], 0.05, minimum=2)[1]) == 2
+    with pytest.raises(DataError, match="too few to hold out"):
+        hold_out_lines(lines[:2], 0.05, minimum=2)
+
+
+def test_pretrain_nsp_reports_held_out_mlm_loss_and_next_sentence_accuracy(tok, tmp_path,
+                                                                         capsys):
+    # Held-out documents whose real next sentences can be learned from the training ones: the
+    # same four kinds of paragraph, with other words around them.
+    held = [d.replace(". ", " again. ") for d in DOCS[:4]]
+    model = tiny(tok)
+    history = pretrain_nsp(model, tok, DOCS * 4, held, epochs=8, batch_size=16, lr=3e-3,
+                           max_length=48, progress=False, out_dir=str(tmp_path / "run"))
+    evals = [e["eval"] for e in history["epochs"]]
+    assert len(evals) == 8
+    n_pairs = len(next_sentence_pairs(held, rng=np.random.default_rng([0, 2])))
+    assert all(e["num_pairs"] == n_pairs and 0 <= e["nsp_accuracy"] <= 1 for e in evals)
+    assert evals[-1]["mlm_loss"] < evals[0]["mlm_loss"]
+    assert evals[-1]["loss"] < evals[0]["loss"]
+    # in the epoch lines, and in the run's saved state (history.json and the checkpoint)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("epoch ")]
+    assert len(lines) == 8 and all("mlm_loss" in x and "nsp_accuracy" in x and "chance" in x
+                                   for x in lines)
+    saved = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert saved["epochs"][-1]["eval"] == pytest.approx(evals[-1])
+    state = json.loads((tmp_path / "run" / "checkpoint-epoch-8" / "trainer_state.json")
+                       .read_text())
+    assert state["history"]["epochs"][-1]["eval"]["nsp_accuracy"] == evals[-1]["nsp_accuracy"]
+    with pytest.raises(DataError, match="held-out text"):
+        pretrain_nsp(tiny(tok), tok, DOCS, ["One paragraph. Two sentences."], epochs=1,
+                     progress=False)
+
+
 def test_cli_pretrain_nsp(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
     out = tmp_path / "run"
     assert main(["pretrain", "--nsp", "--corpus", str(corpus), "--vocab-size", "120",
                  "--hidden", "32", "--layers", "1", "--heads", "2", "--max-length", "48",
-                 "--out", str(out), "--no-progress"]) == 0
-    assert "MLM + next-sentence pre-training" in capsys.readouterr().out
+                 "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "MLM + next-sentence pre-training" in said
+    # by default 5 % of the lines (at least 2 documents) are held out and evaluated each epoch
+    assert "Held out 2 of the 12 lines" in said
+    evals = [e["eval"] for e in json.loads((out / "history.json").read_text())["epochs"]]
+    assert len(evals) == 2
+    assert (f"next-sentence accuracy {evals[0]['nsp_accuracy']:.3f} -> "
+            f"{evals[1]['nsp_accuracy']:.3f} (chance {evals[1]['nsp_chance']:.3f}") in said
+    assert f"Held-out MLM loss {evals[0]['mlm_loss']:.4f} -> {evals[1]['mlm_loss']:.4f}" in said
+    # --validation-fraction 0: every line trains, nothing is evaluated
+    assert main(["pretrain", "--nsp", "--corpus", str(corpus), "--vocab-size", "120",
+                 "--hidden", "32", "--layers", "1", "--heads", "2", "--max-length", "48",
+                 "--validation-fraction", "0", "--out", str(tmp_path / "all"),
+                 "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "Held out" not in said and "next-sentence accuracy" not in said
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["architectures"] == ["BertForPreTraining"]
     with pytest.raises(TypeError, match="pretrain_nsp trains BertForPreTraining"):
