@@ -83,25 +83,25 @@ def embedding(weight: Tensor, ids) -> Tensor:
 # Activations
 
 
+# Abramowitz & Stegun 7.1.26, for z >= 0:  erf(z) ≈ 1 − (a1·t + … + a5·t⁵)·exp(−z²),
+# t = 1/(1 + p·z), with |error| ≤ 1.5e-7 (below float32's resolution near 1).
+_ERF_P = 0.3275911
+_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)  # a1 … a5
+
+
 def erf(x):
-    """The error function on arrays, accurate to 1.5e-7 (Abramowitz & Stegun 7.1.26).
+    """The error function on arrays, accurate to 1.5e-7 (Abramowitz & Stegun 7.1.26, above).
 
-    NumPy has no erf. This rational approximation is below float32's resolution near 1, which
-    is all BERT's GELU needs; erf is odd, so we compute it for |x| and restore the sign:
-
-        erf(|x|) ≈ 1 − (a1·t + a2·t² + a3·t³ + a4·t⁴ + a5·t⁵)·exp(−x²),   t = 1/(1 + p·|x|)
-
-    Every step after the first writes into an array made here (out=, *=): no temporaries.
+    NumPy has no erf. erf is odd, so we compute it for |x| and restore the sign. Every step
+    after the first writes into an array made here (out=, *=): no temporaries.
     """
     xp = backend.get_array_module(x)
-    a1, a2, a3, a4, a5, p = (0.254829592, -0.284496736, 1.421413741, -1.453152027,
-                             1.061405429, 0.3275911)
     ax = xp.abs(x)
-    t = ax * p
+    t = ax * _ERF_P
     t += 1.0
     xp.reciprocal(t, out=t)  # t = 1 / (1 + p|x|)
-    poly = t * a5  # Horner's rule: ((((a5·t + a4)·t + a3)·t + a2)·t + a1)·t
-    for a in (a4, a3, a2, a1):
+    poly = t * _ERF_A[4]  # Horner's rule: ((((a5·t + a4)·t + a3)·t + a2)·t + a1)·t
+    for a in _ERF_A[3::-1]:
         poly += a
         poly *= t
     ax *= ax
@@ -111,20 +111,44 @@ def erf(x):
     return xp.copysign(poly, x, out=poly)  # erf(x) = sign(x)·erf(|x|)
 
 
-def _normal_cdf(a):
-    """Φ(a) = ½(1 + erf(a/√2)), the standard normal CDF."""
-    cdf = erf(a * (1.0 / math.sqrt(2.0)))
-    cdf += 1.0
-    cdf *= 0.5
-    return cdf
+# The same formula for Φ(x) = ½(1 + erf(x/√2)) with the 1/√2 and the ½ folded into the
+# constants, so that GELU does not spend three extra passes on them:
+#   for z = |x|:  1 − Φ(z) ≈ (b1·t + … + b5·t⁵)·exp(−z²/2),  t = 1/(1 + (p/√2)·z),  b_i = a_i/2
+_CDF_P = _ERF_P / math.sqrt(2.0)
+_CDF_B = tuple(a / 2.0 for a in _ERF_A)
+
+
+def normal_cdf(x, out=None):
+    """Φ(x), the standard normal CDF, on arrays: |error| ≤ 7.5e-8 (erf's, halved).
+
+    Φ(x) = ½ + sign(x)·(½ − (1 − Φ(|x|))), with 1 − Φ(|x|) from the formula above; ~20 passes,
+    all in place on `out` and one scratch array. Measured in float32 over [−12, 12] the error
+    is at most 3.1e-7: float32 rounding of the passes, not the formula (tests/test_functional).
+    """
+    xp = backend.get_array_module(x)
+    z = xp.abs(x)
+    t = z * _CDF_P
+    t += 1.0
+    xp.reciprocal(t, out=t)  # t = 1 / (1 + p'·|x|)
+    q = xp.multiply(t, _CDF_B[4], out=out)  # Horner's rule, as in erf
+    for b in _CDF_B[3::-1]:
+        q += b
+        q *= t
+    z *= z
+    z *= -0.5
+    q *= xp.exp(z, out=z)  # q = 1 − Φ(|x|)
+    xp.subtract(0.5, q, out=q)  # Φ(|x|) − ½, which is ≥ 0
+    xp.copysign(q, x, out=q)  # Φ(x) − ½ is odd in x
+    q += 0.5
+    return q
 
 
 def gelu(x: Tensor) -> Tensor:
     """Exact GELU, as BERT uses: x·Φ(x), with Φ the standard normal CDF = ½(1 + erf(x/√2)).
 
-    erf takes ~20 passes over its input, so the forward runs block by block (parallel.py): the
-    passes stay in the CPU cache and the blocks share the cores. Φ(x) is kept for the backward
-    only when there will be one.
+    Φ takes ~20 passes over its input (normal_cdf), so the forward runs block by block
+    (parallel.py): the passes stay in the CPU cache and the blocks share the cores. Φ(x) is
+    kept for the backward only when there will be one.
     """
     xp = backend.get_array_module(x.data)
     a = x.data.reshape(-1)
@@ -133,9 +157,7 @@ def gelu(x: Tensor) -> Tensor:
     cdf = xp.empty_like(a) if keep else None
 
     def forward(block):
-        c = _normal_cdf(a[block])
-        if keep:
-            cdf[block] = c
+        c = normal_cdf(a[block], out=cdf[block] if keep else None)
         xp.multiply(a[block], c, out=y[block])
 
     parallel.for_blocks(forward, a)
@@ -146,11 +168,15 @@ def gelu(x: Tensor) -> Tensor:
         #   exp(-x²/2)/√(2π); multiply by out.grad and accum_grad into x
         dy, dx = out.grad.reshape(-1), xp.empty_like(a)
 
-        def backward(block):  # a block at a time, like the forward
-            pdf = xp.exp(-0.5 * a[block] * a[block]) * (1.0 / math.sqrt(2.0 * math.pi))
-            pdf *= a[block]
+        def backward(block):  # a block at a time, like the forward, in place on one array
+            xb = a[block]
+            pdf = xp.multiply(xb, xb, out=dx[block])
+            pdf *= -0.5
+            xp.exp(pdf, out=pdf)
+            pdf *= 1.0 / math.sqrt(2.0 * math.pi)  # φ(x)
+            pdf *= xb
             pdf += cdf[block]  # Φ(x) + x·φ(x)
-            xp.multiply(dy[block], pdf, out=dx[block])
+            pdf *= dy[block]
 
         parallel.for_blocks(backward, a)
         accum_grad(x, dx.reshape(x.shape))
