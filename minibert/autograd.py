@@ -167,8 +167,9 @@ class Tensor:
         Leaf tensors (parameters, inputs) *accumulate* into `.grad`, as in PyTorch: call
         `zero_grad()` between steps. `grad` may be omitted only for a scalar (a loss).
         The graph is freed as the pass goes (as in PyTorch: each op's saved arrays as soon as
-        its backward has run) unless `retain_graph=True`; the `.grad` of intermediate tensors
-        stays readable either way.
+        its backward has run) unless `retain_graph=True`. An intermediate tensor that no
+        variable refers to is freed as soon as its gradient has reached its parents; one that
+        you kept (`h = ...; loss.backward(); h.grad`) keeps its `.grad` readable.
         """
         if not self.requires_grad:
             raise RuntimeError(
@@ -192,11 +193,15 @@ class Tensor:
             if t._parents:  # intermediate results start from zero each backward pass
                 t.grad = None
         self.grad = grad if self.grad is None or self._parents else self.grad + grad
-        for t in reversed(order):
+        while order:  # children first; popping lets go of each tensor once it is done
+            t = order.pop()
             if t._backward is not None and t.grad is not None:
                 t._backward()
             if not retain_graph:  # t's gradient has reached its parents: drop its closure now,
                 t._backward, t._parents = None, ()  # freeing the arrays it saved (as PyTorch)
+        # Nothing here holds on to an intermediate tensor now: one that no variable refers to
+        # is freed with its data and its .grad (as in PyTorch), while one the caller kept
+        # (h = ... ; loss.backward(); h.grad) keeps its .grad.
 
     def _topological_order(self) -> list[Tensor]:
         """Every tensor this one depends on, parents before children (iterative DFS)."""

@@ -211,6 +211,41 @@ def test_an_output_without_gradient_keeps_nothing_alive(inside_no_grad):
         gc.enable()
 
 
+def test_backward_frees_each_intermediate_once_its_gradient_has_passed():
+    """As in PyTorch: during the pass, an intermediate nobody refers to is freed with its data
+    and .grad as soon as its backward has run; one the caller kept keeps its .grad."""
+    import gc
+    import weakref
+
+    from minibert.autograd import accum_grad, op_result
+
+    x = minibert.tensor(np.ones((2, 3)), requires_grad=True)
+    alive = {}
+
+    def probe(t):  # an identity op whose backward records whether `b` still exists
+        out = op_result(t.data.copy(), (t,), "probe")
+
+        def _backward():
+            alive["b"] = b_ref() is not None
+            accum_grad(t, out.grad)
+
+        out._backward = _backward
+        return out
+
+    gc.disable()  # only reference counting may free it
+    try:
+        kept = x * 2.0
+        b = probe(kept) * 3.0  # probe's backward runs after b's
+        b_ref = weakref.ref(b)
+        loss = b.sum()
+        del b
+        loss.backward()
+    finally:
+        gc.enable()
+    assert alive == {"b": False} and b_ref() is None
+    assert kept.grad.tolist() == [[3.0] * 3] * 2 and x.grad.tolist() == [[6.0] * 3] * 2
+
+
 def test_detach_cuts_the_graph():
     x = minibert.tensor([3.0], requires_grad=True)
     y = x * x.detach()  # the detached copy acts as a constant
