@@ -18,6 +18,7 @@ import numpy as np
 
 from .autograd import Tensor, no_grad, where
 from .backend import to_numpy
+from .data import batch_indices, token_lengths
 from .model import BertModel, mean_pool
 
 __all__ = ["SentenceEncoder", "l2_normalize", "mean_pool"]
@@ -55,17 +56,22 @@ class SentenceEncoder:
         return cls(BertModel.from_pretrained(model_dir), Tokenizer.from_pretrained(model_dir),
                    max_length)
 
-    def encode(self, texts: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
-        """Embed texts: a float32 NumPy array (n, H) of unit vectors (one text: (1, H))."""
+    def encode(self, texts: Sequence[str] | str, batch_size: int = 32,
+               sort_by_length: bool = True) -> np.ndarray:
+        """Embed texts: a float32 NumPy array (n, H) of unit vectors, in input order (one
+        text: (1, H)).
+
+        sort_by_length: batch the texts longest first (in tokens), so that each batch carries
+        little padding (faster; padding never changes an embedding beyond float rounding).
+        """
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
-        # Longest first, so each batch holds texts of similar length: less padding to compute.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        lengths = (token_lengths(self.tokenizer, texts, max_length=self.max_length)
+                   if sort_by_length else None)
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
         with no_grad():
-            for start in range(0, len(texts), batch_size):
-                idx = order[start:start + batch_size]
+            for idx in batch_indices(len(texts), batch_size, lengths=lengths):
                 enc = self.tokenizer.batch_encode([texts[i] for i in idx],
                                                   max_length=self.max_length)
                 h = self.model(enc["input_ids"], enc["attention_mask"],

