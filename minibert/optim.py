@@ -241,21 +241,25 @@ class AdamW(Optimizer):
         decay = 1 - self.lr * group["weight_decay"]
 
         # In place, a block of rows at a time on all cores (parallel.py): m, v and θ are as
-        # large as the model, and so would be every temporary of a whole-array formula.
+        # large as the model, and so would be every temporary of a whole-array formula. Each
+        # block makes one scratch array, `work`, and every step writes into it (out=, *=).
         def update(rows):
             g, m, v, theta = p.grad[rows], state["m"][rows], state["v"][rows], p.data[rows]
+            work = g * (1 - beta1)
             m *= beta1
-            m += (1 - beta1) * g  # m ← β1·m + (1 − β1)·g
+            m += work  # m ← β1·m + (1 − β1)·g
+            xp.multiply(g, g, out=work)
+            work *= 1 - beta2
             v *= beta2
-            v += (1 - beta2) * (g * g)  # v ← β2·v + (1 − β2)·g²
-            denom = xp.sqrt(v / (1 - beta2**t))  # √v̂
-            denom += self.eps
-            step = m / (1 - beta1**t)  # m̂
-            step *= self.lr
-            step /= denom  # lr·m̂ / (√v̂ + ε)
+            v += work  # v ← β2·v + (1 − β2)·g²
+            xp.sqrt(v, out=work)
+            work *= 1 / math.sqrt(1 - beta2**t)  # √v̂ = √v / √(1 − β2^t)
+            work += self.eps
+            xp.divide(m, work, out=work)
+            work *= self.lr / (1 - beta1**t)  # lr·m̂ / (√v̂ + ε), with m̂ = m / (1 − β1^t)
             if group["weight_decay"]:
                 theta *= decay  # decoupled weight decay: θ ← θ·(1 − lr·λ)
-            theta -= step.astype(theta.dtype, copy=False)
+            theta -= work
 
         parallel.for_blocks(update, p.data)
         # END EXERCISE
