@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 LESSONS_DIR = Path(__file__).resolve().parents[1] / "lessons"
@@ -66,7 +67,8 @@ SHORT_ARGS = {"12_token_classification": ["--epochs", "1", "--max-train", "32"],
               "14_what_to_train": ["--per-class", "4", "--epochs", "1", "--max-test", "40"],
               "15_adapting_without_training": ["--sizes", "2,4", "--full-up-to", "2",
                                                "--max-test", "40"],
-              "16_two_stages": ["--epochs", "2", "--finetune-epochs", "2", "--per-class", "4"]}
+              "16_two_stages": ["--epochs", "2", "--finetune-epochs", "2", "--per-class", "4",
+                                "--seeds", "2"]}
 
 
 def _run(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -179,17 +181,30 @@ def _adapting_is_computed(stdout: str) -> None:
 
 
 def _two_stages_are_computed(stdout: str) -> None:
-    """Lesson 16: the loss summary repeats the per-epoch losses; ln V and the gain are computed."""
+    """Lesson 16: the loss summary repeats the per-epoch losses; ln V is computed; the means,
+    spreads, gain and win count follow from the accuracies printed per fine-tuning seed."""
     held_out = [float(x) for x in re.findall(r"held-out (\d+\.\d+) ", stdout)]
     m = re.search(r"held-out MLM loss ([\d.]+) -> ([\d.]+) \(a uniform guess: ln V = "
                   r"([\d.]+)\)", stdout)
     assert (float(m.group(1)), float(m.group(2))) == (held_out[0], held_out[-1])
     vocab = int(re.search(r"a ([\d,]+)-piece vocabulary", stdout).group(1).replace(",", ""))
     assert m.group(3) == f"{math.log(vocab):.3f}"
-    acc = dict(re.findall(r"from (pre-trained θ|random θ) +accuracy ([\d.]+)", stdout))
-    gain = float(acc["pre-trained θ"]) - float(acc["random θ"])  # of the rounded accuracies
-    printed = float(re.search(r"bought: ([+-][\d.]+) accuracy", stdout).group(1))
-    assert abs(printed - gain) <= 0.0011
+    seeds = re.findall(r"seed \d+: from pre-trained θ ([\d.]+) +from random θ ([\d.]+) +"
+                       r"gain ([+-][\d.]+)", stdout)
+    n = len(seeds)
+    assert n >= 2  # SHORT_ARGS: --seeds 2
+    pre, rnd = (np.array([float(s[i]) for s in seeds]) for i in (0, 1))
+    for (_, _, gain), p, r in zip(seeds, pre, rnd, strict=True):
+        assert abs(float(gain) - (p - r)) <= 0.0011
+    for name, accs in (("pre-trained θ", pre), ("random θ", rnd)):
+        mean, spread = re.search(rf"from {name} +accuracy ([\d.]+) \(spread ±([\d.]+) over {n} "
+                                 r"seeds\)", stdout).groups()
+        assert abs(float(mean) - accs.mean()) <= 0.0011
+        assert abs(float(spread) - accs.std()) <= 0.0011
+    bought = re.search(rf"bought: ([+-][\d.]+) accuracy, the mean over {n} fine-tuning seeds; "
+                       rf"pre-trained θ better in (\d+) of {n}", stdout)
+    assert abs(float(bought.group(1)) - (pre - rnd).mean()) <= 0.0011
+    assert int(bought.group(2)) in {int((pre - rnd > d).sum()) for d in (-0.0011, 0.0011)}
 
 
 COMPUTED_CHECKS = {"16_two_stages": _two_stages_are_computed,
