@@ -57,6 +57,12 @@ def median_time(fn, repeat: int, warmup: int = 1) -> tuple[float, float]:
     CPU time (all threads of this process) is what the work cost; on a machine shared with
     other jobs, wall time also counts the waits for a free core. At 1 thread CPU time is the
     steadier measure of speed; with more threads only wall time shows the gain."""
+    walls, cpus = timed_runs(fn, repeat, warmup)
+    return sorted(walls)[len(walls) // 2], sorted(cpus)[len(cpus) // 2]
+
+
+def timed_runs(fn, repeat: int, warmup: int = 1) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each of `repeat` calls of fn, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     walls, cpus = [], []
@@ -65,7 +71,7 @@ def median_time(fn, repeat: int, warmup: int = 1) -> tuple[float, float]:
         fn()
         walls.append(time.perf_counter() - start)
         cpus.append(time.process_time() - cpu)
-    return sorted(walls)[len(walls) // 2], sorted(cpus)[len(cpus) // 2]
+    return walls, cpus
 
 
 def matmul_peak_gflops(n: int = 2048, repeat: int = 5) -> float:
