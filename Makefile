@@ -52,7 +52,7 @@ notebooks: $(DEMO_STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 # The notebooks are committed with their outputs (readable on the repository's web page). After
-# a change that alters them: re-execute all three in place, then review `git diff notebooks/`.
+# a change that alters them: re-execute them all in place, then review `git diff notebooks/`.
 notebooks-refresh: $(TEST_STAMP)
 	$(BIN)/python tests/notebook_outputs.py
 

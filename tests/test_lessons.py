@@ -64,7 +64,8 @@ LESSONS = [
 # Lessons whose full run takes longer than the suite should: the tests run a shortened version
 # (the lesson's .md gives the measured numbers of the full run and the command).
 SHORT_ARGS = {"12_token_classification": ["--epochs", "1", "--max-train", "32"],
-              "14_what_to_train": ["--per-class", "4", "--epochs", "1", "--max-test", "40"],
+              "14_what_to_train": ["--per-class", "4", "--epochs", "1", "--frozen-epochs", "1",
+                                   "--head-epochs", "2", "--max-test", "40"],
               "15_adapting_without_training": ["--sizes", "2,4", "--full-up-to", "2",
                                                "--max-test", "40"],
               "16_two_stages": ["--epochs", "2", "--finetune-epochs", "2", "--per-class", "4",
@@ -135,18 +136,20 @@ def _head_accounting_is_computed(stdout: str) -> None:
 
 
 def _what_to_train_is_computed(stdout: str) -> None:
-    """Lesson 14: trainable counts from the models, the baseline and the gaps from the table."""
+    """Lesson 14: trainable counts from the models, the baseline, the chosen penalty and the
+    gaps from the table."""
     from minibert.config import BertConfig
     from minibert.data import read_labelled
     from minibert.datasets import support_tickets_dir
     from minibert.model import BertForSequenceClassification
 
-    table = re.findall(r"^(\S.{29}) +([\d.]+) +([\d,]+) +\d+s$", stdout, re.M)
-    rows = {name.strip(): (float(acc), int(n.replace(",", ""))) for name, acc, n in table}
-    assert len(rows) == 5
+    table = re.findall(r"^(\S.{31}) +([\d.]+) +([\d.]+) +([\d,]+) +\d+s$", stdout, re.M)
+    rows = {name.strip(): (float(acc), int(n.replace(",", ""))) for name, acc, _, n in table}
+    assert len(rows) == 6
     H, C = 384, 4
     assert rows["frozen, pooler + classifier"][1] == H * H + H + H * C + C
     assert rows["frozen, classifier only"][1] == rows["frozen, mean pooling"][1] == H * C + C
+    assert rows["logistic regression (embeddings)"][1] == H * C + C
     config = BertConfig.from_dict(json.loads((weights_dir() / "config.json").read_text()))
     config.id2label = dict(enumerate("abcd"))
     full = sum(p.data.size for p in BertForSequenceClassification(config).parameters())
@@ -156,6 +159,14 @@ def _what_to_train_is_computed(stdout: str) -> None:
     assert re.search(rf"^always the commonest class +{commonest:.3f}$", stdout, re.M)
     gap = rows["full, from pre-trained θ"][0] - rows["full, from random θ"][0]
     assert f"Pre-training is worth {gap:+.3f} accuracy here" in stdout
+    # the penalty chosen is the best on the validation rows (the first of equals)
+    scores = re.findall(r"C=([\d.]+) ([\d.]+)", stdout.split("by C: ")[1].split("\n")[0])
+    best = max(scores, key=lambda cs: float(cs[1]))[0]
+    assert f"; chosen C={best}\n" in stdout
+    mean, logreg = rows["frozen, mean pooling"][0], rows["logistic regression (embeddings)"][0]
+    verdict = "matches or beats" if mean >= logreg else "trails"
+    assert (f"Frozen with mean pooling {verdict} the logistic regression on the same embeddings "
+            f"by {mean - logreg:+.3f} ({mean:.3f} vs {logreg:.3f})") in stdout
 
 
 def weights_dir():

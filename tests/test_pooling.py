@@ -85,6 +85,32 @@ def test_frozen_fine_tuning_moves_pooler_and_classifier_not_the_encoder():
     assert moved == {"bert.pooler.W", "bert.pooler.b", "classifier.W", "classifier.b"}
 
 
+def test_a_frozen_encoder_runs_without_dropout_while_the_head_trains():
+    """Frozen, the encoder is a fixed feature extractor: every step sees the features that
+    evaluation sees (dropout off inside it), while the head's own dropout stays on."""
+    texts = ["refund my card", "the app crashes", "reset my password", "parcel is late"] * 2
+    tok = Tokenizer.train(texts, vocab_size=60)
+    minibert.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=32, hidden_dropout_prob=0.5,
+        attention_probs_dropout_prob=0.5, pooling="mean", num_labels=3, pad_token_id=0))
+    data = LabelledData(texts, ["a", "b", "c", "a", "b", "c", "a", "b"])
+    encoder_modes, head_modes = set(), set()
+    forward = model.bert.forward
+
+    def spy(*args, **kwargs):
+        encoder_modes.update(m.training for _, m in model.bert.named_modules())
+        head_modes.add(model.dropout.training)
+        return forward(*args, **kwargs)
+
+    model.bert.forward = spy
+    finetune(model, tok, data, eval_data=data, epochs=2, batch_size=4, lr=1e-2,
+             freeze_encoder=True, progress=False)
+    assert encoder_modes == {False}  # training steps and evaluations alike
+    assert head_modes == {True, False}  # on in the training steps, off in the evaluations
+
+
 def test_transformers_opens_a_mean_pooled_folder_with_the_pooler(tmp_path):
     """What the save warning is about: transformers ignores `pooling` and reads the pooler."""
     torch = pytest.importorskip("torch", reason="the reference model runs in PyTorch")
