@@ -50,9 +50,9 @@ parser.add_argument("--max-test", type=int, default=None, help="evaluate on at m
 parser.add_argument("--epochs", type=int, default=3, help="epochs of full fine-tuning")
 parser.add_argument("--frozen-epochs", type=int, default=3,
                     help="epochs of the frozen run that trains the pooler too (default 3)")
-parser.add_argument("--head-epochs", type=int, default=10,
-                    help="epochs of the frozen runs that train only the classifier (default 10: "
-                         "a head of a few hundred numbers needs more steps; see the .md)")
+parser.add_argument("--head-epochs", type=int, default=None,
+                    help="epochs of the frozen runs that train only the classifier (default: 50 "
+                         "on the tickets, 10 on SST-2, a few hundred steps; see the .md)")
 parser.add_argument("--batch-size", type=int, default=16)
 parser.add_argument("--full-lr", type=float, default=1e-4, help="lr of full fine-tuning")
 parser.add_argument("--frozen-lr", type=float, default=1e-3, help="lr of the frozen runs")
@@ -64,6 +64,8 @@ parser.add_argument("--validation", action="store_true",
                          "instead of the held-out set: for choosing a setting")
 parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
 args = parser.parse_args()
+if args.head_epochs is None:  # a classifier alone needs a few hundred steps: 4 or 63 per epoch
+    args.head_epochs = 50 if args.data == "tickets" else 10
 
 
 def per_class(data: LabelledData, n: int) -> LabelledData:
