@@ -215,3 +215,25 @@ def test_cli_pretrain_nsp(tmp_path, capsys):
         from minibert.model import BertForMaskedLM
         pretrain_nsp(BertForMaskedLM(BertForPreTraining.from_pretrained(out / "final").config),
                      Tokenizer.from_pretrained(out / "final"), DOCS)
+
+
+def test_cli_pretrain_evaluates_a_held_out_file_without_nsp_too(tmp_path, capsys):
+    corpus, held = tmp_path / "corpus.txt", tmp_path / "held.txt"
+    corpus.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    held.write_text("The hub arrived again. My card was charged again.\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["pretrain", "--corpus", str(corpus), "--eval", str(held), "--vocab-size",
+                 "120", "--hidden", "32", "--layers", "1", "--heads", "2", "--max-length", "48",
+                 "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "Held out" not in said  # --eval: every line of --corpus trains
+    evals = [e["eval"] for e in json.loads((out / "history.json").read_text())["epochs"]]
+    assert f"Held-out MLM loss {evals[0]['loss']:.4f} -> {evals[1]['loss']:.4f}" in said
+    assert "next-sentence" not in said and "nsp_accuracy" not in evals[1]
+    # --nsp needs pairs in the held-out text: one paragraph of one sentence has none
+    held.write_text("Only one sentence here\n", encoding="utf-8")
+    assert main(["pretrain", "--nsp", "--corpus", str(corpus), "--eval", str(held),
+                 "--vocab-size", "120", "--hidden", "32", "--layers", "1", "--heads", "2",
+                 "--out", str(tmp_path / "nsp"), "--no-progress"]) == 2
+    assert "the held-out text" in capsys.readouterr().err
+    assert not (tmp_path / "nsp").exists()  # refused before any run folder was written
