@@ -1,6 +1,6 @@
 """What to train, measured on SST-2: lesson 14's experiment (items 1 and 3 of the course).
 
-    .venv/bin/python benchmarks/bench_what_to_train.py                 # tens of minutes, 2 cores
+    .venv/bin/python benchmarks/bench_what_to_train.py                 # ~15 min on 2 cores
     .venv/bin/python benchmarks/bench_what_to_train.py --threads 1 --head-epochs 3
 
 It runs lessons/14_what_to_train.py (the same code a learner runs, nothing copied) on
@@ -94,7 +94,8 @@ def main(argv=None) -> None:
     print(f"| always the commonest class | {result['commonest_class']:.3f} | | | |")
     print(f"(logistic regression: C = {result['logistic_regression_C']:g}, chosen on every 5th "
           "training row; time includes embedding the rows)")
-    print(f"\nstarted {started}, {args.threads} threads; {machine()}")
+    threads = f"{args.threads} thread{'s' if args.threads > 1 else ''}"
+    print(f"\nstarted {started}, {threads}; {machine()}")
 
 
 if __name__ == "__main__":
