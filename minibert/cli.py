@@ -633,7 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-ratio", type=ratio, default=0.1)
     p.add_argument("--max-length", type=sequence_length, default=128)
     p.add_argument("--freeze-encoder", action="store_true", help="train only the new head; the "
-                   "encoder is a fixed feature extractor")
+                   "encoder is a fixed feature extractor. A head alone needs a larger --lr "
+                   "(e.g. 1e-3) and more --epochs than full fine-tuning (lesson 14)")
     p.add_argument("--no-group-by-length", action="store_true", help="plain shuffled batches "
                    "(default: batches of texts of similar length, less padding, faster)")
     p.add_argument("--pooling", choices=["cls", "mean"], default=None, help="how the classifier "
