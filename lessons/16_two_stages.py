@@ -1,6 +1,6 @@
 """Lesson 16: the two stages at laptop scale — pre-train a small BERT, then fine-tune it.
 
-    .venv/bin/python lessons/16_two_stages.py                      # two to three minutes
+    .venv/bin/python lessons/16_two_stages.py                      # about two minutes
     .venv/bin/python lessons/16_two_stages.py --corpus FILE         # your own text
     .venv/bin/python lessons/16_two_stages.py --seed 1              # another pre-training
 
