@@ -1,6 +1,6 @@
 """Lesson 14: start from pre-trained θ or random θ; train everything, or only the head.
 
-    .venv/bin/python lessons/14_what_to_train.py                    # about three minutes
+    .venv/bin/python lessons/14_what_to_train.py                    # one to three minutes
     .venv/bin/python lessons/14_what_to_train.py --data sst2 ...    # SST-2, in the .md
     (benchmarks/bench_what_to_train.py runs the SST-2 experiment and records its results)
 
