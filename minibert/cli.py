@@ -260,12 +260,26 @@ def _with_fresh_head(cls, model_arg: str, labels: list[str], reinit_head: bool =
 
 
 def _mode(args) -> str:
-    return "frozen encoder (only the head ω trains)" if args.freeze_encoder else "full"
+    mode = "frozen encoder (only the head ω trains)" if args.freeze_encoder else "full"
+    return f"{mode}, lr {finetune_lr(args):g}"
+
+
+# finetune's default learning rates. Full fine-tuning nudges pre-trained θ (BERT's paper:
+# 2e-5 … 5e-5); a fresh head alone on a frozen encoder needs far larger steps to learn anything
+# in a few epochs (lesson 14 measures it: at 5e-5 it stays near chance).
+FULL_LR, FROZEN_LR = 5e-5, 1e-3
+
+
+def finetune_lr(args) -> float:
+    """--lr if given, else the default for the mode (full or --freeze-encoder)."""
+    if args.lr is not None:
+        return args.lr
+    return FROZEN_LR if args.freeze_encoder else FULL_LR
 
 
 def _finetune_options(args) -> dict:
     """The TrainConfig fields the finetune command sets from its flags."""
-    return dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    return dict(epochs=args.epochs, batch_size=args.batch_size, lr=finetune_lr(args),
                 max_length=args.max_length, seed=args.seed, out_dir=args.out,
                 resume=args.resume, overwrite=args.overwrite,
                 allow_data_change=args.allow_data_change, freeze_encoder=args.freeze_encoder,
@@ -628,13 +642,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=output_folder, default="runs/finetune", help="output folder")
     p.add_argument("--epochs", type=positive_int, default=3)
     p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--lr", type=positive_float, default=5e-5)
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate of "
+                   f"AdamW, reached after the warm-up (default: {FULL_LR:g}; {FROZEN_LR:g} with "
+                   "--freeze-encoder)")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
     p.add_argument("--warmup-ratio", type=ratio, default=0.1)
     p.add_argument("--max-length", type=sequence_length, default=128)
     p.add_argument("--freeze-encoder", action="store_true", help="train only the new head; the "
-                   "encoder is a fixed feature extractor. A head alone needs a larger --lr "
-                   "(e.g. 1e-3) and more --epochs than full fine-tuning (lesson 14)")
+                   f"encoder is a fixed feature extractor. A head alone needs a larger --lr "
+                   f"(the default becomes {FROZEN_LR:g}) and often more --epochs than full "
+                   "fine-tuning (lesson 14)")
     p.add_argument("--no-group-by-length", action="store_true", help="plain shuffled batches "
                    "(default: batches of texts of similar length, less padding, faster)")
     p.add_argument("--pooling", choices=["cls", "mean"], default=None, help="how the classifier "

@@ -260,8 +260,24 @@ def test_transformers_names_work_in_the_commands_that_train(tmp_path):
          "--per_device_train_batch_size", "8", "--output_dir", str(tmp_path)])
     assert (args.lr, args.epochs, args.batch_size, args.out) == (2e-5, 4, 8, str(tmp_path))
     defaults = build_parser().parse_args(["finetune", "--train", train])
-    assert (defaults.lr, defaults.epochs, defaults.batch_size) == (5e-5, 3, 16)
-    assert "also --learning_rate" in _commands()["finetune"].format_help()
+    assert (defaults.epochs, defaults.batch_size) == (3, 16)
+    assert "also --learning_rate" in " ".join(_commands()["finetune"].format_help().split())
+
+
+def test_finetune_learning_rate_defaults_to_one_that_suits_the_mode():
+    # Full fine-tuning takes small steps from pre-trained θ; a head alone on a frozen encoder
+    # barely moves at 5e-5 (lesson 14), so --freeze-encoder changes the default, not --lr.
+    from minibert.cli import build_parser, finetune_lr
+
+    train = str(TICKETS / "train.tsv")
+    parse = build_parser().parse_args
+    assert finetune_lr(parse(["finetune", "--train", train])) == 5e-5
+    assert finetune_lr(parse(["finetune", "--train", train, "--freeze-encoder"])) == 1e-3
+    assert finetune_lr(parse(["finetune", "--train", train, "--freeze-encoder",
+                              "--lr", "3e-4"])) == 3e-4
+    assert finetune_lr(parse(["finetune", "--train", train, "--learning_rate", "2e-5"])) == 2e-5
+    help_text = " ".join(_commands()["finetune"].format_help().split())
+    assert "(default: 5e-05; 0.001 with --freeze-encoder)" in help_text
 
 
 def test_errors_show_the_commands_usage(capsys):
