@@ -16,6 +16,15 @@ Read it in the order data flows:
     pipeline.py      inference: text -> probabilities -> argmax (Tagger: a tag per word)
 """
 
+import os
+
+# Before anything imports NumPy: OpenBLAS's worker threads spin for ~0.1 s after each matmul,
+# waiting for the next one, and so hold a core that minibert's elementwise blocks
+# (parallel.py) want next. Ask them to sleep at once (measured: MiniLM 32 x 128 on 2 cores,
+# ~10 % faster). OpenBLAS reads this once, when NumPy is first imported: if your script
+# imports NumPy before minibert, set it yourself. A value you set is kept.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
+
 from . import functional
 from .autograd import ShapeError, Tensor, concatenate, masked_fill, no_grad, tensor, where
 from .backend import (

@@ -1,5 +1,9 @@
 """parallel.py: elementwise work in blocks on a few threads. Same numbers whatever the threads."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -81,3 +85,16 @@ def test_results_do_not_depend_on_the_number_of_threads(threads, rng):
     four = _ops_and_grads(x, gamma, beta)
     for a, b in zip(one, four, strict=True):
         np.testing.assert_array_equal(a, b)  # bit for bit
+
+
+@pytest.mark.parametrize("preset", [None, "7"])
+def test_import_asks_openblas_threads_to_sleep_but_keeps_a_users_setting(preset):
+    # OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when NumPy is first imported, so it is checked in
+    # a fresh process in which minibert comes first, as in the command line.
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    code = "import os, minibert; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == (preset or "1")
