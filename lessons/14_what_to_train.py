@@ -223,7 +223,7 @@ if {"pooler", "fixed", "mean"} <= set(acc):
 if "mean" in acc:
     gap = acc["mean"] - results[logreg][0]
     print(f"Frozen with mean pooling {'matches or beats' if gap >= 0 else 'trails'} the "
-          f"logistic regression on the same embeddings by {gap:+.3f} ({acc['mean']:.3f} vs "
+          f"logistic regression on the same embeddings by {abs(gap):.3f} ({acc['mean']:.3f} vs "
           f"{results[logreg][0]:.3f}).")
 if args.json:  # for benchmarks/bench_what_to_train.py
     record = {"args": {k: v for k, v in vars(args).items() if k != "json"},

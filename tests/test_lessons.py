@@ -166,7 +166,7 @@ def _what_to_train_is_computed(stdout: str) -> None:
     mean, logreg = rows["frozen, mean pooling"][0], rows["logistic regression (embeddings)"][0]
     verdict = "matches or beats" if mean >= logreg else "trails"
     assert (f"Frozen with mean pooling {verdict} the logistic regression on the same embeddings "
-            f"by {mean - logreg:+.3f} ({mean:.3f} vs {logreg:.3f})") in stdout
+            f"by {abs(mean - logreg):.3f} ({mean:.3f} vs {logreg:.3f})") in stdout
 
 
 def weights_dir():
