@@ -14,6 +14,13 @@ row); batch 32, max 64 tokens, seed 0.
 How the frozen runs' epochs were chosen (on training rows only, with the lesson's
 `--validation`) is in lessons/14_what_to_train.md.
 
+With PyTorch and transformers installed it also runs the reference's frozen recipe on the same
+rows, in its own process: transformers' BertForSequenceClassification with the embeddings and
+encoder frozen (requires_grad False), pooler and classifier trained, as a Trainer would (dropout
+on, plain shuffled batches, AdamW, weight decay 0.01 off biases and LayerNorm, 10 % warm-up,
+gradients clipped at 1.0) with the lesson's batch, lr and `--frozen-epochs`: the number the
+issue's "frozen with the pooler trainable matches transformers' frozen recipe" is about.
+
 Printed as Markdown, for benchmarks/README.md and lesson 14: per run the held-out accuracy,
 the accuracy on (at most 500 of) its own training rows (a run below the others there has not
 fit its data), the trainable numbers and the training time; then the machine.
@@ -32,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import MACHINE_CORES, ROOT, THREAD_VARS  # noqa: E402
+from common import MACHINE_CORES, ROOT, THREAD_VARS, run_worker  # noqa: E402
 
 LESSON = ROOT / "lessons" / "14_what_to_train.py"
 DATA = ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"
@@ -51,6 +58,73 @@ def run_lesson(args: list[str], threads: int) -> dict:
             sys.exit(f"bench_what_to_train: lesson 14 failed ({' '.join(args)}):\n"
                      + "\n".join(proc.stderr.strip().splitlines()[-5:]))
         return json.loads(out.read_text(encoding="utf-8"))
+
+
+def sst2_split():
+    """(train, held_out) exactly as lesson 14 --data sst2 --per-class 1000 cuts them."""
+    sys.path.insert(0, str(ROOT))
+    from minibert.data import read_labelled
+
+    rows = read_labelled(DATA, text_column="sentence")
+    train_all = rows.subset(range(len(rows) - 1000))
+    held = rows.subset(range(len(rows) - 1000, len(rows)))
+    picked = [i for name in sorted(set(train_all.labels))
+              for i in [j for j, y in enumerate(train_all.labels) if y == name][:1000]]
+    return train_all.subset(sorted(picked)), held
+
+
+def worker_torch_frozen(epochs: int, threads: int) -> dict:
+    """transformers' frozen recipe (pooler + classifier trained) on lesson 14's SST-2 rows."""
+    import numpy as np
+    import torch
+    import transformers
+
+    from minibert.checkpoint import resolve_model_dir
+
+    torch.set_num_threads(threads)
+    train, held = sst2_split()
+    labels = sorted(set(train.labels))
+    y = torch.tensor([labels.index(v) for v in train.labels])
+    model_dir = str(resolve_model_dir("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    transformers.logging.set_verbosity_error()  # "newly initialized classifier": expected
+    model = transformers.BertForSequenceClassification.from_pretrained(
+        model_dir, num_labels=len(labels), attn_implementation="eager").train()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    for p in [*model.bert.embeddings.parameters(), *model.bert.encoder.parameters()]:
+        p.requires_grad_(False)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    no_decay = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n]
+    decay = [p for n, p in named if not any(p is q for q in no_decay)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
+    bs, steps_per_epoch = 32, -(-len(train) // 32)
+    schedule = transformers.get_linear_schedule_with_warmup(
+        optimizer, round(0.1 * epochs * steps_per_epoch), epochs * steps_per_epoch)
+    generator = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(train), generator=generator).tolist()
+        for i in range(0, len(train), bs):
+            idx = order[i:i + bs]
+            enc = tokenizer([train.texts[j] for j in idx], padding=True, truncation=True,
+                            max_length=64, return_tensors="pt")
+            model(**enc, labels=y[idx]).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+    seconds = time.perf_counter() - start
+    model.eval()
+    preds = []
+    with torch.inference_mode():
+        for i in range(0, len(held), 64):
+            enc = tokenizer(held.texts[i:i + 64], padding=True, truncation=True, max_length=64,
+                            return_tensors="pt")
+            preds.append(model(**enc).logits.argmax(-1).numpy())
+    truth = np.array([labels.index(v) for v in held.labels])
+    return {"accuracy": float((np.concatenate(preds) == truth).mean()),
+            "trainable": sum(p.numel() for _, p in named), "seconds": seconds}
 
 
 def machine() -> str:
@@ -77,7 +151,11 @@ def main(argv=None) -> None:
                         help="epochs of the frozen run with the pooler (default 3)")
     parser.add_argument("--head-epochs", type=int, default=10,
                         help="epochs of the frozen runs with a classifier alone (default 10)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker == "torch-frozen":
+        print(json.dumps(worker_torch_frozen(args.frozen_epochs, args.threads)))
+        return
     if not DATA.is_file():
         sys.exit(f"bench_what_to_train: {DATA} not found (the shared SST-2 data)")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -91,6 +169,20 @@ def main(argv=None) -> None:
     for name, r in result["runs"].items():
         print(f"| {name} | {r['accuracy']:.3f} | {r['train_accuracy']:.3f} | "
               f"{r['trainable']:,} | {r['seconds']:.0f} s |")
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        print("| transformers (PyTorch), frozen recipe | not run: needs torch and transformers "
+              "| | | |")
+    else:
+        r = run_worker(__file__, ["--worker", "torch-frozen", "--frozen-epochs",
+                                  str(args.frozen_epochs)], args.threads)
+        if "error" in r:
+            print(f"| transformers (PyTorch), frozen recipe | error: {r['error']} | | | |")
+        else:
+            print(f"| transformers (PyTorch), frozen: pooler + classifier | {r['accuracy']:.3f} "
+                  f"| | {r['trainable']:,} | {r['seconds']:.0f} s |")
     print(f"| always the commonest class | {result['commonest_class']:.3f} | | | |")
     print(f"(logistic regression: C = {result['logistic_regression_C']:g}, chosen on every 5th "
           "training row; time includes embedding the rows)")
