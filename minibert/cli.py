@@ -234,8 +234,9 @@ def cmd_finetune(args) -> int:
     pooling = {} if args.pooling is None else {"pooling": args.pooling}
     model, tokenizer = _with_fresh_head(BertForSequenceClassification, args.model, labels,
                                         args.reinit_head, **pooling)
-    print(f"Fine-tuning {args.model} ({_mode(args)}, {model.config.pooling} pooling) on "
-          f"{len(train.texts)} examples, {len(labels)} classes: {', '.join(labels)}")
+    print(f"Fine-tuning {args.model} ({_mode(args)}, {model.config.pooling} pooling, lr "
+          f"{finetune_lr(args):g}) on {len(train.texts)} examples, {len(labels)} classes: "
+          f"{', '.join(labels)}")
     finetune(model, tokenizer, train, evaluation, **_finetune_options(args))
     print(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
     return 0
@@ -260,8 +261,7 @@ def _with_fresh_head(cls, model_arg: str, labels: list[str], reinit_head: bool =
 
 
 def _mode(args) -> str:
-    mode = "frozen encoder (only the head ω trains)" if args.freeze_encoder else "full"
-    return f"{mode}, lr {finetune_lr(args):g}"
+    return "frozen encoder (only the head ω trains)" if args.freeze_encoder else "full"
 
 
 # finetune's default learning rates. Full fine-tuning nudges pre-trained θ (BERT's paper:
@@ -310,8 +310,8 @@ def _finetune_tokens(args) -> int:
     tags = tag_names(train.tags)
     model, tokenizer = _with_fresh_head(BertForTokenClassification, args.model, tags,
                                         args.reinit_head)
-    print(f"Fine-tuning {args.model} ({_mode(args)}) for one label per word on {len(train)} "
-          f"sentences, {len(tags)} tags: {', '.join(tags)}")
+    print(f"Fine-tuning {args.model} ({_mode(args)}, lr {finetune_lr(args):g}) for one label "
+          f"per word on {len(train)} sentences, {len(tags)} tags: {', '.join(tags)}")
     finetune_tokens(model, tokenizer, train, evaluation, **_finetune_options(args))
     print(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
     return 0
