@@ -14,7 +14,9 @@ length-grouped batches (minibert's default; for PyTorch, transformers' own Lengt
 what Trainer uses with `group_by_length=True`). Each run is a fresh process, and the ratios
 compare each minibert run with the PyTorch run that batches the same way. Reported: wall time
 of the training (tokenization included, evaluation not), real and padded tokens per second
-(padded: what the model computed on), held-out accuracy, peak memory.
+(padded: what the model computed on), held-out accuracy, peak memory, and for minibert where
+the time goes (matmul / elementwise / Python overhead, the matmuls' share of NumPy's float32
+matmul peak measured in the same process), from 8 extra profiled steps.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import MACHINE_CORES, ROOT, rss_mb, run_worker  # noqa: E402
+from common import (  # noqa: E402
+    MACHINE_CORES,
+    ROOT,
+    OpProfile,
+    format_breakdown,
+    matmul_peak_gflops,
+    rss_mb,
+    run_worker,
+)
 
 DATA = ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"
 RECIPE = dict(epochs=1, batch_size=32, max_length=64, lr=5e-5, weight_decay=0.01,
@@ -67,10 +77,20 @@ def worker_minibert(n_train, n_held, group_by_length) -> dict:
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     epoch = history["epochs"][0]
     metrics = evaluate(model, tokenizer, held, batch_size=64, max_length=RECIPE["max_length"])
+    peak = rss_mb()
+    # Where the time goes: 8 more steps of the same recipe with every op timed (the timers
+    # slow it down, so this pass is not part of the time above).
+    sample = train.subset(range(min(len(train), 8 * RECIPE["batch_size"])))
+    start = time.perf_counter()
+    with OpProfile() as prof:
+        finetune(model, tokenizer, sample, None, progress=False,
+                 group_by_length=group_by_length, **RECIPE)
+    breakdown = prof.breakdown(time.perf_counter() - start)
     return {"seconds": seconds, "cpu_seconds": cpu, "train_seconds": epoch["seconds"],
             "tokens_per_s": epoch["tokens_per_s"],
             "padded_tokens_per_s": epoch["padded_tokens_per_s"],
-            "accuracy": metrics["accuracy"], "peak_mb": rss_mb()}
+            "accuracy": metrics["accuracy"], "peak_mb": peak, "breakdown": breakdown,
+            "matmul_peak_gflops": matmul_peak_gflops()}
 
 
 def worker_torch(n_train, n_held, threads, group_by_length) -> dict:
@@ -166,6 +186,7 @@ def main(argv=None) -> None:
             ("minibert-plain", "minibert (plain shuffled batches)", "torch-plain"),
             ("torch-grouped", "PyTorch (LengthGroupedSampler)", "torch-grouped"),
             ("minibert", "minibert (group_by_length)", "torch-grouped")]
+    profiles = []
     for threads in args.threads:
         results = {}
         for worker, title, against in runs:
@@ -175,6 +196,8 @@ def main(argv=None) -> None:
                 print(f"{title:<34} {threads:>3} error: {r['error']}")
                 continue
             results[worker] = r
+            if "breakdown" in r:
+                profiles.append((title, threads, r))
             reference = results.get(against)
             ratio = f"{reference['seconds'] / r['seconds']:.2f}" if reference else "-"
             cpu_ratio = f"{reference['cpu_seconds'] / r['cpu_seconds']:.2f}" if reference else "-"
@@ -185,6 +208,10 @@ def main(argv=None) -> None:
     print("ratio = the PyTorch run with the same batching: its time / this run's (above 1: "
           "faster than PyTorch), wall-clock and CPU time (CPU: steadier on a shared machine, "
           "blind to what extra threads gain)")
+    print("\nwhere minibert's time goes (8 more steps of the same recipe, every op timed):")
+    for title, threads, r in profiles:
+        print(f"  {title}, {threads} thread(s): "
+              f"{format_breakdown(r['breakdown'], r['matmul_peak_gflops'])}")
 
 
 if __name__ == "__main__":
