@@ -199,9 +199,6 @@ class Tensor:
                 t._backward()
             if not retain_graph:  # t's gradient has reached its parents: drop its closure now,
                 t._backward, t._parents = None, ()  # freeing the arrays it saved (as PyTorch)
-        # Nothing here holds on to an intermediate tensor now: one that no variable refers to
-        # is freed with its data and its .grad (as in PyTorch), while one the caller kept
-        # (h = ... ; loss.backward(); h.grad) keeps its .grad.
 
     def _topological_order(self) -> list[Tensor]:
         """Every tensor this one depends on, parents before children (iterative DFS)."""

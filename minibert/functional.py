@@ -89,6 +89,24 @@ _ERF_P = 0.3275911
 _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)  # a1 … a5
 
 
+def _tail(x, p: float, coefs: tuple, k: float, out=None):
+    """(c1·t + … + c5·t⁵)·exp(−k·x²) with t = 1/(1 + p·|x|): the formula above, for erf (p, a,
+    k = 1) or for Φ (below). In place on `out` and one scratch array."""
+    xp = backend.get_array_module(x)
+    z = xp.abs(x)
+    t = z * p
+    t += 1.0
+    xp.reciprocal(t, out=t)  # t = 1 / (1 + p|x|)
+    q = xp.multiply(t, coefs[4], out=out)  # Horner: ((((c5·t + c4)·t + c3)·t + c2)·t + c1)·t
+    for c in coefs[3::-1]:
+        q += c
+        q *= t
+    z *= z
+    z *= -k
+    q *= xp.exp(z, out=z)  # ·exp(−k·x²)
+    return q
+
+
 def erf(x):
     """The error function on arrays, accurate to 1.5e-7 (Abramowitz & Stegun 7.1.26, above).
 
@@ -96,19 +114,9 @@ def erf(x):
     after the first writes into an array made here (out=, *=): no temporaries.
     """
     xp = backend.get_array_module(x)
-    ax = xp.abs(x)
-    t = ax * _ERF_P
-    t += 1.0
-    xp.reciprocal(t, out=t)  # t = 1 / (1 + p|x|)
-    poly = t * _ERF_A[4]  # Horner's rule: ((((a5·t + a4)·t + a3)·t + a2)·t + a1)·t
-    for a in _ERF_A[3::-1]:
-        poly += a
-        poly *= t
-    ax *= ax
-    ax *= -1.0
-    poly *= xp.exp(ax, out=ax)  # poly·exp(−x²)
-    xp.subtract(1.0, poly, out=poly)  # erf(|x|)
-    return xp.copysign(poly, x, out=poly)  # erf(x) = sign(x)·erf(|x|)
+    q = _tail(x, _ERF_P, _ERF_A, 1.0)  # 1 − erf(|x|)
+    xp.subtract(1.0, q, out=q)  # erf(|x|)
+    return xp.copysign(q, x, out=q)  # erf(x) = sign(x)·erf(|x|)
 
 
 # The same formula for Φ(x) = ½(1 + erf(x/√2)) with the 1/√2 and the ½ folded into the
@@ -126,17 +134,7 @@ def normal_cdf(x, out=None):
     is at most 3.1e-7: float32 rounding of the passes, not the formula (tests/test_functional).
     """
     xp = backend.get_array_module(x)
-    z = xp.abs(x)
-    t = z * _CDF_P
-    t += 1.0
-    xp.reciprocal(t, out=t)  # t = 1 / (1 + p'·|x|)
-    q = xp.multiply(t, _CDF_B[4], out=out)  # Horner's rule, as in erf
-    for b in _CDF_B[3::-1]:
-        q += b
-        q *= t
-    z *= z
-    z *= -0.5
-    q *= xp.exp(z, out=z)  # q = 1 − Φ(|x|)
+    q = _tail(x, _CDF_P, _CDF_B, 0.5, out=out)  # q = 1 − Φ(|x|)
     xp.subtract(0.5, q, out=q)  # Φ(|x|) − ½, which is ≥ 0
     xp.copysign(q, x, out=q)  # Φ(x) − ½ is odd in x
     q += 0.5
