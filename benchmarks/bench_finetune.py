@@ -32,8 +32,8 @@ from common import (  # noqa: E402
     MACHINE_CORES,
     ROOT,
     OpProfile,
-    format_breakdown,
     matmul_peak_gflops,
+    print_profiles,
     rss_mb,
     run_worker,
 )
@@ -208,10 +208,7 @@ def main(argv=None) -> None:
     print("ratio = the PyTorch run with the same batching: its time / this run's (above 1: "
           "faster than PyTorch), wall-clock and CPU time (CPU: steadier on a shared machine, "
           "blind to what extra threads gain)")
-    print("\nwhere minibert's time goes (8 more steps of the same recipe, every op timed):")
-    for title, threads, r in profiles:
-        print(f"  {title}, {threads} thread(s): "
-              f"{format_breakdown(r['breakdown'], r['matmul_peak_gflops'])}")
+    print_profiles("8 more steps of the same recipe, every op timed", profiles)
 
 
 if __name__ == "__main__":

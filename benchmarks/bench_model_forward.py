@@ -26,9 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     MACHINE_CORES,
     OpProfile,
-    format_breakdown,
     matmul_peak_gflops,
     median_time,
+    print_profiles,
     rss_mb,
     run_worker,
 )
@@ -147,10 +147,7 @@ def main(argv=None) -> None:
           "medians; cpu ratio = the same with CPU time (steadier on a shared machine, but blind "
           "to what extra threads gain); peak = ru_maxrss of each process (after loading the "
           "model in brackets)")
-    print("\nwhere minibert's time goes (one profiled pass):")
-    for name, threads, r in profiles:
-        print(f"  {name}, {threads} thread(s): "
-              f"{format_breakdown(r['breakdown'], r['matmul_peak_gflops'])}")
+    print_profiles("one profiled pass", profiles)
 
 
 def _ms(r: dict) -> str:

@@ -27,9 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     MACHINE_CORES,
     OpProfile,
-    format_breakdown,
     matmul_peak_gflops,
     median_time,
+    print_profiles,
     run_worker,
 )
 from common import rss_mb as _rss_mb  # noqa: E402
@@ -180,10 +180,7 @@ def main(argv=None) -> None:
     print("ratio = minibert tokens/s / PyTorch tokens/s (1.00 = as fast), wall-clock medians; "
           "(cpu) = the same with CPU time, steadier on a shared machine but blind to what extra "
           "threads gain; peak MB = ru_maxrss of each process, (after-import baseline)")
-    print("\nwhere minibert's time goes (one profiled step):")
-    for config, threads, r in profiles:
-        print(f"  {config}, {threads} thread(s): "
-              f"{format_breakdown(r['breakdown'], r['matmul_peak_gflops'])}")
+    print_profiles("one profiled step", profiles)
 
 
 if __name__ == "__main__":

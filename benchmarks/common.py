@@ -199,3 +199,11 @@ def format_breakdown(b: dict, peak: float) -> str:
     return (f"matmul {b['matmul']:.0%} (at {b['matmul_gflops']:.0f} GFLOP/s = "
             f"{b['matmul_gflops'] / peak:.0%} of the {peak:.0f} GFLOP/s peak), elementwise "
             f"{b['elementwise']:.0%}, Python overhead {b['overhead']:.0%}")
+
+
+def print_profiles(what: str, profiles: list) -> None:
+    """The breakdown of each profiled minibert run: `profiles` holds (name, threads, result)."""
+    print(f"\nwhere minibert's time goes ({what}):")
+    for name, threads, r in profiles:
+        print(f"  {name}, {threads} thread(s): "
+              f"{format_breakdown(r['breakdown'], r['matmul_peak_gflops'])}")
