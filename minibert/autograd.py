@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import backend
+from . import backend, parallel
 
 # ----------------------------------------------------------------------------------------------
 # Grad mode
@@ -317,18 +317,21 @@ class Tensor:
             raise ShapeError(
                 f"matmul: batch dimensions of {self.shape} and {other.shape} do not broadcast"
             ) from None
-        out = op_result(self.data @ other.data, (self, other), "matmul")
+        # a stack of products (attention) runs on all cores: parallel.matmul
+        out = op_result(parallel.matmul(self.data, other.data), (self, other), "matmul")
 
         def _backward():  # Y = A B  ->  dA = dY Bᵀ,  dB = Aᵀ dY (then undo batch broadcasting)
             # BEGIN EXERCISE 6.3: for Y = A @ B, dA = dY @ Bᵀ and dB = Aᵀ @ dY (swapaxes(-1, -2)
-            #   transposes the last two axes); unbroadcast the batch axes
+            #   transposes the last two axes); unbroadcast the batch axes. (parallel.matmul(x, y)
+            #   is A @ B with a stack of products spread over the cores.)
+            mm, A, B = parallel.matmul, self.data, other.data
             if self.requires_grad:
-                accum_grad(self, unbroadcast(out.grad @ other.data.swapaxes(-1, -2), self.shape))
+                accum_grad(self, unbroadcast(mm(out.grad, B.swapaxes(-1, -2)), self.shape))
             if other.requires_grad and other.ndim == 2:  # (..., k) @ (k, m): fold the batch
                 k, m = other.shape
                 accum_grad(other, self.data.reshape(-1, k).T @ out.grad.reshape(-1, m))
             elif other.requires_grad:
-                accum_grad(other, unbroadcast(self.data.swapaxes(-1, -2) @ out.grad, other.shape))
+                accum_grad(other, unbroadcast(mm(A.swapaxes(-1, -2), out.grad), other.shape))
             # END EXERCISE
 
         out._backward = _backward

@@ -17,15 +17,19 @@ The number of threads: ``minibert.set_num_threads(n)``, or the environment varia
 default every core this process may use. The result never depends on it: each block is the
 same computation whichever thread runs it.
 
+The same pool runs stacks of small matrix products (attention's B·h products, `matmul` below):
+BLAS threads one product at a time, which pays for a big product but not for a (128 x 32) one.
+
 On the GPU (CuPy arrays) none of this applies: one kernel over the whole array is what is fast,
 so `for_blocks` then makes a single call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from . import backend
 
@@ -85,9 +89,69 @@ def for_blocks(work: Callable, a, block: int = BLOCK) -> list:
     if backend.is_device_array(a) or n <= step:
         return [work(...)]  # on the GPU, or small: one call over everything (a[...] is all)
     slices = [slice(i, i + step) for i in range(0, n, step)]
-    if get_num_threads() == 1:
+    threads = min(get_num_threads(), len(slices))
+    if threads == 1:
         return [work(s) for s in slices]
+
+    def run(share):  # one thread's share: a run of consecutive blocks
+        return [work(s) for s in share]
+
+    # One share per thread, not one task per block: each hand-over between threads costs a
+    # wake-up (tens of µs on a virtual machine), as much as a block's work. The calling thread
+    # takes the first share itself instead of waiting idle.
+    size = -(-len(slices) // threads)
+    shares = [slices[i:i + size] for i in range(0, len(slices), size)]
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(get_num_threads(), thread_name_prefix="minibert")
-    return list(_pool.map(work, slices))  # in order; re-raises a block's exception here
+        _pool = ThreadPoolExecutor(get_num_threads() - 1, thread_name_prefix="minibert")
+    others = [_pool.submit(run, share) for share in shares[1:]]
+    try:
+        first = run(shares[0])
+    finally:
+        wait(others)  # every block has finished before we return, or raise
+    return first + [r for f in others for r in f.result()]  # in the order of the rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Stacks of matrix products
+
+
+def matmul(a, b):
+    """a @ b for two stacks of matrices: (S..., n, k) @ (S..., k, m) -> (S..., n, m).
+
+    Attention multiplies B·h small matrices at once (queries by keys, probabilities by values).
+    NumPy hands each product to BLAS, which splits every small product over its threads; on
+    2 cores that ran *slower* than on one (MiniLM, 32 x 128: 7.8 ms against 4.5 ms for the 384
+    products of (128 x 32) @ (32 x 128)). Here the stack is cut into blocks along its first
+    axis instead, and each thread runs whole products with BLAS on one thread: 2.7 ms. Each
+    product is the same BLAS call with or without threads, so the numbers do not change.
+    Anything else (a plain matrix, broadcast stacks) goes to `a @ b` unchanged.
+    """
+    xp = backend.get_array_module(a)
+    if (get_num_threads() == 1 or backend.is_device_array(a) or a.ndim < 3
+            or a.shape[:-2] != b.shape[:-2] or a.shape[0] == 1):
+        return a @ b
+    out = xp.empty(a.shape[:-1] + b.shape[-1:], dtype=xp.result_type(a, b))
+
+    def products(s):  # whole products: a block of the stack's first axis
+        xp.matmul(a[s], b[s], out=out[s])
+
+    with _blas_on_one_thread():
+        for_blocks(products, out)
+    return out
+
+
+_blas = None  # threadpoolctl's handle on the BLAS libraries NumPy loaded (None: not looked yet)
+
+
+@contextlib.contextmanager
+def _blas_on_one_thread():
+    """BLAS on one thread for a while, so that it does not split products over the cores that
+    minibert's threads are using (threadpoolctl finds OpenBLAS, MKL or BLIS in the process)."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController().select(user_api="blas")
+    with _blas.limit(limits=1):
+        yield

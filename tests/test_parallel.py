@@ -1,4 +1,5 @@
-"""parallel.py: elementwise work in blocks on a few threads. Same numbers whatever the threads."""
+"""parallel.py: elementwise work in blocks, and stacks of matmuls, on a few threads. Same numbers
+whatever the threads."""
 
 import os
 import subprocess
@@ -31,6 +32,12 @@ def test_blocks_cover_every_row_once_with_whole_rows(threads):
 
     parallel.for_blocks(work, a, block=3000)  # 10 rows per block
     assert np.all(a == 1.0) and len(seen) == 100 and set(seen) == {300}
+
+
+def test_results_come_back_in_the_order_of_the_rows(threads):
+    threads(3)  # three threads, each with a run of blocks
+    starts = parallel.for_blocks(lambda rows: rows.start, np.zeros((1000, 300)), block=3000)
+    assert starts == list(range(0, 1000, 10))
 
 
 def test_a_small_array_is_one_call():
@@ -70,8 +77,10 @@ def _ops_and_grads(x, gamma, beta):
     """Outputs and input gradients of the blocked ops, on large inputs (many blocks)."""
     xt = minibert.tensor(x, requires_grad=True)
     g, b = (minibert.tensor(v, requires_grad=True) for v in (gamma, beta))
+    stack = xt.reshape(8, 8, *x.shape[1:])  # a stack of 64 matrices, as attention has
     outs = [F.gelu(xt), F.softmax(xt), F.layer_norm(xt, g, b),
-            F.linear(xt, minibert.tensor(np.eye(x.shape[-1], dtype=np.float32)), b)]
+            F.linear(xt, minibert.tensor(np.eye(x.shape[-1], dtype=np.float32)), b),
+            stack @ stack.swapaxes(-1, -2)]
     sum(((o * o).sum() for o in outs), start=minibert.tensor(0.0)).backward()
     return [o.numpy() for o in outs] + [minibert.to_numpy(t.grad) for t in (xt, g, b)]
 
@@ -98,3 +107,35 @@ def test_import_asks_openblas_threads_to_sleep_but_keeps_a_users_setting(preset)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == (preset or "1")
+
+
+# ----------------------------------------------------------------------------------------------
+# Stacks of matrix products
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_stack_of_products_is_numpys_bit_for_bit(threads, rng, n):
+    threads(n)
+    q = rng.standard_normal((6, 40, 3, 16)).astype(np.float32).transpose(0, 2, 1, 3)  # a view
+    k = rng.standard_normal((6, 3, 40, 16)).astype(np.float32)
+    for a, b in [(q, k.swapaxes(-1, -2)), (q @ k.swapaxes(-1, -2), k)]:
+        np.testing.assert_array_equal(parallel.matmul(a, b), a @ b)
+
+
+def test_what_is_not_a_stack_of_equal_shapes_goes_to_numpy_as_it_is(threads, rng):
+    threads(3)
+    a = rng.standard_normal((6, 40, 16)).astype(np.float32)
+    for b in (rng.standard_normal((16, 7)), rng.standard_normal((1, 16, 7))):  # broadcast
+        b = b.astype(np.float32)
+        np.testing.assert_array_equal(parallel.matmul(a, b), a @ b)
+
+
+def test_blas_gets_its_threads_back_after_a_stack(threads, rng):
+    import threadpoolctl
+    threads(2)
+    a = rng.standard_normal((4, 3, 40, 16)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        parallel.matmul(a, a.swapaxes(-1, -2))  # runs with BLAS on one thread
+        blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"]
+    assert blas and set(blas) == {2}
