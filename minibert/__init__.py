@@ -25,7 +25,7 @@ import os
 # imports NumPy before minibert, set it yourself. A value you set is kept.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
-from . import functional
+from . import functional, parallel
 from .autograd import ShapeError, Tensor, concatenate, masked_fill, no_grad, tensor, where
 from .backend import (
     BackendError,
@@ -63,6 +63,11 @@ from .train import (
     pretrain_nsp,
 )
 from .version import __version__ as __version__  # re-exported: minibert.__version__
+
+# glibc's malloc gives each large freed array back to the system, and the next one then costs
+# a page fault per 4 KB page: have it keep them for reuse (~10 % of a training step; see
+# parallel.keep_freed_memory, and MINIBERT_KEEP_FREED_MEMORY=0 to turn it off).
+parallel.keep_freed_memory()
 
 __all__ = [
     "AdamW", "BackendError", "BasicTokenizer", "BertConfig", "BertForMaskedLM",
