@@ -94,19 +94,20 @@ _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)  # 
 
 def _tail(x, p: float, coefs: tuple, k: float, out=None):
     """(c1·t + … + c5·t⁵)·exp(−k·x²) with t = 1/(1 + p·|x|): the formula above, for erf (p, a,
-    k = 1) or for Φ (below). In place on `out` and one scratch array."""
+    k = 1) or for Φ (below). In place on `out` and one scratch array, t: the fewer arrays, the
+    better a block's passes stay in the CPU cache (parallel.py)."""
     xp = backend.get_array_module(x)
-    z = xp.abs(x)
-    t = z * p
+    t = xp.abs(x)
+    t *= p
     t += 1.0
     xp.reciprocal(t, out=t)  # t = 1 / (1 + p|x|)
     q = xp.multiply(t, coefs[4], out=out)  # Horner: ((((c5·t + c4)·t + c3)·t + c2)·t + c1)·t
     for c in coefs[3::-1]:
         q += c
         q *= t
-    z *= z
-    z *= -k
-    q *= xp.exp(z, out=z)  # ·exp(−k·x²)
+    e = xp.multiply(x, x, out=t)  # t is done with: reuse it for exp(−k·x²)
+    e *= -k
+    q *= xp.exp(e, out=e)
     return q
 
 
@@ -157,8 +158,8 @@ def gelu(x: Tensor) -> Tensor:
     keep = x.requires_grad and is_grad_enabled()
     cdf = xp.empty_like(a) if keep else None
 
-    def forward(block):
-        c = normal_cdf(a[block], out=cdf[block] if keep else None)
+    def forward(block):  # Φ straight into the array kept for the backward, or into y
+        c = normal_cdf(a[block], out=cdf[block] if keep else y[block])
         xp.multiply(a[block], c, out=y[block])
 
     parallel.for_blocks(forward, a)
