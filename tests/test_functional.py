@@ -130,6 +130,21 @@ def test_cross_entropy_matches_the_definition():
     assert np.isclose(F.cross_entropy(minibert.tensor(z), t).item(), expected)
 
 
+def test_cross_entropy_never_computes_the_ignored_rows():
+    # MLM ignores ~85 % of the positions: their scores are not even read (as in PyTorch), so
+    # whatever they hold, even inf or NaN, changes neither the loss nor any gradient
+    z = np.array([[2.0, 0.5, -1.0], [np.nan, np.inf, 0.0], [0.1, 0.2, 0.3]])
+    t = np.array([0, -100, 2])
+    zt = minibert.tensor(z, requires_grad=True)
+    loss = F.cross_entropy(zt, t)
+    loss.backward()
+    clean = minibert.tensor(np.where(np.isfinite(z), z, 0.0), requires_grad=True)
+    F.cross_entropy(clean, t).backward()
+    assert loss.item() == F.cross_entropy(clean, t).item()
+    np.testing.assert_array_equal(minibert.to_numpy(zt.grad), minibert.to_numpy(clean.grad))
+    assert not np.any(minibert.to_numpy(zt.grad)[1])
+
+
 def test_cross_entropy_with_nothing_to_predict_is_zero():
     z = minibert.tensor(np.ones((2, 3)), requires_grad=True)
     loss = F.cross_entropy(z, np.array([-100, -100]))
