@@ -3,10 +3,13 @@
     python benchmarks/bench_train_step.py            # L=2/H=128 and L=4/H=256, batch 32, seq 128
     python benchmarks/bench_train_step.py --quick    # L=2/H=128 only, batch 8, seq 64
     python benchmarks/bench_train_step.py --threads 4 --steps 5    # default: 1 and all cores
+    python benchmarks/bench_train_step.py --head mlm    # a pre-training (masked LM) step
 
 Both frameworks train the same model, a BertForSequenceClassification with vocabulary 30522,
 H/64 attention heads and intermediate size 4H (minibert's own, and transformers' running on
-PyTorch), on the same random batch, with the same number of threads. Each framework runs in a
+PyTorch), on the same random batch, with the same number of threads. With `--head mlm` the
+model is a BertForMaskedLM instead, its loss on a random 15 % of the positions (the others
+labelled -100, as a masked-LM collator leaves them). Each framework runs in a
 subprocess of its own, so that its peak memory (ru_maxrss) is its own and one framework's
 thread pools cannot slow the other. Reported per configuration: tokens/s for each, the ratio
 minibert/PyTorch, and the peak resident memory of each process (after-import baseline in
@@ -37,14 +40,19 @@ from common import rss_mb as _rss_mb  # noqa: E402
 VOCAB = 30522
 
 
-def _batch(batch: int, seq: int, seed: int = 0):
+def _batch(batch: int, seq: int, head: str, seed: int = 0):
     import numpy as np
 
     rng = np.random.default_rng(seed)
     ids = rng.integers(1000, VOCAB, size=(batch, seq), dtype=np.int64)
     ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP], as in real data
     mask = np.ones((batch, seq), dtype=np.int64)
-    labels = rng.integers(0, 2, size=batch, dtype=np.int64)
+    if head == "mlm":  # predict 15 % of the positions (never [CLS] or [SEP])
+        chosen = rng.random((batch, seq)) < 0.15
+        chosen[:, 0] = chosen[:, -1] = False
+        labels = np.where(chosen, ids, -100)
+    else:
+        labels = rng.integers(0, 2, size=batch, dtype=np.int64)
     return ids, mask, labels
 
 
@@ -53,11 +61,11 @@ def _time_steps(step, warmup: int, steps: int) -> tuple[float, float]:
     return median_time(step, steps, warmup)
 
 
-def worker_minibert(layers, hidden, batch, seq, steps, threads) -> dict:
+def worker_minibert(layers, hidden, batch, seq, steps, threads, head) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import minibert
     from minibert.config import BertConfig
-    from minibert.model import BertForSequenceClassification
+    from minibert.model import BertForMaskedLM, BertForSequenceClassification
     from minibert.optim import AdamW, weight_decay_groups
 
     baseline = _rss_mb()
@@ -65,9 +73,9 @@ def worker_minibert(layers, hidden, batch, seq, steps, threads) -> dict:
     config = BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
                         num_labels=2)
-    model = BertForSequenceClassification(config).train()
+    model = (BertForMaskedLM if head == "mlm" else BertForSequenceClassification)(config).train()
     optimizer = AdamW(weight_decay_groups(model.named_parameters(), 0.01), lr=1e-4)
-    ids, mask, labels = _batch(batch, seq)
+    ids, mask, labels = _batch(batch, seq, head)
 
     def step():
         optimizer.zero_grad()
@@ -85,9 +93,9 @@ def worker_minibert(layers, hidden, batch, seq, steps, threads) -> dict:
             "matmul_peak_gflops": matmul_peak_gflops()}
 
 
-def worker_torch(layers, hidden, batch, seq, steps, threads) -> dict:
+def worker_torch(layers, hidden, batch, seq, steps, threads, head) -> dict:
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
 
     torch.set_num_threads(threads)
     baseline = _rss_mb()
@@ -95,9 +103,9 @@ def worker_torch(layers, hidden, batch, seq, steps, threads) -> dict:
     config = BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
                         num_labels=2)
-    model = BertForSequenceClassification(config).train()
+    model = (BertForMaskedLM if head == "mlm" else BertForSequenceClassification)(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-    ids, mask, labels = (torch.from_numpy(a) for a in _batch(batch, seq))
+    ids, mask, labels = (torch.from_numpy(a) for a in _batch(batch, seq, head))
 
     def step():
         optimizer.zero_grad()
@@ -111,11 +119,11 @@ def worker_torch(layers, hidden, batch, seq, steps, threads) -> dict:
             "params": sum(p.numel() for p in model.parameters())}
 
 
-def measure(framework, layers, hidden, batch, seq, steps, threads) -> dict:
+def measure(framework, layers, hidden, batch, seq, steps, threads, head) -> dict:
     """Run one measurement in a fresh Python process; returns its JSON result."""
     return run_worker(__file__, ["--worker", framework, "--layers", str(layers), "--hidden",
                                  str(hidden), "--batch", str(batch), "--seq", str(seq),
-                                 "--steps", str(steps)], threads)
+                                 "--steps", str(steps), "--head", head], threads)
 
 
 def main(argv=None) -> None:
@@ -128,6 +136,9 @@ def main(argv=None) -> None:
                              "(default: 1 and all cores)")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--seq", type=int, default=None)
+    parser.add_argument("--head", choices=["classification", "mlm"], default="classification",
+                        help="the model trained: BertForSequenceClassification (default) or "
+                             "BertForMaskedLM (a pre-training step)")
     parser.add_argument("--worker", choices=["minibert", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--layers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--hidden", type=int, help=argparse.SUPPRESS)
@@ -135,7 +146,8 @@ def main(argv=None) -> None:
 
     if args.worker:
         fn = worker_minibert if args.worker == "minibert" else worker_torch
-        result = fn(args.layers, args.hidden, args.batch, args.seq, args.steps, args.threads[0])
+        result = fn(args.layers, args.hidden, args.batch, args.seq, args.steps, args.threads[0],
+                    args.head)
         print(json.dumps(result))
         return
 
@@ -144,7 +156,8 @@ def main(argv=None) -> None:
     seq = args.seq or (64 if args.quick else 128)
     steps = args.steps or (2 if args.quick else 3)
     tokens = batch * seq
-    print(f"one training step (forward + backward + AdamW), batch {batch} x seq {seq} = "
+    what = "masked-LM pre-training" if args.head == "mlm" else "training"
+    print(f"one {what} step (forward + backward + AdamW), batch {batch} x seq {seq} = "
           f"{tokens} tokens, vocab {VOCAB}, {steps} timed steps, each framework in a fresh "
           f"process; python {sys.version.split()[0]}")
     header = (f"{'config':<10} {'thr':>3} {'params':>7} {'minibert tok/s':>15} "
@@ -155,7 +168,7 @@ def main(argv=None) -> None:
     profiles = []
     for threads in args.threads:
         for layers, hidden in configs:
-            res = {fw: measure(fw, layers, hidden, batch, seq, steps, threads)
+            res = {fw: measure(fw, layers, hidden, batch, seq, steps, threads, args.head)
                    for fw in ("minibert", "torch")}
             cells = {}
             for fw, r in res.items():
