@@ -22,7 +22,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import run_worker, timed_runs  # noqa: E402
+from common import run_frameworks, timed_runs  # noqa: E402
 
 # (name, shape of the input, the scale of its random values)
 CASES = [("gelu", (32, 128, 1536), 2.0), ("softmax", (32, 12, 128, 128), 3.0),
@@ -127,12 +127,8 @@ def main(argv=None) -> None:
     print(header)
     print("-" * len(header))
     for threads in args.threads:
-        res = {fw: run_worker(__file__, ["--worker", fw, "--repeat", str(args.repeat)], threads)
-               for fw in ("minibert", "torch")}
-        for fw, r in res.items():
-            if "error" in r:
-                print(f"  {fw}: {r['error']}", file=sys.stderr)
-        if any("error" in r for r in res.values()):
+        res = run_frameworks(__file__, ["--repeat", str(args.repeat)], threads)
+        if res is None:
             continue
         for name, _, _ in CASES:
             for i, kind in enumerate(("forward", "forward+backward")):
