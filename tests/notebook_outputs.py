@@ -7,7 +7,8 @@
 page sees its figures and numbers without running anything. The outputs must stay true, so
 tests/test_notebooks.py re-executes each notebook and compares its *structure* with the
 committed one: per code cell, the kinds of output (text, figure, ...) and the text with every
-number masked. A change of numbers alone (another BLAS, another CPU) passes; a changed word,
+number masked (and the spaces that align it in a column). A change of numbers alone (another
+BLAS, another CPU, a time one digit shorter) passes; a changed word,
 a new or missing output or figure fails, and is reviewed like code: run the refresh, look at
 `git diff notebooks/` (the text outputs are plain JSON lines), commit the new outputs with the
 change that caused them.
@@ -26,6 +27,15 @@ from pathlib import Path
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+# a number with the spaces that align it in a column: "   9 s" and "  12 s" are the same line
+PADDED_NUMBER = re.compile(r"(?P<before> *)" + NUMBER.pattern + r"(?P<after> *)")
+
+
+def mask_numbers(text: str) -> str:
+    """Every number as '#', and the spaces around it as one: a time of 9 s instead of 12 s
+    shifts a column by a space, which is not a change of the output."""
+    return PADDED_NUMBER.sub(
+        lambda m: (" " if m["before"] else "") + "#" + (" " if m["after"] else ""), text)
 
 
 def execute(path: Path, timeout: int = 300):
@@ -54,11 +64,11 @@ def structure(nb) -> list[list[tuple]]:
         outputs = []
         for o in cell.outputs:
             if o.output_type == "stream":
-                outputs.append((f"stream:{o.name}", NUMBER.sub("#", o.text)))
+                outputs.append((f"stream:{o.name}", mask_numbers(o.text)))
             elif o.output_type in ("display_data", "execute_result"):
                 kinds = ",".join(sorted(o.data))
                 outputs.append((f"{o.output_type}:{kinds}",
-                                NUMBER.sub("#", str(o.data.get("text/plain", "")))))
+                                mask_numbers(str(o.data.get("text/plain", "")))))
             else:
                 outputs.append((o.output_type, o.get("ename", "")))
         cells.append(outputs)
