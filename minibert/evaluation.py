@@ -61,21 +61,31 @@ def evaluate(model, tokenizer, data: LabelledData, label2id: dict[str, int] | No
     }
 
 
+def _masked_lm_sum(logits, labels) -> tuple[float, int]:
+    """One batch's MLM loss summed over its masked tokens (its mean loss × their number), and
+    that number; (0.0, 0) for a batch with nothing masked."""
+    n = int((labels != IGNORE_INDEX).sum())
+    return (F.cross_entropy(logits, labels).item() * n if n else 0.0), n
+
+
+def _perplexity(mlm_loss: float) -> float:
+    """exp(loss), capped so that an untrained model's loss cannot overflow it."""
+    return math.exp(min(mlm_loss, 50.0))
+
+
 def evaluate_mlm(model, batches: list[dict]) -> dict:
     """Mean MLM loss over fixed, already-masked batches (weighted by masked tokens), and the
     perplexity exp(loss): how many words the model is 'choosing between' on average."""
     total, count = 0.0, 0
     with model.evaluating(), no_grad():
         for b in batches:
-            n = int((b["labels"] != IGNORE_INDEX).sum())
-            if n == 0:
-                continue
-            out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"],
-                        labels=b["labels"])
-            total += out.loss.item() * n
-            count += n
+            if not (b["labels"] != IGNORE_INDEX).any():
+                continue  # nothing masked: nothing to run the model for
+            out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+            batch_sum, n = _masked_lm_sum(out.logits, b["labels"])
+            total, count = total + batch_sum, count + n
     loss = total / max(count, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": count}
+    return {"loss": loss, "perplexity": _perplexity(loss), "masked_tokens": count}
 
 
 def evaluate_pretraining(model, batches: list[dict]) -> dict:
@@ -88,10 +98,8 @@ def evaluate_pretraining(model, batches: list[dict]) -> dict:
     with model.evaluating(), no_grad():
         for b in batches:
             out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
-            n = int((b["labels"] != IGNORE_INDEX).sum())
-            if n:
-                mlm_total += F.cross_entropy(out.logits, b["labels"]).item() * n
-                masked += n
+            batch_sum, n = _masked_lm_sum(out.logits, b["labels"])
+            mlm_total, masked = mlm_total + batch_sum, masked + n
             y = np.asarray(b["next_sentence_label"])
             nsp_total += F.cross_entropy(out.seq_relationship_logits, y).item() * len(y)
             correct += int((to_numpy(out.seq_relationship_logits.data).argmax(axis=-1) == y).sum())
@@ -100,7 +108,7 @@ def evaluate_pretraining(model, batches: list[dict]) -> dict:
         raise ValueError("evaluate_pretraining: no sentence pairs to evaluate")
     mlm_loss, nsp_loss = mlm_total / max(masked, 1), nsp_total / pairs
     return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss,
-            "perplexity": math.exp(min(mlm_loss, 50.0)), "nsp_loss": nsp_loss,
+            "perplexity": _perplexity(mlm_loss), "nsp_loss": nsp_loss,
             "nsp_accuracy": correct / pairs, "nsp_chance": max(real, pairs - real) / pairs,
             "masked_tokens": masked, "num_pairs": pairs}
 

@@ -605,9 +605,8 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
     eval_batches = None
     if eval_texts is not None:
         eval_chunks = chunk_corpus(tokenizer, _lines(eval_texts), max_length)
-        fixed = MLMCollator(tokenizer, cfg.mlm_probability, rng=cfg.seed + 1)
-        eval_batches = [fixed([eval_chunks[i] for i in idx])
-                        for idx in batch_indices(len(eval_chunks), cfg.eval_batch_size)]
+        eval_batches = _fixed_batches(MLMCollator(tokenizer, cfg.mlm_probability,
+                                                  rng=cfg.seed + 1), eval_chunks, cfg)
 
     def make_batch(indices):
         return collator([chunks[i] for i in indices])
@@ -616,6 +615,13 @@ def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
         return None if eval_batches is None else evaluate_mlm(model, eval_batches)
 
     return run.fit(make_batch, evaluate_fn, tokenizer)
+
+
+def _fixed_batches(collator, items: list, cfg: TrainConfig) -> list[dict]:
+    """The held-out batches, masked once by a collator with a fixed seed, so that every epoch
+    is evaluated on the same masks."""
+    return [collator([items[i] for i in idx])
+            for idx in batch_indices(len(items), cfg.eval_batch_size)]
 
 
 def _lines(texts) -> list[str]:
@@ -652,9 +658,8 @@ def pretrain_nsp(model, tokenizer, texts, eval_texts=None, config: TrainConfig |
                                              np.random.default_rng([cfg.seed, 2]))
         except DataError as e:
             raise DataError(f"the held-out text: {e}") from None
-        fixed = NSPCollator(tokenizer, max_length, cfg.mlm_probability, rng=cfg.seed + 1)
-        eval_batches = [fixed([eval_pairs[i] for i in idx])
-                        for idx in batch_indices(len(eval_pairs), cfg.eval_batch_size)]
+        eval_batches = _fixed_batches(NSPCollator(tokenizer, max_length, cfg.mlm_probability,
+                                                  rng=cfg.seed + 1), eval_pairs, cfg)
     run = TrainingRun(model, cfg, len(pairs), {"task": "pretrain_nsp", "num_pairs": len(pairs)},
                       log, data=[list(p) for p in pairs], vocab=_vocabulary(tokenizer))
     collator = NSPCollator(tokenizer, max_length, cfg.mlm_probability, rng=run.data_rng)
