@@ -329,7 +329,7 @@ class Tensor:
                 accum_grad(self, unbroadcast(mm(out.grad, B.swapaxes(-1, -2)), self.shape))
             if other.requires_grad and other.ndim == 2:  # (..., k) @ (k, m): fold the batch
                 k, m = other.shape
-                accum_grad(other, self.data.reshape(-1, k).T @ out.grad.reshape(-1, m))
+                accum_grad(other, A.reshape(-1, k).T @ out.grad.reshape(-1, m))
             elif other.requires_grad:
                 accum_grad(other, unbroadcast(mm(A.swapaxes(-1, -2), out.grad), other.shape))
             # END EXERCISE
