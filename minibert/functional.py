@@ -393,11 +393,11 @@ def cross_entropy(logits: Tensor, target, ignore_index: int = IGNORE_INDEX) -> T
     C = logits.shape[-1]
     z = logits.data.reshape(-1, C)
     t = t.reshape(-1)
-    valid = t != ignore_index
-    if bool(((t[valid] < 0) | (t[valid] >= C)).any()):
+    rows = xp.flatnonzero(t != ignore_index)  # the counted rows
+    tc = t[rows]  # their targets (n,)
+    if bool(((tc < 0) | (tc >= C)).any()):
         raise IndexError(f"cross_entropy: target ids must be in [0, {C}) or {ignore_index}")
-    rows = xp.flatnonzero(valid)  # the counted rows
-    zc, tc, i = z[rows], t[rows], xp.arange(len(rows))  # their scores (n, C) and targets (n,)
+    zc, i = z[rows], xp.arange(len(rows))  # their scores (n, C)
     shifted = zc - zc.max(axis=1, keepdims=True)
     logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))  # log softmax (n, C)
     n = max(len(rows), 1)
