@@ -22,7 +22,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import MACHINE_CORES, run_frameworks, timed_runs  # noqa: E402
+from common import MACHINE_CORES, failed, run_frameworks, timed_runs  # noqa: E402
 
 # (rows, in, out): y (rows, out) = x (rows, in) @ W (in, out)
 SHAPES = [(4096, 384, 384), (4096, 384, 1536), (4096, 1536, 384), (4096, 256, 1024),
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     print("-" * len(header))
     for threads in args.threads:
         res = run_frameworks(__file__, ["--repeat", str(args.repeat)], threads)
-        if res is None:
+        if failed(res):
             continue
         for rows, n_in, n_out in SHAPES:
             key, gflop = f"{rows}x{n_in}x{n_out}", 2 * rows * n_in * n_out / 1e9

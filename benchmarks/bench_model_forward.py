@@ -26,11 +26,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     MACHINE_CORES,
     OpProfile,
+    failed,
     matmul_peak_gflops,
     median_time,
     print_profiles,
     rss_mb,
-    run_worker,
+    run_frameworks,
 )
 
 CASES = [("latency", 1, 32), ("throughput", 32, 128)]
@@ -123,14 +124,10 @@ def main(argv=None) -> None:
     for threads in args.threads:
         for name, batch, seq in CASES:
             repeat = args.repeat if batch == 1 else max(3, args.repeat // 2)
-            res = {fw: run_worker(__file__, ["--worker", fw, "--batch", str(batch), "--seq",
-                                             str(seq), "--repeat", str(repeat)], threads)
-                   for fw in ("minibert", "torch")}
+            res = run_frameworks(__file__, ["--batch", str(batch), "--seq", str(seq),
+                                            "--repeat", str(repeat)], threads)
             ours, theirs = res["minibert"], res["torch"]
-            for fw, r in res.items():
-                if "error" in r:
-                    print(f"  {fw}: {r['error']}", file=sys.stderr)
-            ok = "error" not in ours and "error" not in theirs
+            ok = not failed(res)
             line = (f"{name:<11} {batch:>3}x{seq:<3} {threads:>3} {_ms(ours):>10} "
                     f"{_ms(theirs):>10} ")
             line += (f"{theirs['seconds'] / ours['seconds']:>6.2f} "

@@ -22,7 +22,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import run_frameworks, timed_runs  # noqa: E402
+from common import failed, run_frameworks, timed_runs  # noqa: E402
 
 # (name, shape of the input, the scale of its random values)
 CASES = [("gelu", (32, 128, 1536), 2.0), ("softmax", (32, 12, 128, 128), 3.0),
@@ -128,7 +128,7 @@ def main(argv=None) -> None:
     print("-" * len(header))
     for threads in args.threads:
         res = run_frameworks(__file__, ["--repeat", str(args.repeat)], threads)
-        if res is None:
+        if failed(res):
             continue
         for name, _, _ in CASES:
             for i, kind in enumerate(("forward", "forward+backward")):

@@ -51,14 +51,20 @@ def run_worker(script: str, args: list[str], threads: int, timeout: float = 3600
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_frameworks(script: str, args: list[str], threads: int) -> dict | None:
+def run_frameworks(script: str, args: list[str], threads: int) -> dict:
     """Both workers of `script` (minibert's, then PyTorch's), each in a fresh process:
-    {"minibert": result, "torch": result}, or None (the errors printed) if either failed."""
+    {"minibert": result, "torch": result}. A failed worker's error is printed to stderr, and
+    its result is {"error": ...} (run_worker)."""
     res = {fw: run_worker(script, ["--worker", fw, *args], threads) for fw in ("minibert", "torch")}
     for fw, r in res.items():
         if "error" in r:
             print(f"  {fw}: {r['error']}", file=sys.stderr)
-    return None if any("error" in r for r in res.values()) else res
+    return res
+
+
+def failed(results: dict) -> bool:
+    """Whether any run in {name: result} failed (see run_worker)."""
+    return any("error" in r for r in results.values())
 
 
 def median_time(fn, repeat: int, warmup: int = 1) -> tuple[float, float]:
