@@ -30,10 +30,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     MACHINE_CORES,
     OpProfile,
+    failed,
     matmul_peak_gflops,
     median_time,
     print_profiles,
-    run_worker,
+    run_frameworks,
 )
 from common import rss_mb as _rss_mb  # noqa: E402
 
@@ -119,13 +120,6 @@ def worker_torch(layers, hidden, batch, seq, steps, threads, head) -> dict:
             "params": sum(p.numel() for p in model.parameters())}
 
 
-def measure(framework, layers, hidden, batch, seq, steps, threads, head) -> dict:
-    """Run one measurement in a fresh Python process; returns its JSON result."""
-    return run_worker(__file__, ["--worker", framework, "--layers", str(layers), "--hidden",
-                                 str(hidden), "--batch", str(batch), "--seq", str(seq),
-                                 "--steps", str(steps), "--head", head], threads)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small and fast: L=2/H=128, "
@@ -168,17 +162,17 @@ def main(argv=None) -> None:
     profiles = []
     for threads in args.threads:
         for layers, hidden in configs:
-            res = {fw: measure(fw, layers, hidden, batch, seq, steps, threads, args.head)
-                   for fw in ("minibert", "torch")}
+            res = run_frameworks(__file__, ["--layers", str(layers), "--hidden", str(hidden),
+                                            "--batch", str(batch), "--seq", str(seq),
+                                            "--steps", str(steps), "--head", args.head], threads)
             cells = {}
             for fw, r in res.items():
                 if "error" in r:
                     cells[fw] = ("error", "-")
-                    print(f"  {fw}: {r['error']}", file=sys.stderr)
                 else:
                     cells[fw] = (f"{tokens / r['seconds_per_step']:,.0f}",
                                  f"{r['peak_mb']:,.0f} ({r['baseline_mb']:,.0f})")
-            ok = all("error" not in r for r in res.values())
+            ok = not failed(res)
             ratio = (f"{res['torch']['seconds_per_step'] / res['minibert']['seconds_per_step']:.2f}"
                      f" ({res['torch']['cpu_seconds'] / res['minibert']['cpu_seconds']:.2f})"
                      if ok else "-")
