@@ -174,7 +174,11 @@ def keep_freed_memory() -> bool:
     `import minibert` calls this; MINIBERT_KEEP_FREED_MEMORY=0 turns it off. Returns whether
     the setting took (not on macOS or Windows, whose malloc has no such switch).
     """
-    if os.environ.get("MINIBERT_KEEP_FREED_MEMORY", "1").strip() == "0":
+    setting = os.environ.get("MINIBERT_KEEP_FREED_MEMORY", "").strip() or "1"
+    if setting not in ("0", "1"):
+        raise ValueError(f"MINIBERT_KEEP_FREED_MEMORY={setting!r}: use 1 (keep freed memory "
+                         "for reuse, the default) or 0 (leave malloc as it is)")
+    if setting == "0":
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the C library this Python runs on

@@ -173,3 +173,11 @@ def test_freed_arrays_are_reused_not_refaulted(keep):
         assert faults < 500  # the same memory each time
     else:  # glibc's default: the 48 MB freed at the top of the heap go back to the system
         assert faults > 5000  # and come back as fresh pages (~30,000 faults measured)
+
+
+def test_a_keep_freed_memory_setting_other_than_0_or_1_is_refused(monkeypatch):
+    monkeypatch.setenv("MINIBERT_KEEP_FREED_MEMORY", "off")
+    with pytest.raises(ValueError, match="MINIBERT_KEEP_FREED_MEMORY='off': use 1 .* or 0"):
+        parallel.keep_freed_memory()
+    monkeypatch.setenv("MINIBERT_KEEP_FREED_MEMORY", "0")
+    assert parallel.keep_freed_memory() is False  # off: nothing asked of malloc
