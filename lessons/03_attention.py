@@ -15,9 +15,9 @@ from _common import banner, minilm_dir, out_dir, show
 
 from minibert import Tensor, no_grad
 from minibert import functional as F
+from minibert.course.viz import attention_heatmap
 from minibert.model import BertModel
 from minibert.tokenizer import Tokenizer
-from minibert.viz import attention_heatmap
 
 model_dir = minilm_dir()
 tok = Tokenizer.from_pretrained(model_dir)

@@ -13,10 +13,10 @@ import numpy as np
 from _common import banner, load_quietly, minilm_dir, show
 
 import minibert
+from minibert.course.explain import format_text, trace
 from minibert.data import label_names, read_labelled
 from minibert.datasets import support_tickets_dir
 from minibert.evaluation import evaluate
-from minibert.explain import format_text, trace
 from minibert.model import BertForSequenceClassification
 from minibert.pipeline import Classifier, class_probabilities, format_predictions, most_probable
 from minibert.tokenizer import Tokenizer
@@ -81,4 +81,4 @@ banner("4. The course's running example, end to end (minibert explain)")
 print(format_text(trace(RUNNING_EXAMPLE, folder)))
 workdir.cleanup()
 print("\nNext: minibert/pipeline.py (class_probabilities, most_probable, Classifier) and "
-      "minibert/explain.py.")
+      "minibert/course/explain.py.")

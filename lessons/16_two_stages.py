@@ -127,7 +127,7 @@ folder = out_dir() / "16_pretrained"
 mlm.save_pretrained(folder)
 tok.save_pretrained(folder)
 try:
-    from minibert.viz import loss_curve
+    from minibert.course.viz import loss_curve
 
     loss_curve(history, title="MLM pre-training").savefig(out_dir() / "16_mlm_loss.png", dpi=120)
     print(f"loss curve saved to {out_dir() / '16_mlm_loss.png'}")

@@ -396,7 +396,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run
+    from .course.demo import run
 
     _setup(args)
     run(out_dir=args.out, epochs=args.epochs, seed=args.seed, from_scratch=args.from_scratch,
@@ -405,14 +405,14 @@ def cmd_demo(args) -> int:
 
 
 def cmd_autograd(args) -> int:
-    from .autograd_demo import run
+    from .course.autograd_demo import run
 
     run()
     return 0
 
 
 def cmd_exercises(args) -> int:
-    from . import exercises as ex
+    from .course import exercises as ex
 
     root = ex.project_root()
     target = args.target[0] if args.target else None
@@ -443,7 +443,7 @@ def cmd_exercises(args) -> int:
 
 
 def _exercises_progress(args, root: Path) -> int:
-    from . import progress
+    from .course import progress
 
     if args.timeout <= 0:
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
@@ -467,7 +467,7 @@ def _exercises_progress(args, root: Path) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .explain import format_text, trace, write_html
+    from .course.explain import format_text, trace, write_html
 
     _setup(args)
     if args.html:  # check the output file's name before the model runs
@@ -483,7 +483,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_quiz(args) -> int:
-    from . import quiz
+    from .course import quiz
 
     if args.list:
         for name in quiz.lessons():
@@ -728,10 +728,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .backend import BackendError
     from .checkpoint import CheckpointError
+    from .course.exercises import ExerciseError
+    from .course.quiz import QuizError
     from .data import DataError
-    from .exercises import ExerciseError
     from .nn import StateDictError
-    from .quiz import QuizError
     from .train import TrainingDivergedError
 
     args, unknown = build_parser().parse_known_args(argv)

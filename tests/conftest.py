@@ -150,7 +150,7 @@ def pytest_collection_modifyitems(config, items):
 # -- progress reports: `minibert exercises status/grade` read what each test did --------------
 # With $MINIBERT_PROGRESS_LOG set, every collected exercise test, the start of each test and its
 # outcome are appended to that file as JSON lines, flushed at once: the reader sees which test
-# is running, so it can stop one that never ends (see minibert/progress.py).
+# is running, so it can stop one that never ends (see minibert/course/progress.py).
 
 
 def _progress(**event):

@@ -29,9 +29,12 @@ LAYERS = [
     {"model"},  # BERT and its heads
     # training: data, optimizers, a training run's saved state, evaluation and its metrics
     {"data", "token_data", "optim", "metrics", "evaluation", "run_state", "train"},
-    {"pipeline", "sentence", "viz"},  # using a trained model: inference, embeddings, plots
-    {"cli", "demo", "autograd_demo", "exercises", "progress", "quiz", "explain"},  # programs,
-    # teaching tools
+    {"pipeline", "sentence"},  # using a trained model: inference, sentence embeddings
+    # the course tools (minibert/course/): plots, the demo, quizzes, exercises, explain
+    {"course", "course.viz"},
+    {"course.demo", "course.autograd_demo", "course.exercises", "course.progress", "course.quiz",
+     "course.explain"},
+    {"cli"},  # the command line: the framework's commands and the course's
     {"__init__", "__main__"},  # the package's public names; `python -m minibert`
 ]
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from minibert import exercises as ex
+from minibert.course import exercises as ex
 
 ROOT = ex.project_root()
 

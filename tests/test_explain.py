@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 import minibert
-from minibert import explain
 from minibert.config import BertConfig
+from minibert.course import explain
 from minibert.datasets import support_tickets_dir
 from minibert.model import BertForSequenceClassification, BertModel
 from minibert.pipeline import class_probabilities

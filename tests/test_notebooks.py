@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from notebook_outputs import NOTEBOOKS_DIR, differences, execute, mask_numbers
 
-from minibert import exercises as ex
+from minibert.course import exercises as ex
 
 NOTEBOOKS = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb"))
 WEIGHTS_REASON = ("needs the real all-MiniLM-L6-v2 weights: "

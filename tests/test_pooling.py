@@ -153,7 +153,7 @@ def test_cli_pooling_flag(tiny_encoder, tmp_path, capsys):
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["pooling"] == "mean"
     assert main(["predict", "--model", str(out / "final"), "my card was charged twice"]) == 0
-    from minibert.explain import trace  # explain computes the head by hand from the mean too
+    from minibert.course.explain import trace  # explain computes the head by hand from the mean too
 
     assert trace("my card was charged twice", out / "final").same_as_model
     assert main(["finetune", "--task", "token", "--pooling", "mean", "--train",

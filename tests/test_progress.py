@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from minibert import exercises as ex
-from minibert import progress
 from minibert.cli import main
+from minibert.course import exercises as ex
+from minibert.course import progress
 
 ROOT = ex.project_root()
 ALL = {e.id for e in ex.find_exercises(ROOT)}

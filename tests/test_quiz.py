@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 import minibert
-from minibert import Tensor, quiz
+from minibert import Tensor
 from minibert import functional as F
 from minibert.config import BertConfig
+from minibert.course import quiz
 from minibert.model import BertForSequenceClassification, BertLayer, BertModel
 from minibert.pipeline import class_probabilities
 

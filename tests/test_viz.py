@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minibert
-from minibert import viz
+from minibert.course import viz
 
 
 def test_attention_heatmap_shows_the_map_with_token_labels():

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import backend
+from .. import backend
 
 
 def _host(a) -> np.ndarray:

@@ -318,7 +318,7 @@ def check_csv_target(path: Path) -> None:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     """Write the grade rows as CSV, atomically (a half-written report never replaces one)."""
-    from .fileio import atomic_open
+    from ..fileio import atomic_open
 
     with atomic_open(path, "w") as f:
         writer = csv.DictWriter(f, fieldnames=GRADE_COLUMNS, lineterminator="\n")

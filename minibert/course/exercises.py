@@ -61,7 +61,7 @@ def project_root(start: Path | None = None) -> Path:
         if (d / "pyproject.toml").is_file() and (d / "minibert").is_dir():
             return d
     # Fall back to the checkout this module was imported from.
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 HINT_MORE = re.compile(r"^[ \t]*#   (?P<more>.+?)\s*$")  # a hint continues on "#   ..." lines

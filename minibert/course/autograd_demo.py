@@ -2,7 +2,7 @@
 
     z = x·w + b,   y = tanh(z),   loss = (y − target)²
 
-`python -m minibert.autograd_demo` (or `minibert autograd`) prints every node of the graph
+`python -m minibert.course.autograd_demo` (or `minibert autograd`) prints every node of the graph
 with its value and, after `loss.backward()`, its gradient — then confirms the gradients with
 finite differences (gradcheck).
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .autograd import Tensor
-from .backend import to_numpy
-from .gradcheck import gradcheck
+from ..autograd import Tensor
+from ..backend import to_numpy
+from ..gradcheck import gradcheck
 
 
 def _fmt(a) -> str:

@@ -3,7 +3,7 @@
     minibert quiz 3          the questions of lesson 3, in the terminal
     minibert quiz            every lesson's, in course order
 
-The questions are data, one JSON file per lesson in minibert/quizzes/ (NN_name.json, named
+The questions are data, one JSON file per lesson in minibert/course/quizzes/ (NN_name.json, named
 after the lesson). Each question has a `type`, a `prompt`, one right answer and an
 `explanation` shown after the learner answers:
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .autograd import no_grad
-from .backend import to_numpy
-from .checkpoint import load_config, resolve_model_dir
-from .model import BertModel, mean_pool
-from .pipeline import Classifier, class_probabilities
-from .tokenizer import Tokenizer
+from ..autograd import no_grad
+from ..backend import to_numpy
+from ..checkpoint import load_config, resolve_model_dir
+from ..model import BertModel, mean_pool
+from ..pipeline import Classifier, class_probabilities
+from ..tokenizer import Tokenizer
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "explain.html"
 
@@ -239,7 +239,7 @@ GENERATOR = '<meta name="generator" content="minibert explain">'  # marks pages 
 def write_html(t: Trace, path: str | Path) -> Path:
     """Write the page to `path` atomically. An existing file is replaced only if it is a page
     this function wrote earlier; anything else is refused, and nothing is written."""
-    from .fileio import atomic_write
+    from ..fileio import atomic_write
 
     path = Path(path)
     if path.is_dir():

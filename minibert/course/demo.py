@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend
-from .checkpoint import resolve_model_dir
-from .config import BertConfig
-from .data import class_names, read_labelled
-from .datasets import support_tickets_dir
-from .metrics import format_confusion
-from .model import BertForMaskedLM, BertForSequenceClassification
-from .pipeline import Classifier, format_predictions
-from .tokenizer import Tokenizer
-from .train import finetune, pretrain_mlm
+from .. import backend
+from ..checkpoint import resolve_model_dir
+from ..config import BertConfig
+from ..data import class_names, read_labelled
+from ..datasets import support_tickets_dir
+from ..metrics import format_confusion
+from ..model import BertForMaskedLM, BertForSequenceClassification
+from ..pipeline import Classifier, format_predictions
+from ..tokenizer import Tokenizer
+from ..train import finetune, pretrain_mlm
 from .viz import confusion_matrix_plot, loss_curve
 
 PRETRAINED = "all-MiniLM-L6-v2"
