@@ -26,8 +26,9 @@ Known differences from the Rust ``tokenizers`` library (we follow the Python one
 - Character classes come from Python's ``unicodedata`` while Rust uses its own Unicode tables
   (another Unicode version). Code points whose category changed between versions (recently
   assigned emoji and letters) can be split or dropped differently.
-- Longest-first truncation of a pair on a tie: Python removes the odd token from the *second*
-  sequence, Rust from the *first* (see ``truncate_longest_first``).
+- Longest-first truncation of a pair, when an odd token is left to cut from two sequences of
+  equal length: Python takes it from the *second*, Rust from the one that was shorter before
+  cutting (the first on a tie; see ``truncate_longest_first``).
 - ``decode`` only re-joins "##" pieces; it does not "clean up" spaces before punctuation as
   transformers' ``clean_up_tokenization_spaces`` does ("hello , world" stays as is).
 
@@ -348,7 +349,8 @@ def truncate_longest_first(len_a: int, len_b: int, num_to_remove: int) -> tuple[
 
     Cut from the longer one until both are the same length, then from both alternately. When
     the split is uneven the extra token comes from b, as in transformers' Python tokenizers (the
-    Rust ``tokenizers`` takes it from a). E.g. (5, 2, 4) -> (3, 1) and (3, 3, 3) -> (1, 2).
+    Rust ``tokenizers`` takes it from the shorter of a and b, from a when they are the same
+    length). E.g. (5, 2, 4) -> (3, 1) and (3, 3, 3) -> (1, 2).
     """
     first = min(abs(len_a - len_b), num_to_remove)  # evens out the lengths
     rest = num_to_remove - first  # split between the two

@@ -12,6 +12,7 @@ import pytest
 
 import cupy_sim as cp
 import minibert
+from minibert import backend
 
 
 def test_no_silent_copy_to_the_host():
@@ -39,10 +40,28 @@ def test_reductions_stay_on_the_device_like_cupy():
     assert isinstance(s, cp.ndarray) and s.shape == () and float(s) == 6.0
 
 
-def test_a_tensor_on_the_other_side_gets_its_turn():
+@pytest.fixture
+def simulation_as_backend():
+    """The simulation as minibert's active backend for one test, whatever the suite runs on.
+
+    With a real CuPy as the backend (`pytest --cupy` on a GPU), minibert would put a tensor's
+    data in the real CuPy, and the simulation's arrays must not meet those (they cannot be
+    converted into each other, as a NumPy array cannot meet either)."""
+    previous = backend.get_backend()
+    cp.install()
+    try:
+        backend.use_backend("cupy")
+        yield
+    finally:
+        cp.uninstall()
+        backend.use_backend(previous)
+
+
+def test_a_tensor_on_the_other_side_gets_its_turn(simulation_as_backend):
     t = minibert.tensor([1.0, 2.0])
+    assert isinstance(t.data, cp.ndarray)
     out = cp.asarray(np.ones(2, dtype=np.float32)) * t  # ndarray defers: Tensor.__rmul__
-    assert isinstance(out, minibert.Tensor)
+    assert isinstance(out, minibert.Tensor) and out.data.get().tolist() == [1.0, 2.0]
 
 
 def test_generator_is_seeded_but_not_numpys_stream_and_not_exportable():
