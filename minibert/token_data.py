@@ -161,14 +161,14 @@ def split_words(text: str) -> list[str]:
     ['My', 'hub', '(', 'KS-2048', ')', ',', 'please', '!']"""
     out = []
     for chunk in text.split():
-        lead, trail = [], []
-        while len(chunk) > 1 and chunk[0] in _LEADING:
-            lead.append(chunk[0])
-            chunk = chunk[1:]
-        while len(chunk) > 1 and chunk[-1] in _TRAILING:
-            trail.insert(0, chunk[-1])
-            chunk = chunk[:-1]
-        out += lead + [chunk] + trail
+        # the word is chunk[a:b]; indices, not chunk = chunk[1:], keep this linear in the
+        # chunk's length (a slice per character copies the rest each time)
+        a, b = 0, len(chunk)
+        while b - a > 1 and chunk[a] in _LEADING:
+            a += 1
+        while b - a > 1 and chunk[b - 1] in _TRAILING:
+            b -= 1
+        out += [*chunk[:a], chunk[a:b], *chunk[b:]]
     return out
 
 

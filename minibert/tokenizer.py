@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_write, parse_json, short_repr
 from .wordpiece_trainer import train_wordpiece
 
 # BERT's special tokens, by role. Their ids come from the vocabulary file.
@@ -132,18 +133,21 @@ def strip_accents(word: str) -> str:
 
 
 def split_on_punctuation(word: str) -> list[str]:
-    """'hello,world!!' -> ['hello', ',', 'world', '!', '!']: each punctuation char is a token."""
+    """'hello,world!!' -> ['hello', ',', 'world', '!', '!']: each punctuation char is a token.
+
+    Linear in len(word): runs between punctuation marks are cut out whole (word[start:i]),
+    never grown a character at a time (that copies the run at every step: a 1 MB word took
+    minutes)."""
     pieces: list[str] = []
-    start_new = True
-    for char in word:
+    start = 0  # where the current run of non-punctuation characters began
+    for i, char in enumerate(word):
         if is_punctuation(char):
+            if start < i:
+                pieces.append(word[start:i])
             pieces.append(char)
-            start_new = True
-        elif start_new:
-            pieces.append(char)
-            start_new = False
-        else:
-            pieces[-1] += char
+            start = i + 1
+    if start < len(word):
+        pieces.append(word[start:])
     return pieces
 
 
@@ -258,7 +262,8 @@ def load_vocab(path: str | os.PathLike) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"vocabulary file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark that an editor put first is not part of the first token
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise VocabError(f"{path}: not UTF-8 text ({e})") from None
     lines = text.split("\n")
@@ -303,21 +308,34 @@ def read_tokenizer_json(path: str | os.PathLike) -> tuple[list[str], dict]:
     implements WordPiece only.
     """
     path = Path(path)
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-        model = spec["model"]
-        kind = model.get("type")
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
-        raise VocabError(f"{path}: not a tokenizers file ({e!r})") from None
+    spec = parse_json(path.read_bytes(), path, VocabError)  # bad UTF-8/JSON, deep nesting
+    model = spec.get("model") if isinstance(spec, dict) else None
+    if not isinstance(model, dict):
+        raise VocabError(f"{path}: not a tokenizers file (expected a JSON object with a "
+                         "\"model\" object)")
+    kind = model.get("type")
     if kind != "WordPiece":
-        raise VocabError(f"{path} holds a {kind} tokenizer; minibert implements BERT's WordPiece "
-                         "only (BPE and Unigram are other algorithms)")
+        kind = kind if isinstance(kind, str) else short_repr(kind)
+        raise VocabError(f"{path} holds a {kind} tokenizer; minibert implements "
+                         "BERT's WordPiece only (BPE and Unigram are other algorithms)")
     if model.get("continuing_subword_prefix", "##") != "##" or model.get("unk_token") != UNK:
-        raise VocabError(f"{path}: WordPiece with prefix {model.get('continuing_subword_prefix')!r}"
-                         f" and unknown token {model.get('unk_token')!r}; minibert needs '##' "
-                         f"and {UNK!r}")
-    id_of = dict(model["vocab"])
-    for added in spec.get("added_tokens") or []:  # tokens added after training, with their ids
+        raise VocabError(f"{path}: WordPiece with prefix "
+                         f"{short_repr(model.get('continuing_subword_prefix'))} and unknown "
+                         f"token {short_repr(model.get('unk_token'))}; minibert needs '##' and "
+                         f"{UNK!r}")
+    vocab = model.get("vocab")
+    if not (isinstance(vocab, dict) and all(_is_id(i) for i in vocab.values())):
+        raise VocabError(f"{path}: model.vocab must be an object {{token: id}} with integer "
+                         f"ids, not {short_repr(vocab)}")
+    id_of = dict(vocab)
+    added_tokens = spec.get("added_tokens") or []
+    if not isinstance(added_tokens, list):
+        raise VocabError(f"{path}: added_tokens must be a list, not {short_repr(added_tokens)}")
+    for n, added in enumerate(added_tokens):  # tokens added after training, with their ids
+        if not (isinstance(added, dict) and isinstance(added.get("content"), str)
+                and _is_id(added.get("id"))):
+            raise VocabError(f"{path}: added_tokens[{n}] is {short_repr(added)}; expected "
+                             "{\"id\": N, \"content\": \"token\", ...}")
         id_of.setdefault(added["content"], added["id"])
     tokens = sorted(id_of, key=id_of.get)
     if [id_of[t] for t in tokens] != list(range(len(tokens))):
@@ -325,16 +343,29 @@ def read_tokenizer_json(path: str | os.PathLike) -> tuple[list[str], dict]:
     _check_vocab(tokens, where=str(path))
 
     norm = spec.get("normalizer") or {}
-    if norm.get("type") != "BertNormalizer" or norm.get("clean_text") is False:
-        raise VocabError(f"{path}: normalizer {norm!r}; minibert implements BERT's "
+    if not isinstance(norm, dict) or norm.get("type") != "BertNormalizer" \
+            or norm.get("clean_text") is False:
+        raise VocabError(f"{path}: normalizer {short_repr(norm)}; minibert implements BERT's "
                          "(BertNormalizer with clean_text)")
-    pre = (spec.get("pre_tokenizer") or {}).get("type")
-    if pre != "BertPreTokenizer":
-        raise VocabError(f"{path}: pre-tokenizer {pre!r}; minibert implements BertPreTokenizer")
+    for key, kinds, default in (("lowercase", bool, True), ("handle_chinese_chars", bool, True),
+                                ("strip_accents", bool | None, None)):
+        if not isinstance(norm.get(key, default), kinds):
+            raise VocabError(f"{path}: normalizer.{key} must be true or false"
+                             f"{' or null' if key == 'strip_accents' else ''}, not "
+                             f"{short_repr(norm.get(key))}")
+    pre = spec.get("pre_tokenizer") or {}
+    pre = pre.get("type") if isinstance(pre, dict) else pre  # a bare string is not the format
+    if pre != "BertPreTokenizer" or not isinstance(spec.get("pre_tokenizer"), dict):
+        raise VocabError(f"{path}: pre-tokenizer {short_repr(pre)}; minibert implements "
+                         "BertPreTokenizer")
     settings = {"lowercase": norm.get("lowercase", True),
                 "strip_accents": norm.get("strip_accents"),
                 "tokenize_chinese_chars": norm.get("handle_chinese_chars", True)}
     return tokens, settings
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_text(text, name: str = "text") -> None:
@@ -479,11 +510,21 @@ class Tokenizer:
         ``vocab.txt`` with the settings in ``tokenizer_config.json`` (do_lower_case,
         strip_accents, tokenize_chinese_chars, model_max_length); or, where there is no
         ``vocab.txt`` (transformers 5 writes none), the WordPiece vocabulary and normaliser
-        settings of ``tokenizer.json`` (see ``read_tokenizer_json``).
+        settings of ``tokenizer.json`` (see ``read_tokenizer_json``). ``model_dir`` may also
+        be one of those two files: the settings then come from the folder it is in.
+
+        The vocabulary must fit the model beside it: when the folder's ``config.json`` gives a
+        ``vocab_size`` other than the number of tokens, that is a VocabError (a vocab.txt cut
+        short would silently tokenize differently; a longer one makes ids the embedding table
+        does not have).
         """
         model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise FileNotFoundError(f"model directory not found: {model_dir}")
+        vocab_file = None
+        if model_dir.is_file():  # .../vocab.txt or .../tokenizer.json: the folder's settings
+            model_dir, vocab_file = model_dir.parent, model_dir
+        elif not model_dir.is_dir():
+            raise FileNotFoundError(f"model directory not found: {model_dir} (give the folder "
+                                    "that holds vocab.txt or tokenizer.json, or either file)")
         config_path = model_dir / "tokenizer_config.json"
         config = {}
         if config_path.is_file():
@@ -507,13 +548,21 @@ class Tokenizer:
         if not isinstance(max_len, int) or max_len > 10**6:  # HF writes a huge int for "none"
             max_len = None
         vocab_path, json_path = model_dir / "vocab.txt", model_dir / "tokenizer.json"
-        if not vocab_path.is_file() and json_path.is_file():
+        if vocab_file is None:
+            use_json = not vocab_path.is_file() and json_path.is_file()
+        else:  # the file given: tokenizer.json by its name, anything else a vocab.txt
+            use_json = vocab_file.name == "tokenizer.json"
+            vocab_path = json_path = vocab_file
+        if use_json:
             vocab, settings = read_tokenizer_json(json_path)
-            return cls(vocab, model_max_length=max_len, split_special_tokens=split, **settings)
+            tokenizer = cls(vocab, model_max_length=max_len, split_special_tokens=split,
+                            **settings)
+            _check_fits_model(tokenizer, json_path, model_dir / "config.json")
+            return tokenizer
         if not vocab_path.is_file():
             raise FileNotFoundError(f"vocabulary file not found: {vocab_path} (and no "
                                     f"tokenizer.json beside it)")
-        return cls.from_vocab_file(
+        tokenizer = cls.from_vocab_file(
             vocab_path,
             lowercase=config.get("do_lower_case", True),
             strip_accents=config.get("strip_accents"),
@@ -521,11 +570,14 @@ class Tokenizer:
             model_max_length=max_len,
             split_special_tokens=split,
         )
+        _check_fits_model(tokenizer, vocab_path, model_dir / "config.json")
+        return tokenizer
 
     def save_vocab(self, path: str | os.PathLike) -> Path:
         """Write the vocabulary, one token per line in id order; returns the path."""
         path = Path(path)
-        path.write_text("".join(t + "\n" for t in self.ids_to_tokens), encoding="utf-8")
+        text = "".join(t + "\n" for t in self.ids_to_tokens)
+        atomic_write(path, lambda f: f.write(text), mode="w")  # never a half-written vocab
         return path
 
     def save_pretrained(self, model_dir: str | os.PathLike) -> list[Path]:
@@ -546,7 +598,8 @@ class Tokenizer:
         if self.split_special_tokens:
             config["split_special_tokens"] = True
         config_path = model_dir / "tokenizer_config.json"
-        config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        atomic_write(config_path, lambda f: f.write(json.dumps(config, indent=2) + "\n"),
+                     mode="w")
         return [self.save_vocab(model_dir / "vocab.txt"), config_path]
 
     @classmethod
@@ -768,6 +821,27 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase})"
+
+
+def _check_fits_model(tokenizer: Tokenizer, vocab_path: Path, config_path: Path) -> None:
+    """A vocabulary must have exactly the model's vocab_size tokens (config.json beside it).
+
+    Fewer: the file was cut, and words split differently without a word of warning ("parcel"
+    -> par ##ce ##l). More: ids past the embedding table. No config.json, or one without a
+    readable vocab_size: nothing to compare (the model's loader reports a broken config)."""
+    if not config_path.is_file():
+        return
+    try:
+        config = parse_json(config_path.read_bytes(), config_path, VocabError)
+    except (VocabError, OSError):
+        return
+    expected = config.get("vocab_size") if isinstance(config, dict) else None
+    if _is_id(expected) and expected != tokenizer.vocab_size:
+        raise VocabError(
+            f"{vocab_path} has {tokenizer.vocab_size:,} tokens but {config_path} says the "
+            f"model has vocab_size {expected:,}: the vocabulary does not belong to this model "
+            f"({'cut short' if tokenizer.vocab_size < expected else 'too long'}); restore the "
+            "model's own vocabulary file")
 
 
 def _iter_lines(lines_or_files) -> Iterable[str]:

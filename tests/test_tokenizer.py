@@ -438,7 +438,7 @@ def test_truncation_keeps_a_prefix_of_each_sequence(words_a, words_b, max_length
 def test_tokenizer_modules_import_only_stdlib_and_numpy():
     allowed = set(sys.stdlib_module_names) | {"numpy", "minibert"}
     package = Path(__file__).resolve().parents[1] / "minibert"
-    for name in ("tokenizer.py", "wordpiece_trainer.py"):
+    for name in ("tokenizer.py", "wordpiece_trainer.py", "fileio.py"):
         tree = ast.parse((package / name).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -447,7 +447,9 @@ def test_tokenizer_modules_import_only_stdlib_and_numpy():
                 module = ("minibert." if node.level else "") + (node.module or "")
                 roots = [module.split(".")[0]]
                 if module.startswith("minibert"):
-                    assert module == "minibert.wordpiece_trainer", (name, module)
+                    # fileio: atomic writes and the checked JSON reader, standard library only
+                    assert module in ("minibert.wordpiece_trainer", "minibert.fileio"), \
+                        (name, module)
             else:
                 continue
             assert set(roots) <= allowed, (name, roots)
@@ -481,3 +483,125 @@ def test_split_special_tokens_is_saved_and_tokenizer_config_is_checked(tmp_path)
         with pytest.raises(VocabError, match=match) as e:
             Tokenizer.from_pretrained(tmp_path)
         assert "tokenizer_config.json" in str(e.value)
+
+
+# -- hostile files and long inputs (issue 23) -------------------------------------------------
+
+
+def _tokenizer_json(vocab=None, added=None, **spec):
+    """A minimal BERT tokenizer.json as transformers writes it, with parts replaced."""
+    out = {"model": {"type": "WordPiece", "unk_token": "[UNK]",
+                     "continuing_subword_prefix": "##",
+                     "vocab": {t: i for i, t in enumerate(VOCAB)} if vocab is None else vocab},
+           "added_tokens": [] if added is None else added,
+           "normalizer": {"type": "BertNormalizer", "clean_text": True, "lowercase": True},
+           "pre_tokenizer": {"type": "BertPreTokenizer"}}
+    out.update(spec)
+    return out
+
+
+def test_well_formed_tokenizer_json_without_vocab_txt_loads(tmp_path):
+    (tmp_path / "tokenizer.json").write_text(json.dumps(_tokenizer_json()), encoding="utf-8")
+    assert Tokenizer.from_pretrained(tmp_path).ids_to_tokens == VOCAB
+    # the file itself may be given, as may a vocab.txt
+    assert Tokenizer.from_pretrained(tmp_path / "tokenizer.json").ids_to_tokens == VOCAB
+
+
+@pytest.mark.parametrize("spec, message", [
+    (_tokenizer_json(added=[{"content": "[NEW]"}]), r"added_tokens\[0\]"),  # no "id"
+    (_tokenizer_json(added=["[NEW]"]), r"added_tokens\[0\]"),  # a string, not an object
+    (_tokenizer_json(added={"content": "x"}), r"added_tokens must be a list"),
+    (_tokenizer_json(added=[{"content": "[NEW]", "id": "7"}]), r"added_tokens\[0\]"),
+    (_tokenizer_json(vocab=VOCAB), r"model\.vocab must be an object"),  # a list
+    (_tokenizer_json(vocab={"[PAD]": "0"}), r"model\.vocab must be an object"),
+    (_tokenizer_json(normalizer=["BertNormalizer"]), r"normalizer"),
+    (_tokenizer_json(normalizer={"type": "BertNormalizer", "lowercase": "yes"}),
+     r"normalizer\.lowercase must be true or false"),
+    (_tokenizer_json(pre_tokenizer="BertPreTokenizer"), r"pre-tokenizer"),
+    ({"model": ["WordPiece"]}, r"not a tokenizers file"),
+    ([1, 2], r"not a tokenizers file"),
+])
+def test_malformed_tokenizer_json_is_a_vocab_error(tmp_path, spec, message):
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(VocabError, match=message):
+        Tokenizer.from_pretrained(tmp_path)
+
+
+def test_deeply_nested_tokenizer_json_is_a_vocab_error(tmp_path):
+    (tmp_path / "tokenizer.json").write_text('{"model": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                                             encoding="utf-8")
+    with pytest.raises(VocabError, match="nested too deeply"):
+        Tokenizer.from_pretrained(tmp_path)
+
+
+def test_vocab_with_a_byte_order_mark_is_read(tmp_path):
+    """Editors on Windows put U+FEFF first: it is not part of the first token ([PAD])."""
+    (tmp_path / "vocab.txt").write_text("\ufeff" + "\n".join(VOCAB) + "\n", encoding="utf-8")
+    assert load_vocab(tmp_path / "vocab.txt") == VOCAB
+    assert Tokenizer.from_pretrained(tmp_path).pad_token_id == 0
+
+
+def test_from_pretrained_accepts_the_vocab_file_itself(tmp_path):
+    Tokenizer(VOCAB, lowercase=False).save_pretrained(tmp_path)
+    tok = Tokenizer.from_pretrained(tmp_path / "vocab.txt")
+    assert tok.ids_to_tokens == VOCAB and not tok.lowercase  # settings from the same folder
+    with pytest.raises(FileNotFoundError, match="or either file"):
+        Tokenizer.from_pretrained(tmp_path / "nothing.txt")
+
+
+@pytest.mark.parametrize("vocab_size", [len(VOCAB) - 10, len(VOCAB) + 10])
+def test_vocabulary_that_does_not_fit_the_model_is_refused(tmp_path, vocab_size):
+    Tokenizer(VOCAB).save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": vocab_size}))
+    what = "cut short" if vocab_size > len(VOCAB) else "too long"
+    with pytest.raises(VocabError, match=f"has {len(VOCAB)} tokens.*vocab_size "
+                                         f"{vocab_size}.*{what}"):
+        Tokenizer.from_pretrained(tmp_path)
+    with pytest.raises(VocabError, match="does not belong to this model"):
+        Tokenizer.from_pretrained(tmp_path / "vocab.txt")
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": len(VOCAB)}))
+    assert Tokenizer.from_pretrained(tmp_path).vocab_size == len(VOCAB)
+
+
+def test_tokenizer_files_are_replaced_atomically(tmp_path):
+    """save_pretrained writes a new file and renames it over the old one: a reader that has
+    the old file open keeps reading the old file whole (an in-place write truncates it)."""
+    Tokenizer(VOCAB).save_pretrained(tmp_path)
+    before = {n: (tmp_path / n).stat().st_ino for n in ("vocab.txt", "tokenizer_config.json")}
+    with open(tmp_path / "vocab.txt", encoding="utf-8") as reader:
+        Tokenizer(VOCAB[:-1]).save_pretrained(tmp_path)
+        assert reader.read().split("\n")[:-1] == VOCAB
+    after = {n: (tmp_path / n).stat().st_ino for n in before}
+    assert all(after[n] != before[n] for n in before)
+    assert load_vocab(tmp_path / "vocab.txt") == VOCAB[:-1]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@given(st.text(alphabet=st.sampled_from("ab,.!xé中 ?"), max_size=40))
+def test_split_on_punctuation_cuts_runs_whole(word):
+    """Same pieces as growing each run a character at a time (the old, quadratic way)."""
+    expected, start_new = [], True
+    for char in word:
+        if is_punctuation(char):
+            expected.append(char)
+            start_new = True
+        elif start_new:
+            expected.append(char)
+            start_new = False
+        else:
+            expected[-1] += char
+    assert split_on_punctuation(word) == expected
+
+
+def test_a_very_long_word_is_unk_without_searching_it():
+    """WordPiece gives a word longer than 100 characters [UNK] before looking at it: the
+    vocabulary is never asked about one of its substrings."""
+    asked = []
+
+    class Vocab(set):
+        def __contains__(self, piece):
+            asked.append(piece)
+            return super().__contains__(piece)
+
+    assert wordpiece("a" * 2_000_000, Vocab(VOCAB)) == ["[UNK]"] and asked == []
+    assert Tokenizer(VOCAB).tokenize("x" + "a" * 100_000 + ",b") == ["[UNK]", ",", "b"]
