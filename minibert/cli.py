@@ -8,8 +8,10 @@ are printed as one clear line and exit with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -492,8 +494,30 @@ def cmd_quiz(args) -> int:
         return 0
     if args.lesson is not None:
         quiz.resolve_lesson(args.lesson)  # an unknown lesson: a clear error before any question
-    right, asked = quiz.run(args.lesson)
+    with _sigterm_as_interrupt():
+        try:
+            right, asked = quiz.run(args.lesson)
+        except KeyboardInterrupt:  # quiz.run has printed the score so far
+            return 130
     return 0 if asked else 1
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, while the block runs (so a command
+    stops the same clean way for both); the previous handler comes back afterwards."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- the parser --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ them, with the reason.
 
 import itertools
 import math
+import signal
 import subprocess
 import sys
 import warnings
@@ -342,6 +343,31 @@ def test_quiz_command_asks_checks_and_explains():
     bad = subprocess.run([sys.executable, "-m", "minibert.cli", "quiz", "42"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no quiz for lesson '42'" in bad.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_quiz_stopped_with_ctrl_c_or_sigterm_shows_the_score_so_far(signum):
+    """One answer given, then Ctrl-C (or SIGTERM) at the next question: one line with the score
+    so far, exit status 130, no traceback."""
+    import os
+
+    first = quiz.load(9)[0]
+    proc = subprocess.Popen([sys.executable, "-m", "minibert.cli", "quiz", "9"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.stdin.write(f"{first.data['answer']}\n")
+    proc.stdin.flush()
+    text = ""  # read until the answer was checked and the next question waits for input
+    while "  Right." not in text or not text.endswith("> "):
+        char = proc.stdout.read(1)
+        assert char, text
+        text += char
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip() == ""
+    assert out.strip().splitlines()[-1] == "quiz stopped: 1 of 1 right so far."
 
 
 def test_notebook_helpers_print_and_check(capsys):

@@ -213,7 +213,8 @@ def run(lesson=None, ask=input, say=print, tries: int = 3) -> tuple[int, int]:
     """Ask the questions of one lesson (or of all, in order); returns (right, asked).
 
     An answer that cannot be read is asked again (up to `tries` times); end of input stops
-    the quiz and reports the score so far."""
+    the quiz and reports the score so far. Ctrl-C prints the score so far on one line and
+    raises KeyboardInterrupt again for the caller (the command exits with status 130)."""
     names = [resolve_lesson(lesson)] if lesson is not None else lessons()
     right = asked = 0
     try:
@@ -237,6 +238,9 @@ def run(lesson=None, ask=input, say=print, tries: int = 3) -> tuple[int, int]:
                 say("  " + verdict(q, ok))
     except EOFError:
         say("\n(end of input)")
+    except KeyboardInterrupt:
+        say(f"\nquiz stopped: {right} of {asked} right so far.")
+        raise
     say(f"\n{right} of {asked} right.")
     return right, asked
 
