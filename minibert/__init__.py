@@ -62,6 +62,7 @@ from .train import (
     pretrain_mlm,
     pretrain_nsp,
 )
+from .version import __distribution__ as __distribution__  # re-exported: our PyPI name
 from .version import __version__ as __version__  # re-exported: minibert.__version__
 
 # glibc's malloc gives each large freed array back to the system, and the next one then costs

