@@ -7,6 +7,13 @@
 2. all-MiniLM-L6-v2 inference (batch 32 × 128 tokens): sequences/s for both and the ratio.
 
     python benchmarks/bench_gpu.py [--steps 10] [--batch 32] [--seq 128] [--smoke]
+    python benchmarks/bench_gpu.py --count [--batch 2] [--seq 16]
+
+`--count` needs no GPU: it runs on the simulated CuPy of tests/cupy_sim.py and prints how many
+kernels a real CuPy would launch, and how often the host would wait for the GPU (device->host
+syncs), in a BERT-base-shaped training step (forward, backward, AdamW step, each on its own)
+and an all-MiniLM-L6-v2-shaped forward (random weights). Launches do not depend on the batch
+and sequence sizes, so small ones keep it quick.
 
 Without CuPy and a GPU it says so and exits 0 (nothing to measure). PyTorch is optional: without
 it (or without CUDA in it) only minibert's figures are printed. `--smoke` runs every step on a
@@ -153,13 +160,90 @@ def bench_inference(batch, seq, reps):
     return ours, reps * batch / (time.perf_counter() - t)
 
 
+def count_on_simulation(batch: int, seq: int, configs=None) -> dict:
+    """Launches and syncs, counted on the simulated CuPy (tests/cupy_sim.py), of a BERT-base
+    training step (forward, backward, AdamW step) and a MiniLM-shaped forward:
+    {"train": {"forward": (launches, syncs), "backward": ..., "step": ...},
+     "minilm": {"forward": (launches, syncs)}}. `configs` replaces the two BertConfigs (tests)."""
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import cupy_sim
+    import minibert
+    from minibert import backend
+    from minibert.config import BertConfig
+    from minibert.model import BertForSequenceClassification, BertModel
+
+    if configs is None:
+        configs = (BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                              intermediate_size=3072, num_labels=2),
+                   BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                              intermediate_size=1536))
+    counts, previous = cupy_sim.counts, backend.get_backend()
+    cupy_sim.install()
+    try:
+        backend.use_backend("cupy")
+        xp = backend.xp()
+        rng = np.random.default_rng(0)
+
+        def measured(fn):
+            counts.reset()
+            result = fn()
+            return result, (counts.launches, counts.syncs)
+
+        train_cfg, minilm_cfg = configs
+        minibert.manual_seed(0)
+        model = BertForSequenceClassification(train_cfg).train()
+        opt = minibert.AdamW(model.parameters(), lr=1e-5)
+        # the batch arrives on the device once, as a data loader would put it there
+        ids = xp.asarray(rng.integers(5, train_cfg.vocab_size, (batch, seq)))
+        labels = xp.asarray(rng.integers(0, train_cfg.num_labels, batch))
+        train = {}
+        for _ in range(2):  # the first step makes the optimizer's state: count the second
+            opt.zero_grad()
+            loss, train["forward"] = measured(lambda: model(ids, labels=labels).loss)
+            _, train["backward"] = measured(loss.backward)
+            _, train["step"] = measured(opt.step)
+        minibert.manual_seed(0)
+        encoder = BertModel(minilm_cfg).eval()
+        ids = xp.asarray(rng.integers(5, minilm_cfg.vocab_size, (batch, seq)))
+        with minibert.no_grad():
+            encoder(ids)  # as bench_inference: one call before the measured one
+            _, forward = measured(lambda: encoder(ids))
+        return {"train": train, "minilm": {"forward": forward}}
+    finally:
+        backend.use_backend(previous)
+        cupy_sim.uninstall()
+
+
+def print_counts(batch: int, seq: int) -> None:
+    result = count_on_simulation(batch, seq)
+    print(f"kernel launches and device->host syncs on the simulated CuPy (batch {batch} x "
+          f"{seq}; launches do not depend on the sizes)")
+    rows = [(f"BERT-base train step: {part}", n) for part, n in result["train"].items()]
+    total = tuple(sum(n[i] for n in result["train"].values()) for i in range(2))
+    rows += [("BERT-base train step: total", total),
+             ("all-MiniLM-L6-v2 forward", result["minilm"]["forward"])]
+    print(f"{'':<36} {'launches':>9} {'syncs':>6}")
+    for name, (launches, syncs) in rows:
+        print(f"{name:<36} {launches:>9,} {syncs:>6}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 32; 2 with "
+                   "--count)")
+    p.add_argument("--seq", type=int, default=None, help="sequence length (default 128; 16 "
+                   "with --count)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: check the script runs")
+    p.add_argument("--count", action="store_true",
+                   help="count kernel launches and syncs on the simulated CuPy (no GPU needed)")
     args = p.parse_args(argv)
+    if args.count:
+        print_counts(args.batch or 2, args.seq or 16)
+        return 0
+    args.batch, args.seq = args.batch or 32, args.seq or 128
 
     from minibert import backend
     from minibert.config import BertConfig

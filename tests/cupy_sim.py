@@ -12,6 +12,16 @@ which is what breaks first when NumPy code moves to a GPU:
   cannot be exported (CuPy's cuRAND states cannot either);
 - arrays report ``type(a).__module__ == "cupy..."``, so minibert's backend treats them as CuPy.
 
+It also counts, for `benchmarks/bench_gpu.py --count` and the tests: ``counts.launches``, the
+kernels a real CuPy would start (every computation on device arrays: an operator, a ufunc, a
+reduction, a matmul, a copy, a fill; views and ``empty`` start none; a function made by ``fuse``
+counts once, as CuPy compiles it into one kernel), and ``counts.syncs``, the device->host
+copies that make the host wait for the GPU (``.get()``, ``asnumpy``, ``bool``/``int``/``float``
+of an array, ``.item()``, ``.tolist()``). ``fuse`` runs the Python function itself, so the very
+lines a fused kernel is compiled from are what the simulation tests; inside it, what
+``cupy.fuse`` cannot compile fails as it would there (a sync, ``.shape``, indexing, a non-ufunc
+function, a second reduction, ``keepdims``).
+
 What it cannot tell: GPU numerics and speed, CUDA errors, whether GPU kernels give the same
 bits from run to run, and whether every function we call exists in CuPy (it forwards any NumPy
 name). Those need a real GPU: ``tests/test_gpu.py`` and ``benchmarks/bench_gpu.py``.
@@ -24,6 +34,7 @@ a GPU, and carries it into the processes the tests start (``simulated_gpu/sitecu
 
 from __future__ import annotations
 
+import functools
 import numbers
 import operator
 import sys
@@ -46,6 +57,7 @@ class ndarray:  # noqa: N801 - the name CuPy gives its array type
 
     # -- the two explicit doors between host and device ----------------------------------------
     def get(self) -> np.ndarray:
+        _sync("get()")
         return self._a.copy()
 
     def __array__(self, dtype=None, copy=None):
@@ -58,46 +70,73 @@ class ndarray:  # noqa: N801 - the name CuPy gives its array type
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         # numpy scalars meeting a device array (np.float32(2) * a) are fine in CuPy too
-        return _call(getattr(ufunc, method), inputs, kwargs)
+        name = ufunc.__name__ if method == "__call__" else method
+        return _call(getattr(ufunc, method), inputs, kwargs, name)
 
     # -- the NumPy-like surface ----------------------------------------------------------------
     def __getattr__(self, name):
         if name.startswith("__"):  # no __array_interface__ & co: NumPy must not read our data
             raise AttributeError(name)
         value = getattr(self._a, name)
+        if name in _SYNCS:  # .item(), .tolist(): the values come to the host
+
+            def read(*args, **kwargs):
+                _sync(f".{name}()")
+                return value(*args, **kwargs)
+            return read
         if callable(value):
-            return lambda *args, **kwargs: _call(value, args, kwargs)
+            return lambda *args, **kwargs: _call(value, args, kwargs, name, self)
         return _wrap(value)
 
     def __getitem__(self, index):
-        return _wrap(self._a[_unwrap_index(index)])
+        _not_in_fuse("indexing")
+        index = _unwrap_index(index)
+        if any(getattr(i, "dtype", None) == np.bool_ and getattr(i, "ndim", 0)
+               for i in (index if isinstance(index, tuple) else (index,))):
+            _sync("a boolean mask index")  # how many are true decides the result's size
+        return _computed(self._a[index], (self._a,), {})
 
     def __setitem__(self, index, value):
+        _not_in_fuse("indexing")
         self._a[_unwrap_index(index)] = value._a if isinstance(value, ndarray) else value
+        _launch()  # a copy (or fill) kernel
 
     def __len__(self):
+        _not_in_fuse("len()")
         return len(self._a)
 
     def __iter__(self):
         return (_wrap(row) for row in self._a)
 
     def __repr__(self):
+        _sync("repr()")
         return "sim" + repr(self._a)
 
+    # size-1 arrays convert to Python numbers (a device sync in CuPy); no __index__ in CuPy
     def __float__(self):
+        _sync("float()")
         return float(self._a)
 
     def __int__(self):
+        _sync("int()")
         return int(self._a)
 
     def __bool__(self):
+        _sync("bool()")
         return bool(self._a)
 
-    # size-1 arrays convert to Python numbers (a device sync in CuPy); no __index__ in CuPy
-    shape = property(lambda self: self._a.shape)
+    @property
+    def shape(self):
+        _not_in_fuse(".shape")  # a fused function sees no shapes: it is compiled for any
+        return self._a.shape
+
+    @property
+    def size(self):
+        _not_in_fuse(".size")
+        return self._a.size
+
     dtype = property(lambda self: self._a.dtype)
     ndim = property(lambda self: self._a.ndim)
-    size = property(lambda self: self._a.size)
     T = property(lambda self: ndarray(self._a.T))
 
 
@@ -105,17 +144,20 @@ def _binary(fn):
     def forward(self, other):
         if not _is_operand(other):
             return NotImplemented  # e.g. a Tensor: Python then asks Tensor.__rop__
-        return _wrap(fn(self._a, _unwrap(other)))
+        return _operator(fn, self, other, self._a, _unwrap(other))
 
     def reverse(self, other):
         if not _is_operand(other):
             return NotImplemented
-        return _wrap(fn(_unwrap(other), self._a))
+        return _operator(fn, self, other, _unwrap(other), self._a)
 
     def inplace(self, other):
         if not _is_operand(other):
             return NotImplemented
+        if _fuse.depth:
+            _fuse_step(getattr(fn, "__name__", "operator"), (self, other), {})
         fn(self._a, _unwrap(other), out=self._a)  # in place, as `a += b` is on a device array
+        _launch()
         return self
 
     return forward, reverse, inplace
@@ -134,7 +176,8 @@ for _name, _fn in {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le"
     setattr(ndarray, f"__{_name}__", _binary(_fn)[0])
 for _name, _fn in {"neg": np.negative, "pos": np.positive, "abs": np.abs,
                    "invert": np.invert}.items():
-    setattr(ndarray, f"__{_name}__", lambda self, _fn=_fn: _wrap(_fn(self._a)))
+    setattr(ndarray, f"__{_name}__",
+            lambda self, _fn=_fn: _operator(_fn, self, None, self._a))
 ndarray.__hash__ = None
 ndarray.__module__ = "cupy._simulated"  # what minibert's backend looks at to spot a device array
 
@@ -180,8 +223,166 @@ def _wrap(x):
     return x
 
 
-def _call(fn, args, kwargs):
-    return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
+def _arrays(x) -> list:
+    """The NumPy data of every device array in x (nested in lists, tuples and dicts too)."""
+    if isinstance(x, ndarray):
+        return [x._a]
+    if isinstance(x, list | tuple):
+        return [a for v in x for a in _arrays(v)]
+    if isinstance(x, dict):
+        return [a for v in x.values() for a in _arrays(v)]
+    return []
+
+
+def _call(fn, args, kwargs, name=None, self=None):
+    """fn(*args, **kwargs) on the NumPy data; counted as a launch unless it only made a view."""
+    name = name or getattr(fn, "__name__", "")
+    operands = (() if self is None else (self,)) + tuple(args)
+    if _fuse.depth:
+        _fuse_step(name, operands, kwargs)
+    inputs = _arrays(operands) + _arrays(kwargs)
+    if name in _DATA_SIZED:
+        _sync(f"{name}()")  # the size of the result: CuPy reads it back before allocating
+    result = fn(*_unwrap(args), **_unwrap(kwargs))
+    if name in _NO_KERNEL:  # allocations, shape queries
+        return _wrap(result)
+    return _computed(result, inputs, kwargs)
+
+
+def _computed(result, inputs, kwargs):
+    """Wrap a result, counting one launch unless it is only a view of an input (reshape,
+    transpose, a slice, astype to the same dtype) or no array at all."""
+    made = [r for r in (result if isinstance(result, tuple | list) else (result,))
+            if isinstance(r, np.ndarray | np.generic)]
+    if made and (kwargs.get("out") is not None or not all(
+            isinstance(r, np.ndarray) and any(np.may_share_memory(r, a) for a in inputs)
+            for r in made)):
+        _launch()
+    out = _wrap(result)
+    if _fuse.depth and _fuse.reduced:
+        _fuse.postmap.update(id(o) for o in (out if isinstance(out, tuple | list) else (out,)))
+    return out
+
+
+def _operator(fn, a, b, *data):
+    """An arithmetic or comparison operator on device data: always one kernel."""
+    if _fuse.depth:
+        _fuse_step(getattr(fn, "__name__", "operator"), (a, b), {})
+    return _computed(fn(*data), (), {})
+
+
+# -- counting launches and syncs -----------------------------------------------------------------
+
+
+class Counts:
+    """What the simulated GPU was asked to do since the last `reset()`."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.launches = 0  # kernels a real CuPy would start (a fused function: one)
+        self.syncs = 0  # device->host copies: the host waits for the GPU each time
+
+    def __repr__(self):
+        return f"Counts(launches={self.launches}, syncs={self.syncs})"
+
+
+counts = Counts()
+
+# reading values on the host: `a.item()`, `a.tolist()`
+_SYNCS = {"item", "tolist", "tobytes"}
+# results whose size depends on the values: CuPy copies a count back to the host first
+_DATA_SIZED = {"nonzero", "flatnonzero", "argwhere", "unique", "compress", "extract"}
+# these start no kernel: allocations and queries
+_NO_KERNEL = {"empty", "empty_like", "shape", "ndim", "size", "result_type", "get_array_module"}
+
+
+def _launch() -> None:
+    if not _fuse.depth:  # inside a fused function the whole call counts once
+        counts.launches += 1
+
+
+def _sync(what: str) -> None:
+    if _fuse.depth:
+        raise TypeError(f"Cannot convert to Python scalar in cupy.fuse ({what} on a value "
+                        "inside a fused function; simulated)")
+    counts.syncs += 1
+
+
+# -- cupy.fuse: the Python function, checked for what CuPy can compile, counted once ------------
+
+_fuse = types.SimpleNamespace(depth=0, reduced=False, postmap=set())
+# what a fused function may call besides ufuncs and operators: reductions over one axis (or all)
+_REDUCTIONS = {"sum", "max", "min", "prod", "amax", "amin", "all", "any"}
+_FUSABLE_METHODS = {"astype", "copy"}
+
+
+def _not_in_fuse(what: str) -> None:
+    if _fuse.depth:
+        raise TypeError(f"{what} is not supported inside cupy.fuse (simulated): a fused "
+                        "function sees values one element at a time")
+
+
+def _fuse_step(name: str, operands, kwargs) -> None:
+    """Check one step of a fused function against what cupy.fuse compiles: ufuncs and
+    operators, at most one reduction (with `axis`, no `keepdims`), and after it only work on
+    the reduced values."""
+    arrays = [a for a in operands if isinstance(a, ndarray)]
+    if name in _REDUCTIONS:
+        if kwargs.get("keepdims"):
+            raise TypeError(f"{name}(keepdims=True) is not supported inside cupy.fuse "
+                            "(simulated): reduce with axis=, then add the axis outside")
+        if _fuse.reduced:
+            raise NotImplementedError("Multiple reduction is not implemented yet (simulated "
+                                      "cupy.fuse: one reduction per fused function)")
+        _fuse.reduced = True
+        return
+    if name not in _FUSABLE_METHODS and not _is_ufunc_name(name):
+        raise TypeError(f"{name} cannot run inside cupy.fuse (simulated): only ufuncs, "
+                        "operators and one reduction can")
+    if _fuse.reduced and any(id(a) not in _fuse.postmap for a in arrays):
+        raise ValueError("Shape mismatch (simulated cupy.fuse: after its reduction a fused "
+                         "function can only work on the reduced values)")
+
+
+def _is_ufunc_name(name: str) -> bool:
+    if name == "matmul":  # a ufunc in NumPy, but a cuBLAS call in CuPy
+        return False
+    return isinstance(getattr(np, name, None), np.ufunc) or name in (
+        "eq", "ne", "lt", "le", "gt", "ge", "where")
+
+
+class _Fused:
+    """What `fuse` returns: the function, run on the simulated arrays, counted as one kernel."""
+
+    def __init__(self, fn):
+        self._fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args):
+        if not any(isinstance(a, ndarray) for a in args):
+            return self._fn(*args)  # no device array: CuPy runs the Python function as is
+        for a in args:
+            if not isinstance(a, ndarray | numbers.Number | np.generic) and a is not None:
+                raise TypeError(f"Invalid argument type for '{self.__name__}': {type(a)} "
+                                "(simulated cupy.fuse takes arrays and scalars)")
+        if _fuse.depth:
+            return self._fn(*args)  # a fused function called inside another: inlined
+        _fuse.depth, _fuse.reduced, _fuse.postmap = 1, False, set()
+        try:
+            out = self._fn(*args)
+        finally:
+            _fuse.depth, _fuse.reduced, _fuse.postmap = 0, False, set()
+        _launch()
+        return out
+
+
+def fuse(*args, **kwargs):
+    """cupy.fuse: ``@fuse``, ``@fuse()`` or ``@fuse(kernel_name=...)``."""
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return _Fused(args[0])
+    return _Fused
 
 
 # -- the module: `cupy.<name>` -------------------------------------------------------------------
@@ -193,26 +394,32 @@ class _Ufunc:
         self.__name__ = ufunc.__name__
 
     def __call__(self, *args, **kwargs):
-        return _call(self._ufunc, args, kwargs)
+        return _call(self._ufunc, args, kwargs, self.__name__)
 
     def at(self, a, indices, b=None):
+        _not_in_fuse(f"{self.__name__}.at")
         self._ufunc.at(_unwrap(a), _unwrap_index(indices), _unwrap(b) if b is not None else b)
+        _launch()
 
     def __getattr__(self, method):  # reduce, accumulate, outer
         fn = getattr(self._ufunc, method)
-        return lambda *args, **kwargs: _call(fn, args, kwargs)
+        return lambda *args, **kwargs: _call(fn, args, kwargs, f"{self.__name__}.{method}")
 
 
 def asarray(a, dtype=None, order=None):
     """host or device -> device (the one door from the host, with `array`)."""
+    _not_in_fuse("asarray")
     if isinstance(a, ndarray):
-        return ndarray(a._a.astype(dtype, copy=False) if dtype is not None else a._a)
+        if dtype is None:
+            return a
+        return _computed(a._a.astype(dtype, copy=False), (a._a,), {})
     return ndarray(np.array(a, dtype=dtype, order=order))  # always a copy: new device memory
 
 
 def array(a, dtype=None, copy=True, order="K"):
+    _not_in_fuse("array")
     if isinstance(a, ndarray):
-        return ndarray(np.array(a._a, dtype=dtype, copy=copy, order=order))
+        return _computed(np.array(a._a, dtype=dtype, copy=copy, order=order), (a._a,), {})
     return ndarray(np.array(a, dtype=dtype, order=order))
 
 
@@ -232,16 +439,22 @@ class _Generator:
         self.bit_generator = types.SimpleNamespace(state=lambda: 0)  # a method, as in CuPy
 
     def random(self, size=None, dtype=np.float64):
-        return ndarray(np.asarray(self._g.random(size, dtype=dtype)))
+        return _drawn(self._g.random(size, dtype=dtype))
 
     def standard_normal(self, size=None, dtype=np.float64):
-        return ndarray(np.asarray(self._g.standard_normal(size, dtype=dtype)))
+        return _drawn(self._g.standard_normal(size, dtype=dtype))
 
     def uniform(self, low=0.0, high=1.0, size=None, dtype=np.float64):
-        return ndarray(np.asarray(self._g.uniform(low, high, size)).astype(dtype))
+        return _drawn(np.asarray(self._g.uniform(low, high, size)).astype(dtype))
 
     def integers(self, low, high=None, size=None, dtype=np.int64, endpoint=False):
-        return ndarray(np.asarray(self._g.integers(low, high, size, dtype, endpoint)))
+        return _drawn(self._g.integers(low, high, size, dtype, endpoint))
+
+
+def _drawn(values) -> ndarray:
+    _not_in_fuse("random numbers")
+    _launch()  # one generator kernel
+    return ndarray(np.asarray(values))
 
 
 _global = _Generator(0)
@@ -267,7 +480,7 @@ def __getattr__(name):
         return _Ufunc(value)
     if name in _PLAIN or isinstance(value, type) or not callable(value):
         return value  # dtypes, constants, finfo: the same objects in CuPy
-    return lambda *args, **kwargs: _call(value, args, kwargs)
+    return lambda *args, **kwargs: _call(value, args, kwargs, name)
 
 
 # -- installing it as `cupy` -------------------------------------------------------------------

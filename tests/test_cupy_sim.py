@@ -70,3 +70,71 @@ def test_generator_is_seeded_but_not_numpys_stream_and_not_exportable():
     assert not np.array_equal(a, np.random.default_rng(7).random(4))
     with pytest.raises(TypeError):
         json.dumps(cp.random.default_rng(7).bit_generator.state)  # as with cuRAND: no state
+
+
+# -- counting launches and syncs (benchmarks/bench_gpu.py --count) ------------------------------
+
+
+def counted(fn):
+    cp.counts.reset()
+    result = fn()
+    return result, (cp.counts.launches, cp.counts.syncs)
+
+
+def test_each_computation_is_one_launch_and_views_are_none():
+    a = cp.asarray(np.arange(12.0).reshape(3, 4))
+    assert counted(lambda: a + 1)[1] == (1, 0)
+    assert counted(lambda: cp.exp(a).sum(axis=-1))[1] == (2, 0)
+    assert counted(lambda: a @ a.T)[1] == (1, 0)
+    assert counted(lambda: (a.reshape(4, 3), a.T, a[1:], a.astype(a.dtype, copy=False)))[1] \
+        == (0, 0)
+    assert counted(lambda: cp.empty((3, 4)))[1] == (0, 0)  # memory, no kernel
+    assert counted(lambda: cp.zeros((3, 4)))[1] == (1, 0)  # a fill kernel
+    assert counted(lambda: a.T.reshape(-1))[1] == (1, 0)  # not a view: a copy kernel
+
+    def add_in_place():
+        a[0] = 5.0  # a fill
+        b = a
+        b += 1  # in place: one kernel
+        a[1:] += 1  # a view's += (1), then the copy back that `x[i] += ...` makes (1)
+    assert counted(add_in_place)[1] == (4, 0)
+    assert counted(lambda: cp.random.default_rng(0).random(4))[1] == (1, 0)
+
+
+def test_reading_values_on_the_host_counts_a_sync():
+    a = cp.asarray(np.arange(4.0))
+    for read in (a.get, lambda: cp.asnumpy(a), lambda: float(a.sum()), lambda: bool(a.any()),
+                 lambda: int(a.max()), lambda: a[0].item(), a.tolist, lambda: a[a > 1],
+                 lambda: cp.flatnonzero(a)):
+        assert counted(read)[1][1] == 1
+    assert counted(lambda: cp.asarray(np.ones(3)))[1] == (0, 0)  # an upload waits for nothing
+
+
+def _gelu(x):
+    return x * 0.5 * (1 + cp.tanh(x * 0.8))
+
+
+def test_a_fused_function_runs_its_python_body_and_counts_once():
+    x = cp.asarray(np.linspace(-3, 3, 7))
+    fused = cp.fuse(_gelu)
+    y, n = counted(lambda: fused(x))
+    assert n == (1, 0)
+    np.testing.assert_array_equal(y.get(), _gelu(x).get())
+    row_sum = cp.fuse(lambda x, m: cp.exp(x - m).sum(axis=-1))  # one final reduction: fine
+    assert counted(lambda: row_sum(x.reshape(1, 7), 1.0))[1] == (1, 0)
+
+
+@pytest.mark.parametrize("body,error", [
+    (lambda x: x * bool(x.max()), "Python scalar"),  # a sync
+    (lambda x: x / x.shape[-1], "shape"),
+    (lambda x: x[0] + 1, "indexing"),
+    (lambda x: x @ x, "matmul"),
+    (lambda x: x - x.max(axis=-1, keepdims=True), "keepdims"),
+    (lambda x: x.sum(axis=-1) + x.max(axis=-1), "Multiple reduction"),
+    (lambda x: x.sum(axis=-1) + x, "Shape mismatch"),
+])
+def test_a_fused_function_refuses_what_cupy_fuse_cannot_compile(body, error):
+    x = cp.asarray(np.ones((2, 3)))
+    with pytest.raises((TypeError, ValueError, NotImplementedError), match=error):
+        cp.fuse(body)(x)
+    assert counted(lambda: x + 1)[1] == (1, 0)  # and the next call is counted as usual

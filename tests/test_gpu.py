@@ -154,3 +154,22 @@ def test_gpu_benchmark_runs(gpu, capsys):
     assert bench_gpu.main(["--smoke"]) == 0
     out = capsys.readouterr().out
     assert "tokens/s" in out and "MiniLM inference 2×16: minibert/CuPy" in out
+
+
+def test_gpu_benchmark_counts_launches_and_syncs_on_the_simulation(capsys):
+    """`bench_gpu.py --count` runs without a GPU; on tiny models here, to keep it quick."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench_gpu
+    finally:
+        sys.path.pop(0)
+    previous = backend.get_backend()
+    counts = bench_gpu.count_on_simulation(2, 8, configs=(tiny_config(), tiny_config()))
+    assert backend.get_backend() == previous  # the simulation is put away again
+    assert set(counts["train"]) == {"forward", "backward", "step"}
+    # every part launches kernels; a deeper model launches more (the count is per layer)
+    assert all(launches > 0 for launches, _ in counts["train"].values())
+    deeper = tiny_config()
+    deeper.num_hidden_layers = 3
+    more = bench_gpu.count_on_simulation(2, 8, configs=(deeper, deeper))
+    assert more["minilm"]["forward"][0] > counts["minilm"]["forward"][0]
