@@ -4,7 +4,7 @@
 
 Q = x W_q, K = x W_k, V = x W_v; scores = Q Kᵀ / √d; add the padding mask; softmax over each
 row; context = probabilities · V. Computed by hand with the real weights of MiniLM's first
-layer, head 0, on a padded batch, and checked against the attention map the model returns.
+layer, head 1, on a padded batch, and checked against the attention map the model returns.
 Saves a heatmap to lessons/out/ (or $MINIBERT_LESSONS_OUT).
 """
 
@@ -22,7 +22,9 @@ from minibert.tokenizer import Tokenizer
 model_dir = minilm_dir()
 tok = Tokenizer.from_pretrained(model_dir)
 model = BertModel.from_pretrained(model_dir)
-LAYER, HEAD, ROW = 0, 0, 0  # model.layers[0] is "layer 1": layers count from 1 in the course
+# Code indices count from 0, the course's names from 1: model.layers[0] is "layer 1" and head
+# index 0 is "head 1" (hidden_states[0] is the embeddings, hidden_states[1] layer 1's output).
+LAYER, HEAD, ROW = 0, 0, 0
 
 banner("1. A padded batch of two sentences; we follow row 0, which has padding")
 batch = tok.batch_encode(["The cat sat on the mat.",
@@ -41,8 +43,8 @@ with no_grad():
     print(f"T = {T} tokens, H = {H}, h = {h} heads of size d = H / h = {d}")
     show("x (input of the layer)       (T, H)", x)
 
-    banner("2. Queries, keys, values: three linear maps of x, then take head 0's slice")
-    cols = slice(HEAD * d, (HEAD + 1) * d)  # head 0 owns hidden units 0 .. d-1
+    banner("2. Queries, keys, values: three linear maps of x, then take head 1's slice")
+    cols = slice(HEAD * d, (HEAD + 1) * d)  # head 1 (index 0) owns units 0 .. d-1
     Q = attn.query(x)[:, cols]
     K = attn.key(x)[:, cols]
     V = attn.value(x)[:, cols]
@@ -79,7 +81,7 @@ with no_grad():
 
     banner("6. Check against the attention map the model returned")
     model_probs = out.attentions[LAYER][ROW, HEAD]
-    show("out.attentions[0][row 0, head 0]", model_probs)
+    show("out.attentions[0][0, 0] (row 0, head 1)", model_probs)
     diff = float(np.abs(p - model_probs.numpy()).max())
     print(f"max |ours - model's| = {diff:.2e}")
     print(f"our attention map matches the model's: {diff < 1e-5}")
@@ -90,8 +92,7 @@ print(f"\nthe {len(pad_rows)} [PAD] query rows are computed too; each puts most 
       f"{sorted(favourite)}. Nothing uses their outputs (pooling, the loss and the next layers' "
       "attention all skip padded positions), so what they attend to does not matter.")
 
-# Layers are numbered from 1 in every lesson and notebook (hidden_states[0] = the embeddings).
-title = f"MiniLM layer {LAYER + 1}, head {HEAD}"
+title = f"MiniLM layer {LAYER + 1}, head {HEAD + 1}"
 fig = attention_heatmap(p, tokens, title=title)
 path = out_dir() / "03_attention_heatmap.png"
 fig.savefig(path, dpi=100)

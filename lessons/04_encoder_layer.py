@@ -3,7 +3,7 @@
     .venv/bin/python lessons/04_encoder_layer.py
 
     x = LayerNorm(x + Attention(x))                 "add & norm" after attention
-    x = LayerNorm(x + W₂ GELU(W₁ x + b₁) + b₂)      "add & norm" after the feed-forward network
+    x = LayerNorm(x + GELU(x W₁ + b₁) W₂ + b₂)      "add & norm" after the feed-forward network
 
 First with a randomly initialised BERT-base-sized model (H = 768, 12 heads; 2 layers are enough
 to show the shapes), then with the real MiniLM (H = 384), whose first layer we run step by step.

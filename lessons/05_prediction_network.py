@@ -5,8 +5,10 @@
     h_[CLS] -> pooler: tanh(h_[CLS] W_p + b_p) -> logits z = dropout(pooled) W_c + b_c
             -> softmax -> P(class | text) -> argmax = the decision
 
-The encoder's parameters θ come from MiniLM; the head's ω (the classifier) is new and random,
-so before fine-tuning the probabilities are close to uniform.
+ŷ = F_ω(BERT_θ(x)) (notation: lessons/README.md). The encoder's parameters θ start at MiniLM's
+pre-trained θ̂; the prediction network's ω is the pooler (W_p, b_p, stored in the checkpoint) and
+the classifier (W_c, b_c, new and random), so before fine-tuning the probabilities are close to
+uniform.
 """
 
 import numpy as np
@@ -27,13 +29,17 @@ labels = label_names(read_labelled(support_tickets_dir() / "train.tsv").labels)
 C = len(labels)
 print(f"the {C} classes (ids in sorted order): {dict(enumerate(labels))}")
 
-banner("1. Encoder θ from MiniLM + a fresh classification head ω")
+banner("1. Encoder θ = θ̂ from MiniLM + a prediction network ω (pooler + fresh classifier)")
 minibert.manual_seed(0)  # makes the fresh head reproducible
 clf = load_quietly(BertForSequenceClassification.from_pretrained, model_dir,
                    id2label=dict(enumerate(labels)))
-print(f"encoder parameters θ: {clf.bert.num_parameters():,}")
-print(f"head parameters ω:    {clf.classifier.num_parameters():,}  (W_c {clf.classifier.W.shape},"
-      f" b_c {clf.classifier.b.shape})")
+n_pooler, n_classifier = clf.bert.pooler.num_parameters(), clf.classifier.num_parameters()
+print(f"encoder parameters θ: {clf.bert.num_parameters() - n_pooler:,}  (embeddings and layers)")
+print(f"head parameters ω:    {n_pooler + n_classifier:,}  = pooler {n_pooler:,} (W_p "
+      f"{clf.bert.pooler.W.shape}, b_p) + classifier {n_classifier:,} "
+      f"(W_c {clf.classifier.W.shape}, b_c {clf.classifier.b.shape})")
+print("(the pooler's code sits in clf.bert, where checkpoints store it; the course counts it in ω,")
+print(" the task's network: it trains whenever the head trains, also with a frozen encoder)")
 
 b_p = clf.bert.pooler.b.numpy()
 print(f"\npooler bias b_p: {np.count_nonzero(b_p == 0)} of {b_p.size} entries exactly 0 -> "

@@ -2,8 +2,8 @@
 
     .venv/bin/python lessons/08_finetuning.py
 
-    θ̂, ω̂ = argmin over θ, ω of the mean over labelled pairs (x, y) of loss(head_ω(encoder_θ(x)), y)
-    starting from θ = θ_pre-trained (MiniLM) and a random ω.
+    θ̃, ω̃ = argmin over θ, ω of the mean over labelled pairs (x, y) of L(F_ω(BERT_θ(x)), y)
+    starting from θ = θ̂ (MiniLM's pre-trained parameters) and a random classifier in ω.
 
 A handful of AdamW steps on 16 support tickets, twice: full fine-tuning (θ and ω change) and a
 frozen encoder (only ω changes). We compare the parameters before and after to see which moved.
@@ -96,11 +96,11 @@ print("  frozen, it would hand the classifier a fixed random projection of h_[CL
 
 banner("3. The trade-off")
 print("Full fine-tuning adapts the features themselves (usually more accurate, 22.7M numbers")
-print("to update, a small learning rate such as 2e-5..5e-5 so θ stays close to θ_pre-trained).")
+print("to update, a small learning rate such as 2e-5..5e-5 so θ stays close to θ̂).")
 print(f"A frozen encoder trains only {sum(head.values()):,} numbers (pooler and classifier), fast "
       "and hard to")
 print("overfit, with a larger learning rate; its encoder outputs never change, so they can even")
-print("be computed once (notebooks/02 does exactly that). Lesson 13 measures the accuracy of")
+print("be computed once (notebooks/02 does exactly that). Lesson 14 measures the accuracy of")
 print("each choice.")
 show("classifier.W after the frozen run (H, C)", after["classifier.W"])
 print("\nNext: finetune and TrainingRun.train_step in minibert/train.py, AdamW in "

@@ -2,6 +2,7 @@
 
     .venv/bin/python lessons/09_inference.py
 
+With the fine-tuned parameters θ̃, ω̃: ŷ = F_ω̃(BERT_θ̃(x)), decision = argmax_c P(c | x).
 First a quick fine-tune (frozen encoder, 48 tickets, 18 steps: a few seconds) saved to a
 temporary folder the way `finetune(out_dir=...)` saves it; then that folder is loaded with
 `minibert.pipeline.Classifier` and used on new tickets, once step by step and once in bulk.
@@ -70,11 +71,30 @@ print(f"\npipeline agrees with the step-by-step result: "
       f"{bool(np.allclose(list(predictions[0].probabilities.values()), probs[0], atol=1e-6))}")
 correct = sum(p.label == y for p, y in zip(predictions, new.labels, strict=True))
 print(f"new tickets right: {correct} of {len(new)}")
-test = read_labelled(tickets / "test.tsv")
-metrics = evaluate(clf.model, tok, test.subset(range(0, len(test), 3)), max_length=48)
+wrong = [max(p.probabilities.values()) for p, y in zip(predictions, new.labels, strict=True)
+         if p.label != y]
+print(f"highest probability of each wrong answer: {', '.join(f'{m:.2f}' for m in wrong)}")
+test_all = read_labelled(tickets / "test.tsv")
+test = test_all.subset(range(0, len(test_all), 3))
+metrics = evaluate(clf.model, tok, test, max_length=48)
 print(f"accuracy on {metrics['num_examples']} test tickets: {metrics['accuracy']:.2f} "
       f"(chance: {1 / len(labels):.2f}) — after 18 steps on 48 tickets; notebooks/02 trains "
-      "on all of them")
+      "longer, on 30 tickets per class")
+
+banner("3b. Is the highest probability a confidence you can trust? (calibration)")
+test_predictions = clf.predict(test.texts)
+confidence = np.array([max(p.probabilities.values()) for p in test_predictions])
+right = np.array([p.label == y for p, y in zip(test_predictions, test.labels, strict=True)])
+print(f"on the {len(test)} test tickets: mean highest probability {confidence.mean():.2f}, "
+      f"accuracy {right.mean():.2f}")
+sure = confidence >= 0.9
+print(f"answers given with P >= 0.9: {sure.sum()}, of which right {right[sure].sum()} "
+      f"({right[sure].mean() if sure.any() else float('nan'):.2f})")
+verdict = ("over-confident: it claims more than it delivers" if confidence.mean() > right.mean()
+           else "not over-confident on these tickets")
+print(f"-> the model is {verdict}.")
+print("   A calibrated model's answers given with P ≈ 0.9 are right about 90 % of the time;")
+print("   check that on held-out tickets before trusting a threshold on P.")
 banner("4. The course's running example, end to end (minibert explain)")
 # The same as `minibert explain "<the ticket>" --model <this folder>` on the command line;
 # add --html page.html for the interactive attention heatmaps.

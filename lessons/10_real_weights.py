@@ -52,12 +52,13 @@ for ours, hf, transpose in shown:
     print(f"  {hf:<52} -> {ours:<34} {'transposed' if transpose else ''}")
 print(f"  … {len(rows)} parameters in all (the file's 104th entry, embeddings.position_ids, is "
       "just the numbers 0..511, not a parameter)")
-hf_w = load_file(weights)["encoder.layer.0.attention.self.query.weight"]
-show("HF encoder.layer.0…query.weight (out, in)", hf_w, values=False)
-show("minibert layers.0.attention.query.W (in, out)", model.layers[0].attention.query.W,
-     values=False)
+# A non-square weight, so that the shapes themselves show the transpose: the feed-forward
+# network's first layer widens H = 384 to 4H = 1536 (a square one like the query's would not).
+hf_w = load_file(weights)["encoder.layer.0.intermediate.dense.weight"]
+show("HF encoder.layer.0.intermediate.dense.weight (out, in)", hf_w, values=False)
+show("minibert layers.0.ffn_in.W (in, out)", model.layers[0].ffn_in.W, values=False)
 print(f"one is the transpose of the other: "
-      f"{bool(np.array_equal(hf_w.T, model.layers[0].attention.query.W.numpy()))}")
+      f"{bool(np.array_equal(hf_w.T, model.layers[0].ffn_in.W.numpy()))}")
 print("(PyTorch computes x Wᵀ + b with W stored (out, in); minibert writes x W + b as the math.)")
 
 banner("4. Compare with the reference outputs of Hugging Face's BertModel")

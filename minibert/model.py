@@ -139,7 +139,7 @@ class BertLayer(Module):
     """Attention, then a per-token feed-forward network; each followed by add & norm.
 
         x = LayerNorm(x + Dropout(Attention(x)))
-        x = LayerNorm(x + Dropout(W₂ GELU(W₁ x + b₁) + b₂))        (B, T, H) -> (B, T, H)
+        x = LayerNorm(x + Dropout(GELU(x W₁ + b₁) W₂ + b₂))        (B, T, H) -> (B, T, H)
 
     The residual (x + ...) lets information and gradients pass the layer unchanged; the
     LayerNorm after it (BERT's "post-LN") keeps every token vector at a steady scale.

@@ -1,13 +1,13 @@
 """Training loops: masked-language-model pre-training and fine-tuning for classification.
 
-Fine-tuning is the workflow of the course. A model = an encoder with parameters θ (BERT,
-``model.bert``) + a new prediction network with parameters ω (the head). θ starts from the
-pre-trained values, ω from fresh random values, and both are trained together on labelled data:
+Fine-tuning is the workflow of the course (notation of lessons/README.md). A model = an encoder
+BERT_θ with parameters θ (``model.bert``: embeddings and layers) + a prediction network F_ω with
+parameters ω (the pooler, if the model pools by [CLS], and the classifier). θ starts from the
+pre-trained θ̂ and the classifier from fresh random values; both are trained on labelled data:
 
-    θ̂, ω̂ = argmin over θ, ω of  mean over the training set of  loss(head_ω(encoder_θ(x)), y)
+    θ̃, ω̃ = argmin over θ, ω of  mean over the training set of  loss(F_ω(BERT_θ(x)), y)
 
-With ``freeze_encoder=True`` only ω trains: the encoder (embeddings and layers) is a fixed
-feature extractor; a sequence classifier that pools by [CLS] trains its pooler with ω.
+With ``freeze_encoder=True`` only ω trains (θ̃ = θ̂): the encoder is a fixed feature extractor.
 
 One training step, the same in both loops (``TrainingRun.train_step``):
 

@@ -258,7 +258,7 @@ def test_the_page_works_in_a_real_browser(tiny_models, tmp_path, request):
         cells = "Array.from(document.querySelectorAll('#heatmap .cell')).map(c => +c.dataset.w)"
         T = len(t.tokens)
         first = np.array(browser.js(cells)).reshape(T, T)
-        np.testing.assert_allclose(first, t.attentions[0][0], atol=2e-3)  # layer 1, head 0
+        np.testing.assert_allclose(first, t.attentions[0][0], atol=2e-3)  # layer 1, head 1
 
         def choose(control, value):
             browser.js(f"(() => {{ const s = document.getElementById('{control}'); "

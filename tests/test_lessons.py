@@ -29,7 +29,7 @@ LESSONS = [
     ("03_attention", True, ["every row sums to 1: True",
                             "our attention map matches the model's: True",
                             "    0 on the 9 real keys", "[PAD] query rows are computed too",
-                            "saved the heatmap 'MiniLM layer 1, head 0'"]),
+                            "saved the heatmap 'MiniLM layer 1, head 1'"]),
     ("04_encoder_layer", True, ["15 tokens", "hidden_states[2]        (1, T, H)      shape "
                                 "(1, 15, 768)", "matches the model's layer 1: True"]),
     ("05_prediction_network", True, ["same as by hand: True",
@@ -45,7 +45,9 @@ LESSONS = [
     ("09_inference", True, ["pipeline agrees with the step-by-step result: True",
                             "4. The course's running example, end to end (minibert explain)",
                             "(same probabilities as pipeline.class_probabilities: True)"]),
-    ("10_real_weights", True, ["all within the tolerance 0.0001: True"]),
+    ("10_real_weights", True, ["all within the tolerance 0.0001: True",
+                               "minibert layers.0.ffn_in.W (in, out)   shape (384, 1536)",
+                               "one is the transpose of the other: True"]),
     ("11_tokenization_standards", True, [
         "neuroplasticity  BERT: ne ##uro ##pl ##astic ##ity",
         "-> the pieces are the morphemes for 1 of 4 words"]),
@@ -98,6 +100,22 @@ def test_lesson_runs(script, needs_weights, expected, tmp_path):
         assert png.is_file() and png.stat().st_size > 1000
     if script in COMPUTED_CHECKS:
         COMPUTED_CHECKS[script](result.stdout)
+
+
+def _calibration_is_computed(stdout: str) -> None:
+    """Lesson 9: one maximum per wrong answer, the P >= 0.9 share and the verdict follow from
+    the counts it prints."""
+    correct, total = (int(x) for x in re.search(r"new tickets right: (\d+) of (\d+)",
+                                                  stdout).groups())
+    maxima = re.search(r"highest probability of each wrong answer: (.*)", stdout).group(1)
+    assert len(re.findall(r"\d\.\d\d", maxima)) == total - correct
+    mean, acc = (float(x) for x in re.search(
+        r"mean highest probability ([\d.]+), accuracy ([\d.]+)", stdout).groups())
+    sure, right, share = re.search(r"P >= 0.9: (\d+), of which right (\d+) \(([\d.]+)\)",
+                                   stdout).groups()
+    assert abs(int(right) / int(sure) - float(share)) <= 0.005
+    verdict = "over-confident" if mean > acc else "not over-confident"
+    assert f"-> the model is {verdict}" in stdout or mean == acc
 
 
 def _entity_scores_are_computed(stdout: str) -> None:
@@ -219,6 +237,7 @@ def _two_stages_are_computed(stdout: str) -> None:
 
 
 COMPUTED_CHECKS = {"16_two_stages": _two_stages_are_computed,
+                   "09_inference": _calibration_is_computed,
                    "15_adapting_without_training": _adapting_is_computed,
                    "12_token_classification": _entity_scores_are_computed,
                    "13_discarding_the_head": _head_accounting_is_computed,

@@ -43,7 +43,7 @@ class Trace:
     hidden_states: list[np.ndarray]  # L+1 × (T, H): the embeddings, then each layer's output
     attentions: list[np.ndarray]  # L × (h, T, T): row i = how much token i attends to each j
     cls: np.ndarray  # (H,): the last layer's vector at position 0, [CLS]
-    pooled: np.ndarray | None  # (H,): tanh(W_p h_[CLS] + b_p), None without a pooler
+    pooled: np.ndarray | None  # (H,): tanh(h_[CLS] W_p + b_p), None without a pooler
     pooler_bias_all_zero: bool | None  # an untrained pooler (see lesson 5)
     labels: list[str] = field(default_factory=list)
     logits: np.ndarray | None = None  # (C,)
@@ -198,7 +198,7 @@ def format_text(t: Trace) -> str:
     out += ["", f"4. The [CLS] vector h_[CLS] (H = {H}): ‖h‖ = {np.linalg.norm(t.cls):.2f}",
             f"   {_vec(t.cls)}"]
     if t.pooled is not None:
-        out += ["", f"5. Pooled vector tanh(W_p h_[CLS] + b_p): ‖·‖ = "
+        out += ["", f"5. Pooled vector tanh(h_[CLS] W_p + b_p): ‖·‖ = "
                     f"{np.linalg.norm(t.pooled):.2f}", f"   {_vec(t.pooled)}"]
         if t.pooler_bias_all_zero:
             out.append("   note: the pooler's bias is exactly 0 everywhere: this pooler was "
