@@ -20,7 +20,7 @@ import numpy as np
 
 from . import backend
 from .checkpoint import load_config, resolve_model_dir
-from .console import note
+from .console import note, printable
 from .data import FORMATS
 from .version import __version__
 
@@ -236,9 +236,9 @@ def cmd_finetune(args) -> int:
     pooling = {} if args.pooling is None else {"pooling": args.pooling}
     model, tokenizer = _with_fresh_head(BertForSequenceClassification, args.model, labels,
                                         args.reinit_head, **pooling)
-    print(f"Fine-tuning {args.model} ({_mode(args)}, {model.config.pooling} pooling, lr "
-          f"{finetune_lr(args):g}) on {len(train.texts)} examples, {len(labels)} classes: "
-          f"{', '.join(labels)}")
+    print(printable(f"Fine-tuning {args.model} ({_mode(args)}, {model.config.pooling} pooling, "
+                    f"lr {finetune_lr(args):g}) on {len(train.texts)} examples, {len(labels)} "
+                    f"classes: {', '.join(labels)}"))
     finetune(model, tokenizer, train, evaluation, **_finetune_options(args))
     print(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
     return 0
@@ -312,8 +312,9 @@ def _finetune_tokens(args) -> int:
     tags = tag_names(train.tags)
     model, tokenizer = _with_fresh_head(BertForTokenClassification, args.model, tags,
                                         args.reinit_head)
-    print(f"Fine-tuning {args.model} ({_mode(args)}, lr {finetune_lr(args):g}) for one label "
-          f"per word on {len(train)} sentences, {len(tags)} tags: {', '.join(tags)}")
+    print(printable(f"Fine-tuning {args.model} ({_mode(args)}, lr {finetune_lr(args):g}) for "
+                    f"one label per word on {len(train)} sentences, {len(tags)} tags: "
+                    f"{', '.join(tags)}"))
     finetune_tokens(model, tokenizer, train, evaluation, **_finetune_options(args))
     print(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
     return 0
@@ -374,7 +375,7 @@ def _evaluate_tokens(args) -> int:
           f"recall {m['recall']:.4f}, F1 {m['f1']:.4f}; word accuracy {m['word_accuracy']:.4f}")
     print(f"{'type':<12} {'precision':>9} {'recall':>7} {'F1':>7} {'true':>5} {'predicted':>9}")
     for kind, t in m["per_type"].items():
-        print(f"{kind:<12} {t['precision']:>9.4f} {t['recall']:>7.4f} {t['f1']:>7.4f} "
+        print(f"{printable(kind):<12} {t['precision']:>9.4f} {t['recall']:>7.4f} {t['f1']:>7.4f} "
               f"{t['num_true']:>5} {t['num_pred']:>9}")
     return 0
 
@@ -393,7 +394,8 @@ def cmd_evaluate(args) -> int:
                        batch_size=args.batch_size, max_length=classifier.max_length)
     print(f"{len(data.texts)} examples: accuracy {metrics['accuracy']:.4f}, "
           f"macro-F1 {metrics['macro_f1']:.4f}, loss {metrics['loss']:.4f}")
-    print(format_confusion(metrics["confusion_matrix"], classifier.labels))
+    print(format_confusion(metrics["confusion_matrix"],
+                           [printable(name) for name in classifier.labels]))
     return 0
 
 
@@ -469,13 +471,11 @@ def _exercises_progress(args, root: Path) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .course.explain import format_text, trace, write_html
+    from .course.explain import check_html_target, format_text, trace, write_html
 
     _setup(args)
-    if args.html:  # check the output file's name before the model runs
-        html = Path(args.html)
-        if html.suffix.lower() not in (".html", ".htm"):
-            raise ValueError(f"--html {html}: the file name must end in .html")
+    if args.html:  # check the output file before the model runs
+        check_html_target(args.html)
     t = trace(args.text, args.model, max_length=args.max_length)
     print(format_text(t))
     if args.html:
@@ -724,8 +724,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "classifier folder such as minibert-demo/final (default all-MiniLM-L6-v2)")
     p.add_argument("--html", default=None, help="also write one self-contained page with "
                    "interactive attention heatmaps to this .html file")
-    p.add_argument("--max-length", type=int, default=128, help="truncate the text to this many "
-                   "tokens (default 128)")
+    p.add_argument("--max-length", type=sequence_length, default=128, help="truncate the text "
+                   "to this many tokens (default 128)")
     _common(p)
     p.set_defaults(func=cmd_explain)
 
@@ -767,7 +767,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (OSError, DataError, CheckpointError, BackendError, ExerciseError, QuizError,
             StateDictError, TrainingDivergedError, ValueError) as e:
-        print(f"minibert {args.command}: error: {e}", file=sys.stderr)
+        # the message may quote a file's contents or a name from a model folder
+        print(printable(f"minibert {args.command}: error: {e}", keep_newlines=True),
+              file=sys.stderr)
         return 2
 
 

@@ -13,12 +13,39 @@ file: piped to a file or a CI log, bars are off. The rules, in order:
     stderr is a terminal                                                     on, else off
 
 Lines written while a bar is showing go through tqdm.write, so they do not tear the bar.
+
+Text that comes from a model folder or from the user (class names, tokens, texts, file names in
+an error) is shown through ``printable``: a control character in it is written as an escape
+(``\x1b``), so no such text can clear the screen, retitle the window, move the cursor or
+reorder what follows (bidi overrides).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+
+def _escapes(keep: str) -> dict[int, str]:
+    """str.translate table: each terminal-controlling code point -> its Python escape."""
+    controls = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0),  # C0, DEL, C1 (ESC, CSI, OSC, ...)
+                0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A),  # bidi
+                0x2028, 0x2029]  # line and paragraph separators
+    named = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+    return {cp: named.get(cp, f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}")
+            for cp in controls if chr(cp) not in keep}
+
+
+_ESCAPES = _escapes(keep="")
+_ESCAPES_KEEP_LINES = _escapes(keep="\n")
+
+
+def printable(text, keep_newlines: bool = False) -> str:
+    """`text` (anything: str() of it) safe to show on a terminal: every control character
+    (C0 and C1, DEL, bidi overrides and isolates, line separators) written as its escape,
+    '\x1b[2J' -> '\\x1b[2J'. Other characters, accents and CJK included, are left alone.
+    keep_newlines: a message of several lines keeps its line breaks (but not '\r')."""
+    return str(text).translate(_ESCAPES_KEEP_LINES if keep_newlines else _ESCAPES)
 
 
 def progress_wanted(enabled: bool = True, stream=None) -> bool:
@@ -51,13 +78,15 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
 
 
 def result(line: str) -> None:
-    """A result for the user, on stdout (without tearing a progress bar on stderr)."""
-    _write(line, sys.stdout)
+    """A result for the user, on stdout (without tearing a progress bar on stderr); control
+    characters in it are shown escaped (``printable``)."""
+    _write(printable(line, keep_newlines=True), sys.stdout)
 
 
 def note(line: str) -> None:
-    """A remark on the run, on stderr (without tearing a progress bar)."""
-    _write(line, sys.stderr)
+    """A remark on the run, on stderr (without tearing a progress bar); control characters in
+    it are shown escaped (``printable``)."""
+    _write(printable(line, keep_newlines=True), sys.stderr)
 
 
 def _write(line: str, stream) -> None:

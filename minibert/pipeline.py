@@ -34,6 +34,7 @@ from . import functional as F
 from .autograd import no_grad
 from .backend import to_numpy
 from .checkpoint import load_config, load_pretrained
+from .console import printable
 from .data import batch_indices, token_lengths
 from .evaluation import predict_tags
 from .metrics import entity_spans
@@ -180,20 +181,23 @@ def _check_labels(labels: list[str], num_classes: int) -> None:
 
 
 def format_predictions(predictions: list[Prediction], width: int = 48) -> str:
-    """A readable table: each text, its predicted label, and every class probability."""
+    """A readable table: each text, its predicted label, and every class probability.
+    Control characters in texts and names are shown escaped (console.printable)."""
     if not predictions:
         return "(no texts)"
     labels = list(predictions[0].probabilities)
-    cols = [max(len(name), 6) for name in labels]
-    label_width = max(len("prediction"), *(len(name) for name in labels))  # names whole
+    shown = {name: printable(name) for name in labels}
+    cols = [max(len(shown[name]), 6) for name in labels]
+    label_width = max(len("prediction"), *(len(shown[name]) for name in labels))  # names whole
     head = f"{'text':<{width}}  {'prediction':<{label_width}}  " + "  ".join(
-        f"{name:>{c}}" for name, c in zip(labels, cols, strict=True))
+        f"{shown[name]:>{c}}" for name, c in zip(labels, cols, strict=True))
     lines = [head, "-" * len(head)]
     for p in predictions:
-        text = p.text if len(p.text) <= width else p.text[: width - 1] + "…"
+        text = printable(p.text)
+        text = text if len(text) <= width else text[: width - 1] + "…"
         probs = "  ".join(f"{p.probabilities[name]:>{c}.3f}"
                           for name, c in zip(labels, cols, strict=True))
-        lines.append(f"{text:<{width}}  {p.label:<{label_width}}  {probs}")
+        lines.append(f"{text:<{width}}  {shown[p.label]:<{label_width}}  {probs}")
     return "\n".join(lines)
 
 
@@ -265,13 +269,16 @@ class Tagger:
 
 
 def format_tags(results: list[TaggedText]) -> str:
-    """Each text as two aligned rows, the words and their tags, then its entities."""
+    """Each text as two aligned rows, the words and their tags, then its entities. Control
+    characters in words and tags are shown escaped (console.printable)."""
     lines = []
     for r in results:
-        widths = [max(len(w), len(t)) for w, t in zip(r.words, r.tags, strict=True)]
-        lines.append("  ".join(f"{w:<{n}}" for w, n in zip(r.words, widths, strict=True)))
-        lines.append("  ".join(f"{t:<{n}}" for t, n in zip(r.tags, widths, strict=True)))
-        found = ", ".join(f"{kind} {text!r}" for kind, text in r.entities)
+        words, tags = [printable(w) for w in r.words], [printable(t) for t in r.tags]
+        widths = [max(len(w), len(t)) for w, t in zip(words, tags, strict=True)]
+        lines.append("  ".join(f"{w:<{n}}" for w, n in zip(words, widths, strict=True)))
+        lines.append("  ".join(f"{t:<{n}}" for t, n in zip(tags, widths, strict=True)))
+        found = ", ".join(f"{printable(kind)} {printable(repr(text))}"
+                          for kind, text in r.entities)
         lines.append(f"entities: {found or '(none)'}")
         lines.append("")
     return "\n".join(lines).rstrip("\n")

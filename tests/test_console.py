@@ -86,3 +86,25 @@ def test_long_class_names_are_never_cut():
     prediction = Prediction("hi", names[1], {n: 1 / 3 for n in names})
     row = format_predictions([prediction]).splitlines()[2]
     assert names[1] in row and row.split()[1] == names[1]
+
+
+# -- text that must not control the terminal (issue 23) ---------------------------------------
+
+
+def test_printable_escapes_every_terminal_control():
+    shown = console.printable("a\x1b[2J\x1b]0;title\x07\x9b1m\x7f\u202eb\u2066c\td\ne\r é 中")
+    assert shown == "a\\x1b[2J\\x1b]0;title\\x07\\x9b1m\\x7f\\u202eb\\u2066c\\td\\ne\\r é 中"
+    assert console.printable("line 1\nline 2\r", keep_newlines=True) == "line 1\nline 2\\r"
+    assert console.printable(3) == "3"
+
+
+def test_notes_results_and_the_prediction_table_show_controls_escaped(capsys):
+    names = ["\x1b[2Jpos", "neg\x1b]0;x\x07"]
+    table = format_predictions([Prediction("hi \x1b[31mred", names[0],
+                                           {names[0]: 0.9, names[1]: 0.1})])
+    assert "\x1b" not in table and "\x07" not in table
+    assert "\\x1b[2Jpos" in table and "hi \\x1b[31mred" in table
+    console.note("note: class \x1b[2J")
+    console.result("result \x1b]0;t\x07")
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\\x1b[2J" in err and "\\x07" in out

@@ -337,3 +337,65 @@ def test_chromium_is_installed_where_ci_promises_it():
 
 if __name__ == "__main__":  # pragma: no cover - a manual look: python tests/test_explain.py
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# -- text from the user or the model folder never controls the terminal or the page -----------
+
+HOSTILE = ["\x1b[2J\x1b[Hcleared", "\x1b]0;pwned\x07title", "a\u202eevil", "\x9b31mred"]
+
+
+def _renamed_classifier(folder, tmp_path, names):
+    copy = tmp_path / "hostile"
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "config.json").read_text(encoding="utf-8"))
+    config["id2label"] = {str(i): name for i, name in enumerate(names)}
+    config["label2id"] = {name: i for i, name in enumerate(names)}
+    (copy / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return copy
+
+
+def test_control_characters_are_shown_escaped_in_the_terminal(tiny_models, tmp_path, capsys):
+    from minibert.cli import main
+
+    _, folder = tiny_models
+    copy = _renamed_classifier(folder, tmp_path, HOSTILE)
+    assert main(["explain", "hello \x1b]2;title\x07 there \u2066x", "--model", str(copy)]) == 0
+    out = capsys.readouterr().out
+    for char in "\x1b\x07\x9b\u202e\u2066":
+        assert char not in out, repr(char)
+    assert "\\x1b[2J\\x1b[Hcleared" in out and "a\\u202eevil" in out  # shown, not obeyed
+
+
+def test_no_text_can_end_or_change_the_pages_script(tiny_models):
+    """A text such as '<!--<script>' made the parser swallow the rest of the page: the data
+    is JSON with <, > and & written as \\u escapes, so the script's text holds none of them."""
+    _, folder = tiny_models
+    text = "<!--<script> </script><img src=x onerror=alert(1)> & \u2028 -->"
+    t = explain.trace(text, folder)
+    t.tokens[1] = "</SCRIPT >"  # as a token from a hostile vocab.txt would be
+    t.labels[0] = "<!-- a class -->"
+    html = explain.to_html(t)
+    data = html.split("const EXPLAIN = ", 1)[1].split(";\n", 1)[0]
+    assert not set("<>&\u2028") & set(data)
+    back = json.loads(data)
+    assert back["text"] == text and back["tokens"][1] == "</SCRIPT >"
+    assert back["labels"][0] == "<!-- a class -->"
+    assert html.lower().count("</script") == 1  # the template's own, nothing else
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_html_to_a_named_pipe_or_a_link_is_refused_without_blocking(tiny_models, tmp_path):
+    _, folder = tiny_models
+    fifo = tmp_path / "page.html"
+    os.mkfifo(fifo)
+    run = subprocess.run([sys.executable, "-m", "minibert", "explain", TEXT, "--model",
+                          str(folder), "--html", str(fifo)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(Path(minibert.__file__)
+                                                                          .parents[1])})
+    assert run.returncode == 2 and "not a regular file" in run.stderr, run.stderr
+    target = tmp_path / "victim.html"
+    target.write_text(explain.GENERATOR, encoding="utf-8")
+    (tmp_path / "link.html").symlink_to(target)
+    with pytest.raises(ValueError, match="symbolic link"):
+        explain.check_html_target(tmp_path / "link.html")
+    assert target.read_text(encoding="utf-8") == explain.GENERATOR

@@ -124,3 +124,10 @@ def test_token_classifier_checkpoint_gives_transformers_the_same_logits(tiny_mlm
         theirs = ref(torch.tensor(ids)).logits.numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     assert ref.config.id2label == {0: "O", 1: "B-PRODUCT", 2: "I-PRODUCT"}
+
+
+def test_format_tags_shows_control_characters_escaped():
+    from minibert.pipeline import TaggedText, format_tags
+
+    shown = format_tags([TaggedText("x", ["\x1b[2Jhub", "ok"], ["B-\x1b]0;t\x07", "O"])])
+    assert "\x1b" not in shown and "\x07" not in shown and "\\x1b[2Jhub" in shown

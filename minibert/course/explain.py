@@ -14,6 +14,7 @@ interactive attention heatmaps; no server, no network) from templates/explain.ht
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 from ..autograd import no_grad
 from ..backend import to_numpy
 from ..checkpoint import load_config, resolve_model_dir
+from ..console import printable
 from ..model import BertModel, mean_pool
 from ..pipeline import Classifier, class_probabilities
 from ..tokenizer import Tokenizer
@@ -216,7 +218,9 @@ def format_text(t: Trace) -> str:
     else:
         out += ["", "This is a base encoder: no prediction network, so no logits or classes. "
                     "Give a fine-tuned model folder (--model runs/…/final) to see them."]
-    return "\n".join(out)
+    # tokens and class names come from the model folder, the text from the user: none of
+    # them may control the terminal (an escape sequence is shown, not obeyed)
+    return printable("\n".join(out), keep_newlines=True)
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -225,32 +229,62 @@ def format_text(t: Trace) -> str:
 def to_html(t: Trace) -> str:
     """One self-contained HTML page: the data inlined as JSON, the template's own script and
     styles, nothing loaded from anywhere."""
-    data = json.dumps(t.to_json(), ensure_ascii=False, separators=(",", ":"))
-    data = data.replace("</", "<\\/")  # a token such as "</script>" cannot end the script
     template = TEMPLATE.read_text(encoding="utf-8")
     if "/*EXPLAIN_DATA*/null" not in template:
         raise RuntimeError(f"{TEMPLATE} lost its /*EXPLAIN_DATA*/null placeholder")
-    return template.replace("/*EXPLAIN_DATA*/null", data)
+    return template.replace("/*EXPLAIN_DATA*/null", script_json(t.to_json()))
+
+
+# <, > and & are what can end a script or open a comment in it ("</script>", "<!--" makes
+# the parser look for "-->" and swallow the rest of the page); U+2028/2029 end a line.
+# As \uXXXX escapes inside JSON strings they are the same characters to JavaScript.
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                              "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def script_json(value) -> str:
+    """`value` as JSON that can sit inside <script>...</script> whatever its strings hold:
+    no text from the user or the model folder can end the script or change how it parses."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_SCRIPT_SAFE)
 
 
 GENERATOR = '<meta name="generator" content="minibert explain">'  # marks pages we wrote
 
 
-def write_html(t: Trace, path: str | Path) -> Path:
-    """Write the page to `path` atomically. An existing file is replaced only if it is a page
-    this function wrote earlier; anything else is refused, and nothing is written."""
-    from ..fileio import atomic_write
-
+def check_html_target(path: str | Path) -> Path:
+    """Check, writing nothing, that the page may be written to `path`: a name ending in .html
+    in a folder that exists, and either nothing there yet or a page this code wrote earlier.
+    A folder, a named pipe, a device or a symbolic link is refused without being opened (a
+    pipe would block the command; a link would be written through)."""
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"--html {path} is a folder; give a file name such as explain.html")
-    if path.suffix.lower() not in (".html", ".htm"):
+    if path.suffix.lower() not in (".html", ".htm") and not path.is_dir():
         raise ValueError(f"--html {path}: the file name must end in .html")
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        info = None
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        raise ValueError(f"--html {path} is a symbolic link; give the page's own file name "
+                         "(nothing was written)")
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise ValueError(f"--html {path} is a folder; give a file name such as explain.html")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"--html {path} is not a regular file (a named pipe or a device?); "
+                         "give the name of a file to write, such as explain.html")
     if not path.resolve().parent.is_dir():
         raise FileNotFoundError(f"--html {path}: the folder {path.parent} does not exist")
-    if path.exists() and GENERATOR not in path.read_text(encoding="utf-8", errors="replace"):
+    if info is not None and GENERATOR not in path.read_text(encoding="utf-8", errors="replace"):
         raise ValueError(f"--html {path} exists and was not written by minibert explain; "
                          "choose another file name (nothing was written)")
+    return path
+
+
+def write_html(t: Trace, path: str | Path) -> Path:
+    """Write the page to `path` atomically (see ``check_html_target`` for what is refused).
+    An existing file is replaced only if it is a page this function wrote earlier."""
+    from ..fileio import atomic_write
+
+    path = check_html_target(path)
     html = to_html(t)
     atomic_write(path, lambda f: f.write(html), mode="w")
     return path
