@@ -492,19 +492,54 @@ def load_pretrained(cls, path_or_name, require_head: bool = False,
     config: the checkpoint's config.json already read (load_config), instead of `overrides`.
     ignore_mismatched_sizes: a head of another shape (another number of classes) starts
     fresh too, with a warning, instead of being an error (see match_weights).
+
+    A classification head's rows follow their names: with id2label given in `overrides`
+    naming the checkpoint's own classes in another order, the head's rows are reordered to
+    match (each class keeps its trained row). Other class names than the checkpoint's, for a
+    head of the same shape: with ignore_mismatched_sizes the head starts fresh; without it the
+    trained rows are kept under the new names, with a warning.
     """
     if config is not None and overrides:
         raise TypeError("load_pretrained: give config or overrides, not both")
     model_dir = resolve_model_dir(path_or_name)
+    saved_names = (class_names(load_config(model_dir))
+                   if any(k in overrides for k in LABEL_KEYS) else None)
     config = config if config is not None else load_config(model_dir, **overrides)
     files, source = weight_files(model_dir)
     model = cls(config)
     # Check names, shapes and dtypes from the headers first, then read only the tensors used.
     kind = lambda dtype: "f" if dtype == "BF16" else DTYPES[dtype].kind
     info = {name: (entry["shape"], kind(entry["dtype"])) for name, (_, entry) in files.items()}
+    names = [config.id2label[i] for i in sorted(config.id2label or {})]
+    head = [n for n in info if _canonical(n).startswith("classifier.")]
+    # a head of the same shape for other classes (another shape: match_weights decides)
+    other_classes = (bool(head) and saved_names is not None and set(saved_names) != set(names)
+                     and len(saved_names) == len(names))
+    if other_classes and ignore_mismatched_sizes:  # start it afresh, as asked
+        warnings.warn(f"{type(model).__name__}: the head in {source} was trained for classes "
+                      f"{saved_names}, not {names}: it starts from a fresh random "
+                      "initialisation (ignore_mismatched_sizes)", stacklevel=3)
+        info = {n: v for n, v in info.items() if n not in head}
+    elif other_classes:
+        warnings.warn(f"{type(model).__name__}: the head in {source} was trained for classes "
+                      f"{saved_names}; its rows are now named {names} (pass "
+                      "ignore_mismatched_sizes=True to start it afresh)", stacklevel=3)
     plan = match_weights(model, info, source, require_head, ignore_mismatched_sizes)
-    _copy_weights(model, plan, _read_tensors(files, plan), source)
+    tensors = _read_tensors(files, plan)
+    if saved_names is not None and names != saved_names and set(names) == set(saved_names):
+        order = [saved_names.index(name) for name in names]  # new id -> the trained row
+        for name in head:
+            if name in plan:
+                tensors[name] = to_numpy(tensors[name])[order]
+    _copy_weights(model, plan, tensors, source)
     return model.eval()
+
+
+def class_names(config: BertConfig) -> list[str] | None:
+    """The class names of config.id2label in id order; None when they name nothing (Hugging
+    Face's default LABEL_0, LABEL_1, ... or no classes at all)."""
+    names = [config.id2label[i] for i in sorted(config.id2label or {})]
+    return names if names and names != [f"LABEL_{i}" for i in range(len(names))] else None
 
 
 def save_pretrained(model, path) -> None:

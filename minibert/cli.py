@@ -247,12 +247,21 @@ def cmd_finetune(args) -> int:
 def _with_fresh_head(cls, model_arg: str, labels: list[str], reinit_head: bool = False,
                      **overrides):
     """The pre-trained encoder with a new head, one output per label (named in id2label), and
-    its tokenizer. reinit_head: a trained head of another size starts afresh too (--reinit-head,
-    transformers' ignore_mismatched_sizes) instead of being an error. overrides: config
-    fields (pooling)."""
+    its tokenizer. A model that already has a head for these classes keeps it, each row with
+    its class (load_pretrained reorders the rows to the names' order). reinit_head: a trained
+    head of another size or for other classes starts afresh (--reinit-head, transformers'
+    ignore_mismatched_sizes) instead of being an error. overrides: config fields (pooling)."""
+    from .checkpoint import class_names
     from .tokenizer import Tokenizer
 
     model_dir = resolve_model_dir(model_arg)
+    trained_for = class_names(load_config(model_dir))
+    if trained_for is not None and set(trained_for) != set(labels) and not reinit_head:
+        raise ValueError(
+            f"{model_dir} holds a classifier trained for the classes {trained_for}, but the "
+            f"training data has {labels}: its head would give the old classes' scores new "
+            "names. Add --reinit-head to train a new head for these classes (the old one is "
+            "discarded), or give a base encoder as --model")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = cls.from_pretrained(model_dir, id2label=dict(enumerate(labels)),
@@ -333,7 +342,8 @@ def cmd_predict(args) -> int:
         raise ValueError("no texts to classify: give them as arguments or with --file")
     if is_token_classifier(args.model):
         return _predict_tags(args, texts)
-    classifier = Classifier.from_pretrained(args.model, labels=args.labels)
+    classifier = Classifier.from_pretrained(args.model, labels=args.labels,
+                                            rename_labels=args.rename_labels)
     predictions = classifier.predict(texts, batch_size=args.batch_size)
     if args.json:
         for p in predictions:
@@ -344,13 +354,17 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _no_labels_for_tags(args) -> None:
+    if args.labels or args.rename_labels:
+        raise ValueError("--labels names the classes of a sequence classifier; a token "
+                         "classifier's tags are in its config.json")
+
+
 def _predict_tags(args, texts: list[str]) -> int:
     """predict with a token classifier: the tag of every word, and the entities."""
     from .pipeline import Tagger, format_tags
 
-    if args.labels:
-        raise ValueError("--labels names the classes of a sequence classifier; a token "
-                         "classifier's tags are in its config.json")
+    _no_labels_for_tags(args)
     results = Tagger.from_pretrained(args.model).tag(texts, batch_size=args.batch_size)
     if args.json:
         for r in results:
@@ -367,6 +381,7 @@ def _evaluate_tokens(args) -> int:
     from .pipeline import Tagger
     from .token_data import read_token_labelled
 
+    _no_labels_for_tags(args)
     data = read_token_labelled(args.data)
     tagger = Tagger.from_pretrained(args.model)
     m = evaluate_tokens(tagger.model, tagger.tokenizer, data, batch_size=args.batch_size,
@@ -389,7 +404,8 @@ def cmd_evaluate(args) -> int:
     if is_token_classifier(args.model):
         return _evaluate_tokens(args)
     data = _read(args, args.data)
-    classifier = Classifier.from_pretrained(args.model)
+    classifier = Classifier.from_pretrained(args.model, labels=args.labels,
+                                            rename_labels=args.rename_labels)
     metrics = evaluate(classifier.model, classifier.tokenizer, data,
                        batch_size=args.batch_size, max_length=classifier.max_length)
     print(f"{len(data.texts)} examples: accuracy {metrics['accuracy']:.4f}, "
@@ -592,6 +608,13 @@ def _conventions(commands: dict[str, argparse.ArgumentParser]) -> None:
         p.set_defaults(command_parser=p)  # main() reports errors with this command's usage
 
 
+def _label_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", type=label_list, default=None, help="comma-separated class "
+                   "names in id order, for a model folder whose config.json names none")
+    p.add_argument("--rename-labels", action="store_true", help="let --labels replace the "
+                   "names the model already has (without it, names that differ are an error)")
+
+
 def _run_folder(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its "
                    "last checkpoint")
@@ -697,8 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="folder written by finetune (its final/)")
     p.add_argument("--file", type=input_file, default=None, help="a text file, one text per "
                    "line")
-    p.add_argument("--labels", type=label_list, default=None, help="comma-separated label "
-                   "names, if the model folder has none")
+    _label_flags(p)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     _common(p)
@@ -710,6 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=input_file, required=True, help="labelled file "
                    "(.tsv/.csv/.jsonl; for a token classifier .conll/.jsonl)")
     p.add_argument("--batch-size", type=positive_int, default=64)
+    _label_flags(p)
     _columns(p)
     _common(p)
     p.set_defaults(func=cmd_evaluate)

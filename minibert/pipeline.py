@@ -33,7 +33,7 @@ import numpy as np
 from . import functional as F
 from .autograd import no_grad
 from .backend import to_numpy
-from .checkpoint import load_config, load_pretrained
+from .checkpoint import class_names, load_config, load_pretrained
 from .console import printable
 from .data import batch_indices, token_lengths
 from .evaluation import predict_tags
@@ -78,13 +78,17 @@ class Classifier:
     """A sequence classifier bundled with its tokenizer; the model's config names the classes.
 
     labels: the class names, in id order; they are written into ``model.config.id2label`` (the
-        one place they are kept). None: the names the model's config already has.
+        one place they are kept). None: the names the model's config already has. For a model
+        whose config already names its classes, other names (or another order) are an error
+        unless rename_labels=True: each row of the head was trained for its named class.
     """
 
     def __init__(self, model: BertForSequenceClassification, tokenizer: Tokenizer,
-                 labels: list[str] | None = None, max_length: int | None = None):
+                 labels: list[str] | None = None, max_length: int | None = None,
+                 rename_labels: bool = False):
         if labels is not None:
             _check_labels(labels, model.config.num_labels)
+            _check_renaming(class_names(model.config), labels, rename_labels, "the model")
             model.config.id2label = dict(enumerate(labels))
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -99,10 +103,13 @@ class Classifier:
 
     @classmethod
     def from_pretrained(cls, path, labels: list[str] | None = None,
-                        max_length: int | None = None) -> Classifier:
+                        max_length: int | None = None, rename_labels: bool = False
+                        ) -> Classifier:
         """Load model, tokenizer and label names from a directory that `finetune` wrote.
 
-        `labels` overrides the label names stored in config.json (id2label).
+        `labels` names the classes of a model whose config.json does not (id2label missing or
+        only LABEL_0, LABEL_1, ...). Names other than config.json's own are an error, unless
+        rename_labels=True (then they replace them, in id order).
         """
         path = Path(path)
         try:
@@ -113,6 +120,7 @@ class Classifier:
                                     "writes them into its final/") from None
         if labels is not None:
             _check_labels(labels, config.num_labels)
+            _check_renaming(class_names(config), labels, rename_labels, path / "config.json")
             config.id2label = dict(enumerate(labels))
         # Hugging Face writes LABEL_0, LABEL_1, ... into every config: those name nothing.
         elif list(config.id2label.values()) == [f"LABEL_{i}" for i in range(config.num_labels)]:
@@ -120,7 +128,7 @@ class Classifier:
                 f"{path / 'config.json'} has no label names (id2label is missing or only the "
                 "default LABEL_0, LABEL_1, ...): this directory does not hold a fine-tuned "
                 "classifier. Fine-tune one with `minibert finetune`, or pass the label "
-                "names explicitly (labels=[...] / --labels)."
+                "names explicitly (labels=[...] / --labels NAME,NAME,...)."
             )
         # require_head: predicting with a freshly initialised, random head must be an error
         model = load_pretrained(BertForSequenceClassification, path, config=config,
@@ -163,6 +171,19 @@ class Classifier:
                        {name: float(q) for name, q in zip(labels, p, strict=True)})
             for text, p, best in zip(texts, probs, most_probable(probs), strict=True)
         ]
+
+
+def _check_renaming(names: list[str] | None, labels: list[str], rename: bool, where) -> None:
+    """Names for a model that already names its classes: the same names in the same order, or
+    an explicit rename. Anything else would silently change what every prediction is called."""
+    if names is None or list(labels) == names or rename:
+        return
+    how = ("the same names in another order: each class would get another's scores"
+           if set(labels) == set(names) else "other names")
+    raise ValueError(f"{where} names the classes {names} (in id order); the labels given, "
+                     f"{list(labels)}, are {how}. Leave the labels out to use the model's own "
+                     "names, or rename the classes on purpose with rename_labels=True "
+                     "(--rename-labels)")
 
 
 def _check_labels(labels: list[str], num_classes: int) -> None:

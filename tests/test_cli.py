@@ -353,3 +353,70 @@ def test_reinit_head_and_no_progress(tiny_pretrained, tmp_path, monkeypatch):
     assert "epoch 1/1" not in terminal.getvalue()  # --no-progress: no bar on a terminal
     config = json.loads((tmp_path / "run3" / "final" / "config.json").read_text())
     assert sorted(config["id2label"].values()) == classes[1:]
+
+
+# -- labels never flip silently (issue 23) ----------------------------------------------------
+
+
+def _pos_neg_classifier(tiny_pretrained, folder):
+    """A classifier whose classes are named in unsorted order, {0: pos, 1: neg}."""
+    from minibert.model import BertForSequenceClassification
+
+    minibert.manual_seed(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = BertForSequenceClassification.from_pretrained(
+            tiny_pretrained, id2label={0: "pos", 1: "neg"})
+    model.classifier.b.data[:] = [2.0, -2.0]  # a clear preference, so a flip shows
+    model.save_pretrained(folder)
+    Tokenizer.from_pretrained(tiny_pretrained).save_pretrained(folder)
+    return folder
+
+
+def _predicted(capsys, *argv):
+    assert main(["predict", *argv, "--json"]) == 0, capsys.readouterr().err
+    return [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()]
+
+
+def test_continuing_to_finetune_keeps_each_head_row_with_its_name(tiny_pretrained, tmp_path,
+                                                                  capsys):
+    model = _pos_neg_classifier(tiny_pretrained, tmp_path / "posneg")
+    texts = ["great stuff", "awful service", "fine"]
+    before = _predicted(capsys, "--model", str(model), *texts)
+    assert before == ["pos"] * 3
+    data = tmp_path / "more.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in
+                                               [("good", "pos"), ("bad", "neg")] * 4))
+    assert main(["finetune", "--model", str(model), "--train", str(data), "--epochs", "1",
+                 "--lr", "1e-9", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert _predicted(capsys, "--model", str(tmp_path / "run" / "final"), *texts) == before
+    # a classifier for other classes is not silently renamed: --reinit-head says so
+    other = tmp_path / "other.tsv"
+    other.write_text("text\tlabel\ngood\tyes\nbad\tno\n" * 1)
+    assert main(["finetune", "--model", str(model), "--train", str(other), "--epochs", "1",
+                 "--out", str(tmp_path / "run2")]) == 2
+    err = capsys.readouterr().err
+    assert "trained for the classes ['pos', 'neg']" in err and "--reinit-head" in err
+
+
+def test_labels_that_disagree_with_the_models_names_need_rename_labels(tiny_pretrained,
+                                                                       tmp_path, capsys):
+    model = str(_pos_neg_classifier(tiny_pretrained, tmp_path / "posneg"))
+    assert main(["predict", "--model", model, "--labels", "neg,pos", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "names the classes ['pos', 'neg']" in err and "--rename-labels" in err
+    assert _predicted(capsys, "--model", model, "--labels", "pos,neg", "hello") == ["pos"]
+    assert _predicted(capsys, "--model", model, "--labels", "neg,pos", "--rename-labels",
+                      "hello") == ["neg"]
+    # evaluate accepts the --labels its error message suggests (for a model without names)
+    config = json.loads((tmp_path / "posneg" / "config.json").read_text())
+    config["id2label"] = {"0": "LABEL_0", "1": "LABEL_1"}
+    config.pop("label2id", None)
+    (tmp_path / "posneg" / "config.json").write_text(json.dumps(config))
+    data = tmp_path / "eval.tsv"
+    data.write_text("text\tlabel\ngood\tpos\nbad\tneg\n")
+    assert main(["evaluate", "--model", model, "--data", str(data)]) == 2
+    assert "--labels NAME,NAME" in capsys.readouterr().err
+    assert main(["evaluate", "--model", model, "--data", str(data), "--labels", "pos,neg"]) == 0
+    assert "accuracy 0.5000" in capsys.readouterr().out

@@ -70,7 +70,13 @@ def test_the_model_config_is_where_the_label_names_live(classifier, tmp_path):
     assert classifier.model.config.id2label == {0: "a", 1: "b", 2: "c"}
     classifier.model.save_pretrained(tmp_path)
     classifier.tokenizer.save_pretrained(tmp_path)
-    renamed = Classifier.from_pretrained(tmp_path, labels=["x", "y", "z"])
+    with pytest.raises(ValueError, match=r"names the classes \['a', 'b', 'c'\].*other names.*"
+                                         r"rename_labels=True \(--rename-labels\)"):
+        Classifier.from_pretrained(tmp_path, labels=["x", "y", "z"])
+    with pytest.raises(ValueError, match="same names in another order"):
+        Classifier.from_pretrained(tmp_path, labels=["b", "a", "c"])
+    assert Classifier.from_pretrained(tmp_path, labels=["a", "b", "c"]).labels == ["a", "b", "c"]
+    renamed = Classifier.from_pretrained(tmp_path, labels=["x", "y", "z"], rename_labels=True)
     assert renamed.labels == ["x", "y", "z"] and renamed.model.config.label2id["z"] == 2
     with pytest.raises(ValueError, match="2 label names for a model with 3 classes"):
         Classifier.from_pretrained(tmp_path, labels=["x", "y"])
@@ -137,3 +143,27 @@ def test_a_folder_without_classifier_weights_is_refused(tmp_path):
 def test_label_names_must_be_distinct_and_non_empty(classifier, labels, match):
     with pytest.raises(ValueError, match=match):
         Classifier(classifier.model, classifier.tokenizer, labels)
+
+
+def test_a_head_keeps_each_row_with_its_class_name(classifier, tmp_path):
+    """Loading a trained head with its own class names in another order (as finetune does,
+    which sorts names) reorders the rows: every text keeps its prediction and probabilities.
+    (The names were re-sorted and the rows kept: every prediction flipped.)"""
+    classifier.model.config.id2label = {0: "pos", 1: "neg", 2: "mid"}
+    classifier.model.save_pretrained(tmp_path)
+    classifier.tokenizer.save_pretrained(tmp_path)
+    texts = ["the card was charged twice", "my parcel is late", "reset password"]
+    before = classifier.predict(texts)
+    model = BertForSequenceClassification.from_pretrained(
+        tmp_path, id2label={0: "mid", 1: "neg", 2: "pos"})
+    after = Classifier(model, classifier.tokenizer).predict(texts)
+    assert [p.label for p in after] == [p.label for p in before]
+    for a, b in zip(after, before, strict=True):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+    with pytest.warns(UserWarning, match="trained for classes.*now named"):
+        BertForSequenceClassification.from_pretrained(tmp_path, id2label={0: "x", 1: "y",
+                                                                          2: "z"})
+    with pytest.warns(UserWarning, match="fresh random initialisation"):
+        fresh = BertForSequenceClassification.from_pretrained(
+            tmp_path, id2label={0: "x", 1: "y", 2: "z"}, ignore_mismatched_sizes=True)
+    assert not np.allclose(fresh.classifier.W.numpy(), classifier.model.classifier.W.numpy())
