@@ -64,6 +64,21 @@ def sequence_length(text: str) -> int:
     return value
 
 
+def checkpoint_limit(text: str) -> int | None:
+    """--save-total-limit: a count >= 1, or "all" (None: keep every checkpoint)."""
+    if text.strip().lower() in ("all", "none"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a number >= 1 or 'all', got {text!r} (the latest checkpoint is always "
+            "kept, to resume from; to keep none: --save-strategy no)")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = float(text)
     if not 0 < value < float("inf"):
@@ -198,7 +213,7 @@ def cmd_pretrain(args) -> int:
                        batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
                        seed=args.seed, out_dir=args.out, resume=args.resume,
                        progress=not args.no_progress, overwrite=args.overwrite,
-                       allow_data_change=args.allow_data_change)
+                       allow_data_change=args.allow_data_change, **_save_options(args))
     evals = [e["eval"] for e in history["epochs"] if "eval" in e]
     if evals:
         first, last = evals[0], evals[-1]
@@ -295,7 +310,14 @@ def _finetune_options(args) -> dict:
                 resume=args.resume, overwrite=args.overwrite,
                 allow_data_change=args.allow_data_change, freeze_encoder=args.freeze_encoder,
                 weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
-                progress=not args.no_progress, group_by_length=not args.no_group_by_length)
+                progress=not args.no_progress, group_by_length=not args.no_group_by_length,
+                **_save_options(args))
+
+
+def _save_options(args) -> dict:
+    """The TrainConfig fields of what a run keeps (--save-total-limit, ...)."""
+    return dict(save_total_limit=args.save_total_limit, save_only_model=args.save_only_model,
+                save_strategy=args.save_strategy)
 
 
 def _finetune_tokens(args) -> int:
@@ -622,6 +644,18 @@ def _run_folder(p: argparse.ArgumentParser) -> None:
                    "(without it, an --out that holds a run is refused)")
     p.add_argument("--allow-data-change", action="store_true", help="with --resume: continue "
                    "although the data or vocabulary differ from the run's")
+    # transformers' names (save_total_limit, ...) are spelt both ways, as a transformers user
+    # types them and in this CLI's style
+    p.add_argument("--save-total-limit", "--save_total_limit", type=checkpoint_limit,
+                   default=2, help="checkpoint folders to keep: the latest (to resume from) and "
+                   "the best, then the most recent others; 1: the latest only; all: every "
+                   "epoch's")
+    p.add_argument("--save-only-model", "--save_only_model", action="store_true",
+                   help="checkpoints without the optimizer's state (a third of the size); "
+                   "--resume then refuses them")
+    p.add_argument("--save-strategy", "--save_strategy", choices=["epoch", "no"],
+                   default="epoch", help="epoch: a checkpoint folder after every epoch; no: "
+                   "none, only history.json and final/")
 
 
 def build_parser() -> argparse.ArgumentParser:

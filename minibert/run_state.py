@@ -8,24 +8,35 @@ own counters into a new folder of ``out_dir``:
     out_dir/checkpoint-epoch-2/model.safetensors          Hugging Face's names and layouts
     out_dir/checkpoint-epoch-2/vocab.txt                the tokenizer, as in final/
     out_dir/checkpoint-epoch-2/tokenizer_config.json
-    out_dir/checkpoint-epoch-2/optimizer.safetensors    AdamW's m and v
-    out_dir/checkpoint-epoch-2/trainer_state.json       epoch, step, data RNG state, history, ...
+    out_dir/checkpoint-epoch-2/optimizer.safetensors    AdamW's m and v (not with save_only_model)
+    out_dir/checkpoint-epoch-2/run_state.json           epoch, step, data RNG state, history, ...
 
 So every epoch's folder is also a model folder: ``from_pretrained`` opens it, in minibert and in
 transformers, like ``final/`` (and like the checkpoint-N folders of transformers' Trainer, which
-keep the optimizer beside the model too).
+keep the optimizer beside the model too). The loop's own counters are in ``run_state.json``, not
+in transformers' file name ``trainer_state.json``, whose layout (TrainerState) is another: a
+transformers tool that reads that name would fail on ours. Folders written before 0.2.0 hold
+``trainer_state.json`` in minibert's layout; they are still read, to resume.
 
 Each file is written atomically, into a new folder; only then does latest.json (itself written
 atomically) point at it, and only then are folders no longer needed removed. A crash at any
 moment leaves latest.json pointing at complete folders.
 
-Two folders are kept: the latest (to resume from) and the best so far (the lowest evaluation
-loss, or training loss without evaluation), as transformers' Trainer does with
+By default two folders are kept: the latest (to resume from) and the best so far (the lowest
+evaluation loss, or training loss without evaluation), as transformers' Trainer does with
 save_total_limit and load_best_model_at_end. A run that diverges to a huge but finite loss
-so keeps its good epoch. latest.json says which is which:
+so keeps its good epoch. ``save_total_limit`` (transformers' name) sets how many: the latest
+and the best always, and the most recent others in the remaining places (3: the latest, the
+best and the one before the latest); 1 keeps the latest only, None every epoch's.
+latest.json says which is which, and lists every folder kept:
 
     {"checkpoint": "checkpoint-epoch-3", "best": "checkpoint-epoch-1",
-     "best_by": "eval loss", "best_value": 0.41}
+     "best_by": "eval loss", "best_value": 0.41,
+     "kept": ["checkpoint-epoch-1", "checkpoint-epoch-3"]}
+
+``save_only_model`` (transformers' name) leaves the optimizer's state out (a MiniLM folder:
+91 MB of weights, 182 MB of AdamW's m and v): the folder is a model folder still, but the run
+cannot resume from it, and says so.
 
 Only names this code writes are ever read or removed: latest.json may name nothing but a
 ``checkpoint-epoch-N`` folder directly inside out_dir (anything else is an error naming the
@@ -56,6 +67,9 @@ FINAL = "final"
 CHECKPOINT = re.compile(r"checkpoint-epoch-[1-9][0-9]{0,8}")  # the only folder names we write
 # what save_pretrained and the tokenizer write into a model folder (final/), and nothing else
 MODEL_FILES = {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"}
+RUN_STATE = "run_state.json"  # the loop's counters, beside the model in each checkpoint folder
+OLD_RUN_STATE = "trainer_state.json"  # its name before 0.2.0 (transformers' name): still read
+OPTIMIZER = "optimizer.safetensors"
 _TEMP = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")  # fileio.atomic_open's temporary files
 _TRASH = re.compile(r"\.trash-(checkpoint-epoch-[0-9]+|final)-[0-9a-f]{12}")  # remove_folder
 
@@ -66,13 +80,16 @@ class RunStateError(ValueError):
 
 
 def save_run_state(out_dir, name: str, model, optimizer, trainer_state: dict,
-                   tokenizer=None, score: tuple[str, float] | None = None) -> Path:
+                   tokenizer=None, score: tuple[str, float] | None = None,
+                   save_total_limit: int | None = 2, save_only_model: bool = False) -> Path:
     """Write folder out_dir/name and point latest.json at it; folders no longer needed go.
 
     trainer_state: the loop's counters (JSON-serialisable). tokenizer: saved beside the model
     (anything with save_pretrained), so the folder is a complete model folder. score: (what,
     value) of this epoch, lower is better (e.g. ("eval loss", 0.41)): the best folder so far is
-    kept beside the latest. Returns the new folder.
+    kept beside the latest. save_total_limit: how many folders to keep (see the module's
+    docstring; None: all). save_only_model: no optimizer state (the run cannot resume from
+    this folder). Returns the new folder.
     """
     out_dir = Path(out_dir)
     if not CHECKPOINT.fullmatch(name):
@@ -83,24 +100,54 @@ def save_run_state(out_dir, name: str, model, optimizer, trainer_state: dict,
     if hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(folder)
     arrays, scalars = _split_optimizer_state(optimizer.state_dict())
-    save_file(arrays, folder / "optimizer.safetensors")
-    write_json(folder / "trainer_state.json", dict(trainer_state, optimizer=scalars))
+    if not save_only_model:
+        save_file(arrays, folder / OPTIMIZER)
+    write_json(folder / RUN_STATE, dict(trainer_state, optimizer=scalars,
+                                        save_only_model=save_only_model))
 
     pointer = read_latest(out_dir) or {}
     latest = {"checkpoint": name}
     best = pointer.get("best")
-    if score is not None and _finite(score[1]):
+    if score is not None and _finite(score[1]) and save_total_limit != 1:
         if best is None or pointer.get("best_by") != score[0] or score[1] < pointer["best_value"]:
             best = {"best": name, "best_by": score[0], "best_value": score[1]}
         else:
             best = {k: pointer[k] for k in ("best", "best_by", "best_value")}
         latest.update(best)
+    before = kept_folders(pointer)
+    latest["kept"] = _rotate(before + [name], latest.get("best"), save_total_limit)
     write_json(out_dir / LATEST, latest)
-    keep = {name, latest.get("best")}
-    for old in (pointer.get("checkpoint"), pointer.get("best")):
-        if old is not None and old not in keep:
+    for old in before:
+        if old not in latest["kept"]:
             remove_folder(out_dir / old)
     return folder
+
+
+def _epoch_number(name: str) -> int:
+    return int(name.rsplit("-", 1)[1])
+
+
+def kept_folders(pointer: dict | None) -> list[str]:
+    """The checkpoint folders latest.json keeps, oldest first ([] for None). A latest.json
+    of minibert before 0.2.0 has no "kept": its latest and best folders."""
+    if not pointer:
+        return []
+    names = pointer.get("kept") or [pointer["checkpoint"], pointer.get("best")]
+    return sorted({n for n in names if n}, key=_epoch_number)
+
+
+def _rotate(names: list[str], best: str | None, limit: int | None) -> list[str]:
+    """Which folders to keep, oldest first: all (limit None); else the latest (the last
+    name) and the best, and the most recent others in the limit's remaining places (the best
+    takes one even when it is the latest: 2 keeps the latest and the best, as before 0.2.0)."""
+    names = sorted(set(names), key=_epoch_number)
+    if limit is None:
+        return names
+    latest = names[-1]
+    keep = {latest} | ({best} if best else set())
+    places = max(limit, 1) - 1 - (1 if best else 0)
+    others = [n for n in reversed(names) if n not in keep][:max(places, 0)]
+    return sorted(keep | set(others), key=_epoch_number)
 
 
 def _finite(x) -> bool:
@@ -127,6 +174,11 @@ def read_latest(out_dir) -> dict | None:
         if key in pointer and not (isinstance(value, str) and CHECKPOINT.fullmatch(value)):
             raise RunStateError(f"{path}: {key!r} is {short_repr(value)}, not the name of a "
                                 f"checkpoint-epoch-N folder inside {Path(out_dir)}{fix}")
+    kept = pointer.get("kept", [])
+    if not (isinstance(kept, list) and all(isinstance(n, str) and CHECKPOINT.fullmatch(n)
+                                           for n in kept)):
+        raise RunStateError(f"{path}: 'kept' is {short_repr(kept)}, not a list of "
+                            f"checkpoint-epoch-N folders inside {Path(out_dir)}{fix}")
     if "best" in pointer and not (isinstance(pointer.get("best_by"), str)
                                   and _finite(pointer.get("best_value"))):
         raise RunStateError(f"{path}: 'best' needs 'best_by' (a name) and 'best_value' "
@@ -143,11 +195,35 @@ def latest_run_state(out_dir) -> Path | None:
     if pointer is None:
         return None
     folder = Path(out_dir) / pointer["checkpoint"]
-    if not (folder / "trainer_state.json").is_file():
+    if not run_state_file(folder).is_file():
         raise RunStateError(f"{Path(out_dir) / LATEST} names {pointer['checkpoint']}, but "
-                            f"{folder / 'trainer_state.json'} is missing; the run's state is "
+                            f"{folder / RUN_STATE} is missing; the run's state is "
                             "lost: start again with overwrite=True (--overwrite)")
     return folder
+
+
+def run_state_file(folder) -> Path:
+    """A checkpoint folder's run_state.json, or the trainer_state.json that minibert wrote
+    before 0.2.0 (same contents, transformers' file name) when only that is there."""
+    folder = Path(folder)
+    old = folder / OLD_RUN_STATE
+    return old if old.is_file() and not (folder / RUN_STATE).is_file() else folder / RUN_STATE
+
+
+def check_resumable(folder) -> None:
+    """A RunStateError when `folder` cannot be resumed from because it holds no optimizer
+    state (save_only_model): continuing without AdamW's moments would be another run."""
+    folder = Path(folder)
+    if (folder / OPTIMIZER).is_file():
+        return
+    why = ("it was saved with save_only_model (--save-only-model), which keeps the model "
+           "but not the optimizer's state" if read_trainer_state(folder).get("save_only_model")
+           else f"its {OPTIMIZER} is missing")
+    raise RunStateError(
+        f"cannot resume from {folder}: {why}, and a run continued without AdamW's moments "
+        "would not be the same run. Start a new run from its weights instead (minibert "
+        f"finetune/pretrain --model {folder} --out OTHER_FOLDER, or overwrite=True / "
+        "--overwrite)")
 
 
 def best_run_state(out_dir) -> tuple[Path, str, float] | None:
@@ -159,8 +235,8 @@ def best_run_state(out_dir) -> tuple[Path, str, float] | None:
 
 
 def read_trainer_state(folder) -> dict:
-    """The checked trainer_state.json of a checkpoint folder (RunStateError if malformed)."""
-    path = Path(folder) / "trainer_state.json"
+    """The checked run_state.json of a checkpoint folder (RunStateError if malformed)."""
+    path = run_state_file(folder)
     state = parse_json(path.read_bytes(), path, RunStateError)
     expected = {"epoch": int, "step": int, "config": dict, "data_rng": dict, "history": dict,
                 "optimizer": dict}
@@ -177,17 +253,18 @@ def read_trainer_state(folder) -> dict:
 def load_run_state(folder, model, optimizer) -> dict:
     """Load the parameters and the optimizer's state from `folder`; returns trainer_state.
 
-    A trainer_state.json or optimizer state that is not what this code writes is a
-    RunStateError naming the file."""
+    A run_state.json or optimizer state that is not what this code writes, or a folder saved
+    without the optimizer's state (save_only_model), is a RunStateError naming the file."""
     folder = Path(folder)
     state = read_trainer_state(folder)
+    check_resumable(folder)
     weights = folder / "model.safetensors"
     tensors = load_file(weights)
     if set(tensors) == {name for name, _ in model.named_parameters()}:
         model.load_state_dict(tensors)  # a folder of an older minibert: our names
     else:
         model.load_state_dict(state_dict_from_hf(model, tensors, source=str(weights)))
-    arrays = load_file(folder / "optimizer.safetensors")
+    arrays = load_file(folder / OPTIMIZER)
     try:
         optimizer.load_state_dict(_join_optimizer_state(arrays, state["optimizer"]))
     except (KeyError, ValueError, TypeError, AttributeError) as e:
@@ -229,7 +306,9 @@ def check_out_dir(out_dir, resume: bool, overwrite: bool) -> list[str]:
             "choose another output folder"
         )
     if resume:
-        read_latest(out_dir)  # a broken latest.json: an error now, before any work
+        folder = latest_run_state(out_dir)  # a broken latest.json: an error now, before work
+        if folder is not None:
+            check_resumable(folder)
     final = out_dir / FINAL
     if overwrite and final.is_dir():
         foreign = sorted(p.name for p in final.iterdir()
@@ -267,8 +346,7 @@ def clean_leftovers(out_dir) -> list[str]:
     had not started). Nothing else is touched.
     """
     out_dir = Path(out_dir)
-    pointer = read_latest(out_dir)
-    keep = set() if pointer is None else {pointer["checkpoint"], pointer.get("best")}
+    keep = set(kept_folders(read_latest(out_dir)))
     removed = []
     for path in sorted(out_dir.iterdir()):
         if path.is_symlink():  # never ours (see remove_folder): left alone
@@ -282,7 +360,7 @@ def clean_leftovers(out_dir) -> list[str]:
         else:
             path.unlink()
         removed.append(path.name)
-    for folder in [out_dir / name for name in keep if name] + [out_dir / FINAL]:
+    for folder in [out_dir / name for name in sorted(keep)] + [out_dir / FINAL]:
         if folder.is_dir():
             for path in folder.iterdir():
                 if _TEMP.fullmatch(path.name) and path.is_file():

@@ -62,6 +62,7 @@ from .run_state import (
     load_run_state,
     prepare_out_dir,
     read_trainer_state,
+    run_state_file,
     save_run_state,
     write_json,
 )
@@ -90,6 +91,12 @@ class TrainConfig:
     overwrite            replace the run in out_dir (only what a run writes is removed)
     allow_data_change    resume although the training data or vocabulary differ from the
                          run's (a note says so); by default that is an error
+    save_strategy        "epoch": a checkpoint folder after every epoch (to resume from);
+                         "no": none, only history.json and final/ (transformers' names)
+    save_total_limit     checkpoint folders kept: the latest and the best, then the most
+                         recent others (2: the latest and the best; 1: the latest; None: all)
+    save_only_model      checkpoints without the optimizer's state (for MiniLM 91 MB instead
+                         of 273 MB each); a run cannot resume from them
     freeze_encoder       fine-tuning only: train the head ω (and the pooler, when the head
                          reads it), keep the encoder θ (embeddings, layers) fixed
     mlm_probability      pre-training only: share of tokens chosen for prediction
@@ -113,6 +120,9 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     allow_data_change: bool = False
+    save_strategy: str = "epoch"
+    save_total_limit: int | None = 2
+    save_only_model: bool = False
     freeze_encoder: bool = False
     mlm_probability: float = 0.15
     eval_batch_size: int = 64
@@ -142,12 +152,20 @@ class TrainConfig:
             raise ValueError("resume=True needs out_dir (where the checkpoint is)")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
+        if self.save_strategy not in ("epoch", "no"):
+            raise ValueError(f"save_strategy must be 'epoch' (a checkpoint after every epoch) "
+                             f"or 'no' (none), got {self.save_strategy!r}")
+        if self.save_total_limit is not None and (
+                isinstance(self.save_total_limit, bool) or self.save_total_limit < 1):
+            raise ValueError(f"save_total_limit must be >= 1 (the latest checkpoint is always "
+                             f"kept, to resume from) or None (keep all), got "
+                             f"{self.save_total_limit!r}; to keep none, save_strategy='no'")
         self.adam_betas = tuple(self.adam_betas)
 
 
 # Options that do not change the numbers a run produces (allowed to differ on resume).
 _COSMETIC = {"resume", "progress", "out_dir", "eval_batch_size", "overwrite",
-             "allow_data_change"}
+             "allow_data_change", "save_strategy", "save_total_limit", "save_only_model"}
 
 
 def _make_config(config: TrainConfig | None, options: dict) -> TrainConfig:
@@ -347,6 +365,9 @@ class TrainingRun:
         loss, or the training loss without evaluation (lower is better)."""
         if not self.cfg.out_dir:
             return
+        if self.cfg.save_strategy == "no":  # no checkpoint folder, only the history
+            write_json(Path(self.cfg.out_dir) / "history.json", self.history)
+            return
         if "loss" in summary.get("eval", {}):
             score = ("eval loss", summary["eval"]["loss"])
         else:
@@ -362,7 +383,8 @@ class TrainingRun:
         }
         self.last_saved = save_run_state(self.cfg.out_dir, f"checkpoint-epoch-{self.epoch}",
                                          self.model, self.optimizer, state, self.tokenizer,
-                                         score)
+                                         score, self.cfg.save_total_limit,
+                                         self.cfg.save_only_model)
         write_json(Path(self.cfg.out_dir) / "history.json", self.history)
 
     def check_same_data(self, saved: dict | None, folder: Path) -> None:
@@ -379,7 +401,7 @@ class TrainingRun:
                  "(allow_data_change): the result mixes two runs")
             return
         raise RunStateError(
-            f"{folder / 'trainer_state.json'}: {what} differ from the run being resumed "
+            f"{run_state_file(folder)}: {what} differ from the run being resumed "
             "(fingerprints differ). Resume with the same data, start a new run in another "
             "folder or with --overwrite, or pass allow_data_change=True (--allow-data-change)"
         )

@@ -139,7 +139,7 @@ def test_run_started_on_cpu_resumes_on_gpu(tmp_path, gpu):
     history = finetune(model, tok, data, epochs=2, resume=True, **opts)
     assert [e["epoch"] for e in history["epochs"]] == [1, 2] and len(history["steps"]) == 6
     assert backend.is_device_array(model.classifier.W.data)
-    state = json.loads((tmp_path / "checkpoint-epoch-2" / "trainer_state.json").read_text())
+    state = json.loads((tmp_path / "checkpoint-epoch-2" / "run_state.json").read_text())
     assert state["backend"] == "cupy" and state["step"] == 6
 
 

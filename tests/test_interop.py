@@ -352,7 +352,7 @@ def test_every_epoch_folder_opens_with_from_pretrained_and_in_transformers(tmp_p
         if record["event"] == "step" and record["epoch"] == 2 and not opened:
             folder = run / "checkpoint-epoch-1"
             assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json",
-                    "optimizer.safetensors", "trainer_state.json"} <= {
+                    "optimizer.safetensors", "run_state.json"} <= {
                         p.name for p in folder.iterdir()}
             opened[1] = _same_in_transformers(folder, texts)
 

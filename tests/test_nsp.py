@@ -178,7 +178,7 @@ def test_pretrain_nsp_reports_held_out_mlm_loss_and_next_sentence_accuracy(tok, 
                                    for x in lines)
     saved = json.loads((tmp_path / "run" / "history.json").read_text())
     assert saved["epochs"][-1]["eval"] == pytest.approx(evals[-1])
-    state = json.loads((tmp_path / "run" / "checkpoint-epoch-8" / "trainer_state.json")
+    state = json.loads((tmp_path / "run" / "checkpoint-epoch-8" / "run_state.json")
                        .read_text())
     assert state["history"]["epochs"][-1]["eval"]["nsp_accuracy"] == evals[-1]["nsp_accuracy"]
     with pytest.raises(DataError, match="held-out text"):

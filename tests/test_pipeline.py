@@ -109,6 +109,10 @@ def test_demo_runs_quickly_on_a_few_tickets(tmp_path):
     assert len(result["predictions"]) == 12
     assert (tmp_path / "loss_curve.png").stat().st_size > 1000
     assert (tmp_path / "final" / "config.json").is_file()
+    # only what it shows (issue 25): no checkpoint folders, no optimizer state, <= 100 MB
+    assert not list(tmp_path.glob("checkpoint-*")) and not list(tmp_path.rglob("optimizer*"))
+    size = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    assert size <= 100e6, f"the demo folder holds {size / 1e6:.0f} MB"
 
 
 def test_demo_falls_back_to_a_model_trained_from_scratch(tmp_path):

@@ -12,6 +12,7 @@ from test_train import FAST, make_task, tiny_classifier
 
 from minibert import run_state
 from minibert.cli import main
+from minibert.optim import AdamW
 from minibert.run_state import (
     RunStateError,
     clean_leftovers,
@@ -104,7 +105,7 @@ def test_corrupt_latest_json_is_a_clear_error(tokenizer, tmp_path, content, matc
 ])
 def test_corrupt_trainer_state_is_a_clear_error(tokenizer, tmp_path, change, match):
     run(tokenizer, tmp_path, epochs=1)
-    path = tmp_path / "checkpoint-epoch-1" / "trainer_state.json"
+    path = tmp_path / "checkpoint-epoch-1" / "run_state.json"
     path.write_text(change(path.read_text()))
     with pytest.raises(RunStateError, match=match) as e:
         run(tokenizer, tmp_path, resume=True)
@@ -114,7 +115,7 @@ def test_corrupt_trainer_state_is_a_clear_error(tokenizer, tmp_path, change, mat
 def test_latest_json_naming_a_missing_folder_never_starts_over(tokenizer, tmp_path):
     run(tokenizer, tmp_path, epochs=1)
     shutil.rmtree(tmp_path / "checkpoint-epoch-1")
-    with pytest.raises(RunStateError, match="trainer_state.json is missing"):
+    with pytest.raises(RunStateError, match="run_state.json is missing"):
         latest_run_state(tmp_path)
 
 
@@ -322,3 +323,117 @@ def test_symbolic_links_are_never_followed_for_removal(tokenizer, tmp_path):
     with pytest.raises(RunStateError, match="symbolic link"):
         run(tokenizer, out, epochs=1, overwrite=True)
     assert (victim / "precious.txt").read_text() == "keep me"
+
+
+# -- 6. the run's own file name, and how much a run keeps (issue 25) -----------------------------
+
+
+def _stop_after_epoch(n):
+    def log(record):
+        if record["event"] == "step" and record["epoch"] == n + 1:
+            raise Kill(f"stopped in epoch {n + 1}")
+    return log
+
+
+def test_the_run_state_does_not_take_transformers_file_name(tokenizer, tmp_path):
+    """transformers' TrainerState.load_from_json reads trainer_state.json with its own fields;
+    ours (config, data_rng, history, ...) would fail there: it is run_state.json."""
+    run(tokenizer, tmp_path, epochs=1)
+    folder = tmp_path / "checkpoint-epoch-1"
+    assert (folder / "run_state.json").is_file()
+    assert not list(tmp_path.rglob("trainer_state.json"))
+    transformers = pytest.importorskip("transformers", reason="compares with TrainerState")
+    with pytest.raises(TypeError):  # what a transformers tool would have met under its name
+        transformers.TrainerState.load_from_json(str(folder / "run_state.json"))
+
+
+def test_a_run_saved_before_0_2_0_still_resumes(tokenizer, tmp_path, reference):
+    """Its folders hold trainer_state.json (our layout) and latest.json has no "kept"."""
+    with pytest.raises(Kill):
+        run(tokenizer, tmp_path, log=_stop_after_epoch(1))
+    folder = tmp_path / "checkpoint-epoch-1"
+    (folder / "run_state.json").rename(folder / "trainer_state.json")
+    pointer = read_latest(tmp_path)
+    (tmp_path / "latest.json").write_text(json.dumps(
+        {k: v for k, v in pointer.items() if k != "kept"}))
+    model, history = run(tokenizer, tmp_path, resume=True)
+    assert_same_run(model, history, reference)
+
+
+@pytest.mark.parametrize("limit, kept", [
+    (None, [f"checkpoint-epoch-{i}" for i in (1, 2, 3, 4)]),
+    (3, ["checkpoint-epoch-1", "checkpoint-epoch-3", "checkpoint-epoch-4"]),
+    (2, ["checkpoint-epoch-1", "checkpoint-epoch-4"]),
+    (1, ["checkpoint-epoch-4"]),
+])
+def test_save_total_limit_keeps_the_latest_then_the_best_then_the_most_recent(
+        tokenizer, tmp_path, limit, kept):
+    model = tiny_classifier(tokenizer, seed=5)
+    optimizer = AdamW(model.parameters(), lr=1e-3)
+    for epoch, loss in enumerate([0.1, 0.5, 0.4, 0.3], start=1):  # epoch 1 stays the best
+        run_state.save_run_state(tmp_path, f"checkpoint-epoch-{epoch}", model, optimizer,
+                                 {"epoch": epoch}, tokenizer, ("eval loss", loss),
+                                 save_total_limit=limit)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-epoch-*")) == kept
+    pointer = read_latest(tmp_path)
+    assert pointer["kept"] == kept and pointer["checkpoint"] == "checkpoint-epoch-4"
+    assert pointer.get("best") == (None if limit == 1 else "checkpoint-epoch-1")
+    clean_leftovers(tmp_path)  # what latest.json lists is never taken for a leftover
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-epoch-*")) == kept
+
+
+@pytest.mark.parametrize("bad", [0, -1, True])
+def test_save_total_limit_must_keep_something(bad):
+    with pytest.raises(ValueError, match="save_total_limit must be >= 1.*save_strategy='no'"):
+        TrainConfig(save_total_limit=bad)
+    with pytest.raises(ValueError, match="save_strategy must be 'epoch'.*or 'no'"):
+        TrainConfig(save_strategy="steps")
+
+
+def test_save_only_model_keeps_no_optimizer_state_and_resume_says_why(tokenizer, tmp_path):
+    with pytest.raises(Kill):
+        run(tokenizer, tmp_path, log=_stop_after_epoch(1), save_only_model=True)
+    folder = tmp_path / "checkpoint-epoch-1"
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors",
+                                                  "vocab.txt", "tokenizer_config.json",
+                                                  "run_state.json"}
+    tiny_classifier(tokenizer).from_pretrained(folder)  # still a model folder
+    for attempt in (lambda: run(tokenizer, tmp_path, resume=True),
+                    lambda: run_state.check_out_dir(tmp_path, resume=True, overwrite=False)):
+        with pytest.raises(RunStateError, match=r"cannot resume from .*checkpoint-epoch-1: it "
+                                                r"was saved with save_only_model.*--model"):
+            attempt()
+    (folder / "run_state.json").write_text(
+        (folder / "run_state.json").read_text().replace('"save_only_model": true',
+                                                        '"save_only_model": false'))
+    with pytest.raises(RunStateError, match="its optimizer.safetensors is missing"):
+        run(tokenizer, tmp_path, resume=True)
+
+
+def test_save_strategy_no_writes_no_checkpoint(tokenizer, tmp_path):
+    run(tokenizer, tmp_path, epochs=2, save_strategy="no")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final", "history.json"]
+    assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 2
+    with pytest.raises(RunStateError, match="already holds a training run"):
+        run(tokenizer, tmp_path, epochs=1)
+
+
+def test_cli_save_flags_and_their_transformers_names(tmp_path):
+    from minibert.cli import _finetune_options, build_parser
+
+    parser = build_parser()
+    for argv in (["--save-total-limit", "3", "--save-only-model", "--save-strategy", "no"],
+                 ["--save_total_limit", "3", "--save_only_model", "--save_strategy", "no"]):
+        args = parser.parse_args(["finetune", "--train", __file__, *argv])
+        options = _finetune_options(args)
+        assert (options["save_total_limit"], options["save_only_model"],
+                options["save_strategy"]) == (3, True, "no")
+        args = parser.parse_args(["pretrain", "--corpus", __file__, *argv])
+        assert (args.save_total_limit, args.save_only_model, args.save_strategy) == (3, True, "no")
+    args = parser.parse_args(["finetune", "--train", __file__, "--save-total-limit", "all"])
+    assert _finetune_options(args)["save_total_limit"] is None
+    defaults = _finetune_options(parser.parse_args(["finetune", "--train", __file__]))
+    assert (defaults["save_total_limit"], defaults["save_only_model"],
+            defaults["save_strategy"]) == (2, False, "epoch")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["finetune", "--train", __file__, "--save-total-limit", "0"])

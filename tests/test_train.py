@@ -173,7 +173,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tokenizer, tmp_path):
     assert all(np.isfinite(v).all() for v in saved.values())
     for name, value in after_epoch_1.items():
         np.testing.assert_array_equal(saved[name], value, err_msg=name)
-    state = json.loads((folder / "trainer_state.json").read_text())
+    state = json.loads((folder / "run_state.json").read_text())
     assert state["epoch"] == 1 and state["step"] == 4
 
 
