@@ -124,6 +124,10 @@ def output_folder(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must name a folder, not an empty string")
     path = Path(text)
+    if path.is_symlink() and not path.exists():
+        raise argparse.ArgumentTypeError(f"{text!r} is a symbolic link to "
+                                         f"{os.readlink(path)!r}, which does not exist: create "
+                                         "that folder or remove the link")
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
     existing = path.absolute()

@@ -15,6 +15,10 @@ If anything fails before step 3, we delete the temp file and the target is untou
 (The temp file must be in the same directory: a rename across file systems is a copy,
 and copies are not atomic.)
 
+A symbolic link where a file is to be written is refused (SymlinkError), never written
+through nor replaced: it may point anywhere (another run's checkpoint, a file of the user's),
+and a link is nothing this code wrote.
+
 It also has `parse_json`, the one JSON reader for files this code did not write itself
 (config.json, a safetensors header, latest.json): hostile JSON must end in a clear error,
 never in a RecursionError or a traceback.
@@ -28,6 +32,18 @@ import os
 import secrets
 
 
+class SymlinkError(OSError):
+    """A write would go through (or replace) a symbolic link; nothing was written."""
+
+
+def refuse_symlink(path, what: str = "") -> None:
+    """Raise SymlinkError if `path` itself is a symbolic link (dangling or not)."""
+    if os.path.islink(path):
+        raise SymlinkError(f"{path} is a symbolic link{what}; minibert never writes through a "
+                           "link nor replaces one it did not write: remove it (or choose "
+                           "another folder) and run again")
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode="wb", encoding=None):
     """
@@ -38,6 +54,7 @@ def atomic_open(path, mode="wb", encoding=None):
                  make no sense for a file that is replaced whole)
          encoding - text mode only; defaults to "utf-8" (not the locale's, so files
                  written on one machine read the same on another)
+    A `path` that is a symbolic link is a SymlinkError, before anything is written.
     out: yields a file object; when the `with` block ends normally the target holds
          exactly what was written. If the block raises (any exception, even
          KeyboardInterrupt), the temp file is removed, the target is left as it
@@ -51,6 +68,7 @@ def atomic_open(path, mode="wb", encoding=None):
     if mode == "w" and encoding is None:
         encoding = "utf-8"
     path = os.fspath(path)
+    refuse_symlink(path)
     directory, name = os.path.split(os.path.abspath(path))
     # A hidden, random name next to the target. O_EXCL makes creation fail rather than
     # reuse an existing file; 0o666 lets the umask give the usual permissions (tempfile's

@@ -44,24 +44,46 @@ file), and nothing outside out_dir is touched. A folder is removed by renaming i
 ``.trash-...`` name first, then deleting it: a kill half-way leaves a name that the next start
 recognises and removes (``clean_leftovers``), as it removes the temporary files of writes that
 a kill interrupted and checkpoint folders that latest.json no longer names.
+
+One writer per folder: a run holds an exclusive lock (``fcntl.flock``) on
+``out_dir/.minibert-run.lock`` from before it touches anything until its final model is saved;
+the file says which process holds it (pid, host, command, start). A second run on the same
+folder stops with an error naming the first. The run removes the file when it ends; the
+kernel drops the lock when the process ends, however it ends, so a killed run leaves no stale
+lock (the file stays, unlocked, and the next run takes it).
+
+Nothing is written through a symbolic link: out_dir's own entries (the checkpoint folders,
+final/, latest.json, history.json, the lock file) and the files in those folders are never
+links when this code writes them, so a link found there (``final -> ../victim``) is refused
+before the run starts; it is not followed, replaced or deleted. latest.json never names a link.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
 import shutil
+import socket
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from .checkpoint import state_dict_from_hf
-from .fileio import atomic_write, parse_json, short_repr
+from .fileio import SymlinkError, atomic_write, parse_json, refuse_symlink, short_repr
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a run folder is then not locked
+    fcntl = None
 from .safetensors_io import load_file, save_file
 
 LATEST = "latest.json"
+LOCK = ".minibert-run.lock"
 HISTORY = "history.json"
 FINAL = "final"
 CHECKPOINT = re.compile(r"checkpoint-epoch-[1-9][0-9]{0,8}")  # the only folder names we write
@@ -94,8 +116,7 @@ def save_run_state(out_dir, name: str, model, optimizer, trainer_state: dict,
     out_dir = Path(out_dir)
     if not CHECKPOINT.fullmatch(name):
         raise ValueError(f"checkpoint folder name {name!r}; expected checkpoint-epoch-N")
-    folder = out_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = own_folder(out_dir / name)
     model.save_pretrained(folder)  # config.json + model.safetensors (Hugging Face's names)
     if hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(folder)
@@ -179,6 +200,11 @@ def read_latest(out_dir) -> dict | None:
                                            for n in kept)):
         raise RunStateError(f"{path}: 'kept' is {short_repr(kept)}, not a list of "
                             f"checkpoint-epoch-N folders inside {Path(out_dir)}{fix}")
+    for name in [pointer["checkpoint"], pointer.get("best"), *kept]:
+        if name is not None and (Path(out_dir) / name).is_symlink():
+            raise RunStateError(f"{path}: {name!r} is a symbolic link; a run writes folders, "
+                                "never links (it may point at another run's files). Remove the "
+                                f"link{fix}")
     if "best" in pointer and not (isinstance(pointer.get("best_by"), str)
                                   and _finite(pointer.get("best_value"))):
         raise RunStateError(f"{path}: 'best' needs 'best_by' (a name) and 'best_value' "
@@ -287,17 +313,25 @@ def run_files(out_dir) -> list[str]:
                   (CHECKPOINT.fullmatch(p.name) and p.is_dir()))
 
 
-def check_out_dir(out_dir, resume: bool, overwrite: bool) -> list[str]:
+def check_out_dir(out_dir, resume: bool, overwrite: bool, locked: bool = False) -> list[str]:
     """Check, changing nothing, that a run may start in out_dir; returns run_files(out_dir).
 
     An out_dir that holds a run is refused unless the run is resumed or overwritten; resume
     with a broken latest.json, and overwrite with a final/ that holds files a run does not
-    write, are refused too. Each a RunStateError that says what to do.
+    write, are refused too, as are a folder another run is using (its lock is held; locked:
+    this process holds it) and symbolic links among a run's files. Each a RunStateError that
+    says what to do.
     """
     out_dir = Path(out_dir)
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: continue the run in "
                          f"{out_dir}, or replace it")
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise RunStateError(f"{out_dir} is a symbolic link to {os.readlink(out_dir)}, which "
+                            "does not exist: create that folder, remove the link, or choose "
+                            "another output folder")
+    if not locked:
+        check_not_locked(out_dir)
     found = run_files(out_dir)
     if found and not resume and not overwrite:
         raise RunStateError(
@@ -305,6 +339,12 @@ def check_out_dir(out_dir, resume: bool, overwrite: bool) -> list[str]:
             "resume=True (--resume), replace it with overwrite=True (--overwrite), or "
             "choose another output folder"
         )
+    links = _links(out_dir, found)
+    if links:
+        raise RunStateError(f"{out_dir} holds symbolic links where a run writes its own files "
+                            f"({', '.join(links)}); a run never writes through a link (it may "
+                            "point at another run or your files). Remove them, or choose "
+                            "another output folder")
     if resume:
         folder = latest_run_state(out_dir)  # a broken latest.json: an error now, before work
         if folder is not None:
@@ -319,11 +359,32 @@ def check_out_dir(out_dir, resume: bool, overwrite: bool) -> list[str]:
     return found
 
 
-def prepare_out_dir(out_dir, resume: bool, overwrite: bool) -> list[str]:
+def _links(out_dir: Path, found: list[str]) -> list[str]:
+    """The symbolic links among out_dir's run files and lock, and inside its run folders."""
+    links = [name for name in [*found, LOCK] if (out_dir / name).is_symlink()]
+    for name in found:
+        folder = out_dir / name
+        if folder.is_dir() and not folder.is_symlink():
+            links += [f"{name}/{p.name}" for p in sorted(folder.iterdir()) if p.is_symlink()]
+    return links
+
+
+def own_folder(folder: Path) -> Path:
+    """Create `folder` (a run's checkpoint folder or final/) or use the one this code made;
+    a symbolic link there is refused, never followed."""
+    folder = Path(folder)
+    refuse_symlink(folder, " where the run writes a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    refuse_symlink(folder, " where the run writes a folder")  # made meanwhile: still refused
+    return folder
+
+
+def prepare_out_dir(out_dir, resume: bool, overwrite: bool, locked: bool = False) -> list[str]:
     """Make out_dir ready for a run (check_out_dir first): create it, clear the earlier run
-    when overwrite, and remove what a killed run left behind. Returns the names removed."""
+    when overwrite, and remove what a killed run left behind. Returns the names removed.
+    locked: the caller holds out_dir's lock (lock_out_dir), as a training run does."""
     out_dir = Path(out_dir)
-    found = check_out_dir(out_dir, resume, overwrite)
+    found = check_out_dir(out_dir, resume, overwrite, locked)
     out_dir.mkdir(parents=True, exist_ok=True)
     removed = []
     if overwrite:
@@ -361,7 +422,7 @@ def clean_leftovers(out_dir) -> list[str]:
             path.unlink()
         removed.append(path.name)
     for folder in [out_dir / name for name in sorted(keep)] + [out_dir / FINAL]:
-        if folder.is_dir():
+        if folder.is_dir() and not folder.is_symlink():
             for path in folder.iterdir():
                 if _TEMP.fullmatch(path.name) and path.is_file():
                     path.unlink()
@@ -384,6 +445,95 @@ def remove_folder(folder: Path) -> None:
     trash = folder.with_name(f".trash-{folder.name}-{secrets.token_hex(6)}")
     folder.rename(trash)
     shutil.rmtree(trash)
+
+
+# ----------------------------------------------------------------------------------------------
+# One writer per run folder
+
+
+def lock_out_dir(out_dir) -> int | None:
+    """Take out_dir's run lock (out_dir must exist); returns the lock's file descriptor, for
+    unlock_out_dir. RunStateError naming the holder when another process has it. None where
+    the OS has no flock (Windows)."""
+    if fcntl is None:
+        return None
+    path = Path(out_dir) / LOCK
+    while True:
+        try:  # O_NOFOLLOW: a link put where the lock goes is refused, not followed
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            if path.is_symlink():
+                raise SymlinkError(f"{path} is a symbolic link; a run never writes through "
+                                   "one: remove it") from None
+            raise RunStateError(f"cannot open the run lock {path}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise _locked_error(out_dir, holder) from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # the holder removed the file as we opened it: lock the new one
+    holder = {"pid": os.getpid(), "host": socket.gethostname(),
+              "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
+              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(holder) + "\n").encode("utf-8"), 0)
+    return fd
+
+
+def unlock_out_dir(out_dir, fd: int | None) -> None:
+    """Release a lock from lock_out_dir: remove the lock file, then close it (which releases
+    the lock). A run that waited on the removed file sees it is gone and takes a new one."""
+    if fd is None:
+        return
+    path = Path(out_dir) / LOCK
+    try:
+        if _same_file(fd, path):
+            path.unlink()
+    finally:
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
+    except FileNotFoundError:
+        return False
+
+
+def check_not_locked(out_dir) -> None:
+    """RunStateError naming the holder if a run holds out_dir's lock now; changes nothing."""
+    path = Path(out_dir) / LOCK
+    if fcntl is None or path.is_symlink() or not path.is_file():
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # unreadable: lock_out_dir will say so when the run starts
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # fails while a run holds LOCK_EX
+    except BlockingIOError:
+        raise _locked_error(out_dir, _holder(fd)) from None
+    finally:
+        os.close(fd)  # also releases the shared lock, if it was taken
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, from the lock file's contents (written by the holder)."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return (f"pid {int(info['pid'])} on {info['host']}, started {info['started']}: "
+                f"{info['command']}")
+    except (ValueError, KeyError, TypeError, OSError):
+        return "a process that has not written its name yet"
+
+
+def _locked_error(out_dir, holder: str) -> RunStateError:
+    return RunStateError(f"{out_dir} is in use by another training run ({holder[:300]}); one"
+                         " folder takes one run at a time: wait for it to end, or choose another "
+                         "output folder")
 
 
 def write_json(path, obj) -> None:

@@ -55,15 +55,20 @@ from .data import (
 from .evaluation import evaluate, evaluate_mlm, evaluate_pretraining, evaluate_tokens
 from .optim import AdamW, clip_grad_norm, global_grad_norm, linear_warmup_decay, weight_decay_groups
 from .run_state import (
+    FINAL,
     RunStateError,
     best_run_state,
+    check_out_dir,
     fingerprint,
     latest_run_state,
     load_run_state,
+    lock_out_dir,
+    own_folder,
     prepare_out_dir,
     read_trainer_state,
     run_state_file,
     save_run_state,
+    unlock_out_dir,
     write_json,
 )
 from .token_data import TokenLabelledData, encode_tags, tag_names, token_classification_batch
@@ -230,15 +235,34 @@ class TrainingRun:
         self.last_saved: Path | None = None
         self.tokenizer = None  # set by fit: saved beside the model in every epoch's folder
         self.fingerprint = {"data": fingerprint(data), "vocab": fingerprint(vocab)}
+        self.lock = None  # out_dir's run lock, held from here to the end of fit
         if cfg.out_dir:
-            removed = prepare_out_dir(cfg.out_dir, cfg.resume, cfg.overwrite)
+            check_out_dir(cfg.out_dir, cfg.resume, cfg.overwrite)  # refused: nothing made
+            Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+            self.lock = lock_out_dir(cfg.out_dir)  # one writer: another run here is an error
+            try:
+                removed = prepare_out_dir(cfg.out_dir, cfg.resume, cfg.overwrite, locked=True)
+            except BaseException:
+                self.release()
+                raise
             if removed:
                 note(f"note: removed from {cfg.out_dir}: {', '.join(removed)} "
                      f"({'the earlier run' if cfg.overwrite else 'left by a stopped run'})")
 
+    def release(self) -> None:
+        """Let another run use out_dir (fit does this when it ends, however it ends)."""
+        unlock_out_dir(self.cfg.out_dir, self.lock)
+        self.lock = None
+
     def fit(self, make_batch: Callable, evaluate: Callable, tokenizer) -> dict:
         """Train (from the last saved state when cfg.resume), then leave the model in eval
         mode and save it with its tokenizer to out_dir/final. Returns the history."""
+        try:
+            return self._fit(make_batch, evaluate, tokenizer)
+        finally:
+            self.release()
+
+    def _fit(self, make_batch: Callable, evaluate: Callable, tokenizer) -> dict:
         self.tokenizer = tokenizer
         frozen = _freeze_encoder(self.model) if self.cfg.freeze_encoder else []
         try:
@@ -258,7 +282,7 @@ class TrainingRun:
                 p.requires_grad = True
         self.model.eval()
         if self.cfg.out_dir:
-            _save_final(self.model, tokenizer, Path(self.cfg.out_dir) / "final")
+            _save_final(self.model, tokenizer, own_folder(Path(self.cfg.out_dir) / FINAL))
             best = best_run_state(self.cfg.out_dir)
             if best is not None:
                 note(f"note: final/ holds the last epoch's model; the best epoch by {best[1]} "

@@ -4,7 +4,10 @@ cleaned up, kills during checkpoint rotation resume bit for bit, and resuming on
 refused."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from test_train import FAST, make_task, tiny_classifier
 
 from minibert import run_state
 from minibert.cli import main
+from minibert.fileio import SymlinkError
 from minibert.optim import AdamW
 from minibert.run_state import (
     RunStateError,
@@ -437,3 +441,99 @@ def test_cli_save_flags_and_their_transformers_names(tmp_path):
             defaults["save_strategy"]) == (2, False, "epoch")
     with pytest.raises(SystemExit):
         parser.parse_args(["finetune", "--train", __file__, "--save-total-limit", "0"])
+# -- one writer per folder, never through a link (issue 23) ------------------------------------
+
+
+def test_a_folder_in_use_by_another_run_is_refused_naming_it(tokenizer, tmp_path):
+    """Two runs on one --out both 'succeeded' while one deleted the other's checkpoints."""
+    out = tmp_path / "out"
+    out.mkdir()
+    held = run_state.lock_out_dir(out)  # another run, as far as the lock is concerned
+    try:
+        with pytest.raises(RunStateError, match=r"in use by another training run \(pid "
+                                                rf"{os.getpid()} on .*\); one folder takes one"):
+            run(tokenizer, out, epochs=1)
+        with pytest.raises(RunStateError, match="in use by another training run"):
+            run_state.check_out_dir(out, resume=False, overwrite=False)
+        assert sorted(p.name for p in out.iterdir()) == [run_state.LOCK]  # nothing written
+    finally:
+        os.close(held)  # as a killed holder would: the lock file stays, unlocked
+    assert (out / run_state.LOCK).is_file()
+    run(tokenizer, out, epochs=1)  # a stale lock file is no lock
+    assert not (out / run_state.LOCK).exists()  # removed when the run ended
+    assert (out / "final" / "model.safetensors").is_file()
+    with pytest.raises(RunStateError, match="already holds a training run"):
+        run(tokenizer, out, epochs=1)  # and the lock was released at the end of the run
+
+
+def test_a_lock_held_by_another_process_is_refused(tokenizer, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'{\"pid\": 1, \"host\": \"h\", "
+            "\"command\": \"minibert pretrain\", \"started\": \"now\"}'); print('held', "
+            "flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out / run_state.LOCK)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunStateError, match=r"pid 1 on h, started now: minibert pretrain"):
+            run(tokenizer, out, epochs=1)
+    finally:
+        holder.communicate("")
+    run(tokenizer, out, epochs=1)  # the holder is gone, and so is its lock
+
+
+def test_a_link_inside_out_dir_is_never_written_through(tokenizer, tmp_path):
+    """A symlink final -> ../victim made a resumed run overwrite the victim's files."""
+    out = tmp_path / "out"
+    run(tokenizer, out, epochs=1)
+    victim = tmp_path / "victim"
+    shutil.copytree(out / "final", victim)
+    before = {p.name: p.read_bytes() for p in victim.iterdir()}
+    shutil.rmtree(out / "final")
+    (out / "final").symlink_to(victim)
+    with pytest.raises(RunStateError, match=r"symbolic links where a run writes.*final"):
+        run(tokenizer, out, epochs=2, resume=True)
+    with pytest.raises(RunStateError, match="symbolic link"):
+        run(tokenizer, out, epochs=2, overwrite=True)
+    assert {p.name: p.read_bytes() for p in victim.iterdir()} == before
+    (out / "final").unlink()
+    # a file inside a checkpoint folder: a link there is refused too
+    (out / "checkpoint-epoch-1" / "vocab.txt").rename(tmp_path / "vocab.txt")
+    (out / "checkpoint-epoch-1" / "vocab.txt").symlink_to(tmp_path / "vocab.txt")
+    with pytest.raises(RunStateError, match=r"checkpoint-epoch-1/vocab\.txt"):
+        run(tokenizer, out, epochs=2, resume=True)
+    # and the file writer itself never writes through one, whoever calls it
+    with pytest.raises(SymlinkError, match="symbolic link"):
+        run_state.write_json(out / "checkpoint-epoch-1" / "vocab.txt", {})
+    assert (tmp_path / "vocab.txt").read_text().startswith("[PAD]")
+
+
+def test_latest_json_never_names_a_link(tokenizer, tmp_path):
+    out = tmp_path / "out"
+    run(tokenizer, out, epochs=1)
+    (out / "checkpoint-epoch-1").rename(tmp_path / "elsewhere")
+    (out / "checkpoint-epoch-1").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(RunStateError, match="'checkpoint-epoch-1' is a symbolic link"):
+        run_state.latest_run_state(out)
+
+
+def test_a_link_as_the_lock_file_or_a_dangling_out_dir_is_refused(tokenizer, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / run_state.LOCK).symlink_to(tmp_path / "victim.lock")
+    with pytest.raises(RunStateError, match=r"symbolic links.*\.minibert-run\.lock"):
+        run(tokenizer, out, epochs=1)
+    with pytest.raises(SymlinkError):
+        run_state.lock_out_dir(out)
+    assert not (tmp_path / "victim.lock").exists()
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "missing")
+    with pytest.raises(RunStateError, match="symbolic link to .*missing, which does not exist"):
+        run(tokenizer, dangling, epochs=1)
+    data = tmp_path / "train.tsv"
+    data.write_text("text\tlabel\na\tx\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["finetune", "--train", str(data), "--out", str(dangling)])
+    assert stop.value.code == 2 and "which does not exist" in capsys.readouterr().err
