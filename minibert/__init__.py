@@ -25,7 +25,7 @@ import os
 # imports NumPy before minibert, set it yourself. A value you set is kept.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
-from . import functional, parallel
+from . import backend, functional, parallel
 from .autograd import ShapeError, Tensor, concatenate, masked_fill, no_grad, tensor, where
 from .backend import (
     BackendError,
@@ -37,6 +37,7 @@ from .backend import (
 )
 from .checkpoint import CheckpointError
 from .config import BertConfig
+from .console import get_verbosity, set_verbosity
 from .data import DataError, LabelledData, MLMCollator, read_labelled, read_text_corpus
 from .evaluation import evaluate, evaluate_tokens
 from .gradcheck import GradcheckError, gradcheck
@@ -49,7 +50,7 @@ from .model import (
 )
 from .optim import SGD, AdamW, clip_grad_norm, linear_warmup_decay
 from .parallel import get_num_threads, set_num_threads
-from .pipeline import Classifier, Tagger
+from .pipeline import Classifier, Tagger  # also minibert.pipeline("text-classification", ...)
 from .safetensors_io import load_file, save_file
 from .sentence import SentenceEncoder
 from .token_data import TokenLabelledData, read_token_labelled
@@ -65,10 +66,21 @@ from .train import (
 from .version import __distribution__ as __distribution__  # re-exported: our PyPI name
 from .version import __version__ as __version__  # re-exported: minibert.__version__
 
-# glibc's malloc gives each large freed array back to the system, and the next one then costs
-# a page fault per 4 KB page: have it keep them for reuse (~10 % of a training step; see
-# parallel.keep_freed_memory, and MINIBERT_KEEP_FREED_MEMORY=0 to turn it off).
-parallel.keep_freed_memory()
+# The settings read from the environment, applied once, here:
+#   MINIBERT_BACKEND=cupy          the active backend (backend.py)
+#   MINIBERT_KEEP_FREED_MEMORY=0   glibc's malloc gives each large freed array back to the
+#       system, and the next one then costs a page fault per 4 KB page: by default it keeps
+#       them for reuse (~10 % of a training step; see parallel.keep_freed_memory)
+# A bad value stops the import with an error that says what is wrong. In the `minibert` command,
+# that error is one line and exit status 2, as for any other mistake, not a traceback.
+try:
+    backend.use_backend_from_environment()
+    parallel.keep_freed_memory()
+except (ValueError, BackendError) as e:
+    from .cli import exit_if_command
+
+    exit_if_command(e)
+    raise
 
 __all__ = [
     "AdamW", "BackendError", "BasicTokenizer", "BertConfig", "BertForMaskedLM",
@@ -77,8 +89,8 @@ __all__ = [
     "MLMCollator", "SGD", "SentenceEncoder", "ShapeError", "Tagger", "Tensor", "TokenLabelledData",
     "Tokenizer", "TrainConfig", "TrainingDivergedError", "clip_grad_norm", "concatenate",
     "cupy_available", "evaluate", "evaluate_tokens", "finetune", "finetune_tokens", "functional",
-    "get_backend", "get_num_threads", "gradcheck", "linear_warmup_decay", "load_file",
-    "manual_seed", "masked_fill", "no_grad", "pretrain_mlm", "pretrain_nsp", "read_labelled",
-    "read_text_corpus", "read_token_labelled", "save_file", "set_num_threads", "tensor",
-    "to_numpy", "use_backend", "where",
+    "get_backend", "get_num_threads", "get_verbosity", "gradcheck", "linear_warmup_decay",
+    "load_file", "manual_seed", "masked_fill", "no_grad", "pipeline", "pretrain_mlm",
+    "pretrain_nsp", "read_labelled", "read_text_corpus", "read_token_labelled", "save_file",
+    "set_num_threads", "set_verbosity", "tensor", "to_numpy", "use_backend", "where",
 ]

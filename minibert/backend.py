@@ -6,7 +6,7 @@ module (`xp`) and then writes ordinary NumPy code with it — `xp.exp`, `xp.matm
 very same lines run on either device. No other module imports cupy.
 
 Switch with ``minibert.use_backend("cupy")`` or the environment variable
-``MINIBERT_BACKEND=cupy`` (read once, at import).
+``MINIBERT_BACKEND=cupy`` (read once, by ``import minibert``).
 """
 
 from __future__ import annotations
@@ -162,10 +162,11 @@ def rng():
     return _rng
 
 
-def _from_env() -> None:
+def use_backend_from_environment() -> None:
+    """Use the backend MINIBERT_BACKEND names, if it names one (`import minibert` calls this)."""
     name = os.environ.get("MINIBERT_BACKEND", "").strip()
     if name:
-        use_backend(name)
-
-
-_from_env()
+        try:
+            use_backend(name)
+        except (ValueError, BackendError) as e:  # say which setting asked for it
+            raise type(e)(f"MINIBERT_BACKEND={name!r}: {e}") from None

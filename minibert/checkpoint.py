@@ -215,11 +215,14 @@ def match_weights(model, info: dict, source: str, require_head: bool = False,
     is_head = lambda name: not name.startswith(("embeddings.", "layers.", "bert.embeddings.",
                                                 "bert.layers."))
     params = dict(model.named_parameters())
-    plan, fresh, resized = {}, [], []
+    plan, resized = {}, []
+    fresh: list[str] = []  # transformers' names of the parameters the file lacks: the user's
+    fresh_heads: list[bool] = []  # names in every message (classifier.weight, not classifier.W)
     for ours, hf, transpose in name_table(model):
         name = state.pop(_canonical(hf), None)
         if name is None:
-            fresh.append(ours)
+            fresh.append(hf)
+            fresh_heads.append(is_head(ours))
             continue
         shape, kind = info[name]
         expected = params[ours].shape[::-1] if transpose else params[ours].shape
@@ -247,7 +250,7 @@ def match_weights(model, info: dict, source: str, require_head: bool = False,
             f"from a fresh random initialisation (ignore_mismatched_sizes): {resized}",
             stacklevel=4,
         )
-    missing_encoder = [name for name in fresh if not is_head(name)]
+    missing_encoder = [name for name, head in zip(fresh, fresh_heads, strict=True) if not head]
     if missing_encoder:
         raise CheckpointError(
             f"{source} has no weights for {len(missing_encoder)} encoder parameters, e.g. "

@@ -1,8 +1,11 @@
 """The `minibert` command line: pretrain, finetune, predict, evaluate, demo (and teaching tools).
 
-Every command has --help, sensible defaults, --seed and --device {cpu,gpu}. Errors that come
-from the user's input (a missing file, an unknown column, a model directory without labels)
-are printed as one clear line and exit with status 2, without a traceback.
+Every command has --help, sensible defaults and -q/--quiet; those that run a model also have
+--seed and --device {cpu,gpu}. Results go to stdout; notes go through the "minibert" logger
+to stderr (-q keeps only warnings). Errors that come from the user's input (a missing file, an
+unknown column, a model directory without labels, a bad MINIBERT_* environment variable) are
+printed as one clear line and exit with status 2, without a traceback; a closed pipe
+(`minibert quiz --list | head -2`) ends the command quietly.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
 from . import backend
 from .checkpoint import load_config, resolve_model_dir
-from .console import note, printable
+from .console import get_verbosity, note, printable, set_verbosity
 from .data import FORMATS
 from .version import __version__
 
@@ -119,6 +123,11 @@ def input_file(text: str) -> str:
     return text
 
 
+def input_file_or_stdin(text: str) -> str:
+    """An existing file, or - for standard input."""
+    return text if text == "-" else input_file(text)
+
+
 def output_folder(text: str) -> str:
     """A folder that exists or can be made, and can be written into."""
     if not text.strip():
@@ -187,7 +196,7 @@ def cmd_pretrain(args) -> int:
     elif args.validation_fraction > 0:
         lines, held_out = hold_out_lines(lines, args.validation_fraction, args.seed,
                                          minimum=2 if args.nsp else 1, source=args.corpus)
-        print(f"Held out {len(held_out)} of the {len(lines) + len(held_out)} lines of "
+        note(f"Held out {len(held_out)} of the {len(lines) + len(held_out)} lines of "
               f"{args.corpus} for evaluation")
     saved = latest_run_state(args.out) if args.resume else None
     if saved is not None and not args.model:
@@ -195,22 +204,22 @@ def cmd_pretrain(args) -> int:
         # that may have changed (the data fingerprint then says so).
         tokenizer = Tokenizer.from_pretrained(saved)
         model = model_class(load_config(saved))
-        print(f"Resuming the pre-training run in {args.out}")
+        note(f"Resuming the pre-training run in {args.out}")
     elif args.model:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = model_class.from_pretrained(args.model)
         tokenizer = Tokenizer.from_pretrained(resolve_model_dir(args.model))
-        print(f"Continuing {tasks} pre-training of {args.model}")
+        note(f"Continuing {tasks} pre-training of {args.model}")
     else:
-        print(f"Training a {args.vocab_size}-token WordPiece vocabulary on {args.corpus}")
+        note(f"Training a {args.vocab_size}-token WordPiece vocabulary on {args.corpus}")
         tokenizer = Tokenizer.train(lines, vocab_size=args.vocab_size)  # not the held-out text
         config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=args.hidden,
                             num_hidden_layers=args.layers, num_attention_heads=args.heads,
                             intermediate_size=4 * args.hidden,
                             max_position_embeddings=max(args.max_length, 128))
         model = model_class(config)
-        print(f"A fresh BERT: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
+        note(f"A fresh BERT: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
               f"{model.num_parameters() / 1e6:.2f}M parameters; {tasks} pre-training")
     pretrain = pretrain_nsp if args.nsp else pretrain_mlm
     history = pretrain(model, tokenizer, lines, held_out, epochs=args.epochs,
@@ -229,7 +238,7 @@ def cmd_pretrain(args) -> int:
                      f"{last['nsp_accuracy']:.3f} (chance {last['nsp_chance']:.3f}, "
                      f"{last['num_pairs']} held-out pairs)")
         print(line)
-    print(f"Saved the pre-trained model to {Path(args.out) / 'final'}")
+    note(f"Saved the pre-trained model to {Path(args.out) / 'final'}")
     return 0
 
 
@@ -248,18 +257,18 @@ def cmd_finetune(args) -> int:
         evaluation = _read(args, args.eval)
     elif args.validation_fraction > 0:
         train, evaluation = train_validation_split(train, args.validation_fraction, args.seed)
-        print(f"Held out {len(evaluation.texts)} of the training examples for evaluation")
+        note(f"Held out {len(evaluation.texts)} of the training examples for evaluation")
     else:
         evaluation = None
     labels = class_names(train)
     pooling = {} if args.pooling is None else {"pooling": args.pooling}
     model, tokenizer = _with_fresh_head(BertForSequenceClassification, args.model, labels,
                                         args.reinit_head, **pooling)
-    print(printable(f"Fine-tuning {args.model} ({_mode(args)}, {model.config.pooling} pooling, "
-                    f"lr {finetune_lr(args):g}) on {len(train.texts)} examples, {len(labels)} "
-                    f"classes: {', '.join(labels)}"))
+    note(f"Fine-tuning {args.model} ({_mode(args)}, {model.config.pooling} pooling, lr "
+          f"{finetune_lr(args):g}) on {len(train.texts)} examples, {len(labels)} classes: "
+          f"{', '.join(labels)}")
     finetune(model, tokenizer, train, evaluation, **_finetune_options(args))
-    print(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
+    note(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
     return 0
 
 
@@ -341,17 +350,16 @@ def _finetune_tokens(args) -> int:
         order = np.random.default_rng(args.seed).permutation(len(train))
         n = max(1, round(args.validation_fraction * len(train)))
         train, evaluation = train.subset(sorted(order[n:])), train.subset(sorted(order[:n]))
-        print(f"Held out {len(evaluation)} of the training sentences for evaluation")
+        note(f"Held out {len(evaluation)} of the training sentences for evaluation")
     else:
         evaluation = None
     tags = tag_names(train.tags)
     model, tokenizer = _with_fresh_head(BertForTokenClassification, args.model, tags,
                                         args.reinit_head)
-    print(printable(f"Fine-tuning {args.model} ({_mode(args)}, lr {finetune_lr(args):g}) for "
-                    f"one label per word on {len(train)} sentences, {len(tags)} tags: "
-                    f"{', '.join(tags)}"))
+    note(f"Fine-tuning {args.model} ({_mode(args)}, lr {finetune_lr(args):g}) for one label "
+          f"per word on {len(train)} sentences, {len(tags)} tags: {', '.join(tags)}")
     finetune_tokens(model, tokenizer, train, evaluation, **_finetune_options(args))
-    print(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
+    note(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
     return 0
 
 
@@ -360,12 +368,15 @@ def cmd_predict(args) -> int:
 
     _setup(args)
     texts = list(args.texts)
-    if args.file:
+    if args.file == "-" or (not texts and not args.file and not _is_terminal(sys.stdin)):
+        texts += _read_stdin()  # `--file -`, or texts piped in: `cat texts.txt | minibert predict`
+    elif args.file:
         from .data import read_text_corpus
 
         texts += read_text_corpus(args.file)  # invalid UTF-8: an error naming file and line
     if not texts:
-        raise ValueError("no texts to classify: give them as arguments or with --file")
+        raise ValueError("no texts to classify: give them as arguments, with --file, or on "
+                         "standard input (--file -)")
     if is_token_classifier(args.model):
         return _predict_tags(args, texts)
     classifier = Classifier.from_pretrained(args.model, labels=args.labels,
@@ -384,6 +395,18 @@ def _no_labels_for_tags(args) -> None:
     if args.labels or args.rename_labels:
         raise ValueError("--labels names the classes of a sequence classifier; a token "
                          "classifier's tags are in its config.json")
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return stream is None or bool(isatty and isatty())
+
+
+def _read_stdin() -> list[str]:
+    """The texts on standard input, one per line, as `--file` reads a file's."""
+    if sys.stdin is None:
+        return []
+    return [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
 
 
 def _predict_tags(args, texts: list[str]) -> int:
@@ -607,15 +630,22 @@ FLAG_HELP = {  # flags several commands share: one meaning, one text
     "--heads": "attention heads per layer of the new BERT",
     "--out": "output folder",
 }
+# TrainingArguments' names, and those of transformers' example scripts run_glue.py and
+# run_mlm.py (whose --train_file is pretrain's --corpus).
 TRANSFORMERS_NAMES = {"--lr": "--learning_rate", "--epochs": "--num_train_epochs",
-                      "--batch-size": "--per_device_train_batch_size", "--out": "--output_dir"}
+                      "--batch-size": "--per_device_train_batch_size", "--out": "--output_dir",
+                      "--model": "--model_name_or_path", "--train": "--train_file",
+                      "--corpus": "--train_file", "--eval": "--validation_file",
+                      "--max-length": "--max_seq_length"}
 TRAINING_COMMANDS = ("demo", "pretrain", "finetune")
 
 
 def _conventions(commands: dict[str, argparse.ArgumentParser]) -> None:
-    """Give every flag of every command its help text and shown default; add the
+    """Give every command -q/--quiet; give every flag its help text and shown default; add the
     transformers names to the commands that train; let each command report its own errors."""
     for name, p in commands.items():
+        p.add_argument("-q", "--quiet", action="store_true", help="print only results, warnings "
+                       "and errors: no notes, no progress bars")
         for action in list(p._actions):  # argparse has no public list of a parser's arguments
             flag = next((f for f in action.option_strings if f.startswith("--")), None)
             if flag is None or action.help == argparse.SUPPRESS:
@@ -628,8 +658,9 @@ def _conventions(commands: dict[str, argparse.ArgumentParser]) -> None:
                 action.help += " (default: %(default)s)"
             alias = TRANSFORMERS_NAMES.get(flag)
             if alias and name in TRAINING_COMMANDS:
-                p.add_argument(alias, dest=action.dest, type=action.type,
-                               default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                # another name of the same option (one type check, one `required`); argparse
+                # has no public way to add one. Errors and the usage line name the first.
+                p._option_string_actions[alias] = action
                 action.help += f"; also {alias}"
         p.set_defaults(command_parser=p)  # main() reports errors with this command's usage
 
@@ -756,8 +787,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "classifier tags every word)")
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--model", required=True, help="folder written by finetune (its final/)")
-    p.add_argument("--file", type=input_file, default=None, help="a text file, one text per "
-                   "line")
+    p.add_argument("--file", type=input_file_or_stdin, default=None, help="a text file, one "
+                   "text per line; - reads standard input (as do texts piped in without "
+                   "arguments)")
     _label_flags(p)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -811,6 +843,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command line; returns the exit status (0 done, 2 a mistake in the input)."""
+    verbosity = get_verbosity()
+    try:
+        try:
+            return _run(argv)  # (--help and --version end in SystemExit)
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()  # a closed pipe shows here, not in the flush at exit
+    except BrokenPipeError:
+        return _stdout_closed()
+    finally:
+        set_verbosity(verbosity)  # -q lasts for one command (main may run in a notebook)
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`minibert quiz --list | head -2`): stop quietly. As
+    Python's documentation advises, stdout is pointed at devnull, so that flushing it at exit
+    does not fail a second time."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout has no file descriptor (captured by a test)
+        pass
+    return 128 + 13  # 141: how a shell reports a command that a closed pipe stopped (SIGPIPE)
+
+
+def exit_if_command(error: Exception) -> None:
+    """In the `minibert` command (its script, or python -m minibert), end with `error` on one
+    line and status 2; elsewhere (a library user's import) return, so that it is raised."""
+    # `python -m minibert`: while the package imports, sys.argv[0] is "-m"; orig_argv says more
+    orig = getattr(sys, "orig_argv", [])
+    dash_m = [b for a, b in zip(orig, orig[1:], strict=False) if a == "-m"]
+    if Path(sys.argv[0]).stem == "minibert" or dash_m[:1] in (["minibert"], ["minibert.cli"]):
+        print(printable(f"minibert: error: {error}", keep_newlines=True), file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _run(argv: list[str] | None) -> int:
     from .backend import BackendError
     from .checkpoint import CheckpointError
     from .course.exercises import ExerciseError
@@ -823,9 +892,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # argparse would report these with the top-level usage, not the command's
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _check_columns(args.command_parser, args)
+    set_verbosity("warning" if args.quiet else "info")
     np.set_printoptions(precision=4, suppress=True)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        raise  # not the user's mistake: main ends quietly
     except (OSError, DataError, CheckpointError, BackendError, ExerciseError, QuizError,
             StateDictError, TrainingDivergedError, ValueError) as e:
         # the message may quote a file's contents or a name from a model folder

@@ -1,13 +1,27 @@
 """What a run writes for people to read: results on stdout; notes, warnings and progress on stderr.
 
     result(line)      a result (an epoch's metrics, a prediction): stdout, so `> file` keeps it
-    note(line)        a remark on how the run goes ("note: 3 texts were truncated"): stderr
+    note(line)        a remark on how the run goes ("note: 3 texts were truncated"): logged
+    warn(line)        a remark that asks for attention ("resuming although the data differ")
     progress_bar(n)   a tqdm bar on stderr, only where a person watches it
+
+Notes and warnings go through Python's `logging`, to the logger named "minibert" (as
+transformers logs to "transformers"): its default handler prints each message on stderr, and
+`set_verbosity` chooses how much is said:
+
+    set_verbosity("info")      notes, warnings and progress bars (the default)
+    set_verbosity("warning")   warnings only, no progress bars (the command line's -q/--quiet)
+    set_verbosity("error")     nothing but errors (not even the results of `result`)
+
+To send minibert's messages to your own handlers instead, remove the default one and let the
+records propagate: `log = logging.getLogger("minibert"); log.handlers.clear();
+log.propagate = True`.
 
 A progress bar redraws itself with carriage returns, which is right in a terminal and noise in a
 file: piped to a file or a CI log, bars are off. The rules, in order:
 
     enabled=False (the --no-progress switch, TrainConfig(progress=False))   off
+    verbosity above "info" (set_verbosity("warning"), the CLI's -q)          off
     TQDM_DISABLE set to anything but "" / "0" / "false"                      off
     inside a Jupyter notebook                                                on
     stderr is a terminal                                                     on, else off
@@ -22,8 +36,14 @@ reorder what follows (bidi overrides).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from typing import IO, Any
+
+logger = logging.getLogger("minibert")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR}
 
 
 def _escapes(keep: str) -> dict[int, str]:
@@ -48,9 +68,40 @@ def printable(text, keep_newlines: bool = False) -> str:
     return str(text).translate(_ESCAPES_KEEP_LINES if keep_newlines else _ESCAPES)
 
 
-def progress_wanted(enabled: bool = True, stream=None) -> bool:
+class _StderrHandler(logging.Handler):
+    """minibert's default handler: the bare message on stderr (looked up at each message, so
+    that a redirected or captured stderr gets it), written without tearing a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _write(printable(self.format(record), keep_newlines=True), sys.stderr)
+        except Exception:  # logging's rule: a failing handler reports, never raises
+            self.handleError(record)
+
+
+logger.addHandler(_StderrHandler())
+logger.setLevel(logging.INFO)
+logger.propagate = False  # printed once, by the handler above, not again by the root logger's
+
+
+def set_verbosity(level: int | str) -> None:
+    """How much minibert says: "debug", "info" (default), "warning" or "error" (or a logging
+    level such as logging.WARNING). Above "info", progress bars are off too."""
+    if isinstance(level, str):
+        if level.lower() not in LEVELS:
+            raise ValueError(f"unknown verbosity {level!r}; choose one of {list(LEVELS)}")
+        level = LEVELS[level.lower()]
+    logger.setLevel(level)
+
+
+def get_verbosity() -> int:
+    """The level minibert's logger passes on (logging.INFO by default)."""
+    return logger.getEffectiveLevel()
+
+
+def progress_wanted(enabled: bool = True, stream: IO[str] | None = None) -> bool:
     """Whether to draw a progress bar on `stream` (default: stderr); the rules above."""
-    if not enabled:
+    if not enabled or not logger.isEnabledFor(logging.INFO):
         return False
     if os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false"):
         return False
@@ -68,7 +119,7 @@ def in_notebook() -> bool:
     return get_ipython is not None and type(get_ipython()).__name__ == "ZMQInteractiveShell"
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True):
+def progress_bar(total: int, desc: str, enabled: bool = True) -> Any:
     """A tqdm bar on stderr for `total` steps; a silent stand-in when `progress_wanted` is
     False (it accepts the same calls: update, set_postfix, close)."""
     from tqdm import tqdm
@@ -79,17 +130,23 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
 
 def result(line: str) -> None:
     """A result for the user, on stdout (without tearing a progress bar on stderr); control
-    characters in it are shown escaped (``printable``)."""
-    _write(printable(line, keep_newlines=True), sys.stdout)
+    characters in it are shown escaped (``printable``). Only set_verbosity("error") silences it."""
+    if logger.isEnabledFor(logging.WARNING):
+        _write(printable(line, keep_newlines=True), sys.stdout)
 
 
 def note(line: str) -> None:
-    """A remark on the run, on stderr (without tearing a progress bar); control characters in
-    it are shown escaped (``printable``)."""
-    _write(printable(line, keep_newlines=True), sys.stderr)
+    """A remark on the run: logged at level INFO (printed on stderr unless quiet, control
+    characters escaped by the default handler)."""
+    logger.info(line)
 
 
-def _write(line: str, stream) -> None:
+def warn(line: str) -> None:
+    """A remark that asks for attention: logged at level WARNING (printed even when quiet)."""
+    logger.warning(line)
+
+
+def _write(line: str, stream: IO[str]) -> None:
     try:
         from tqdm import tqdm
 

@@ -12,6 +12,12 @@ most probable class, ŷ = argmax_y Pr(y | x). In code, all of it here:
     >>> clf.predict(["I was charged twice this month"])[0].label
     'Billing Issue'
 
+or as transformers' pipeline is called (this module is callable: minibert.pipeline(...)):
+
+    >>> clf = minibert.pipeline("text-classification", model="runs/tickets/final")
+    >>> clf("I was charged twice this month")
+    {'label': 'Billing Issue', 'score': 0.93...}
+
 One label per word (a token classifier, `minibert finetune --task token`):
 
     >>> tagger = Tagger.from_pretrained("runs/entities/final")
@@ -24,17 +30,21 @@ model.safetensors, vocab.txt and tokenizer_config.json.
 
 from __future__ import annotations
 
+import os
 import sys
+import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import functional as F
 from .autograd import no_grad
 from .backend import to_numpy
-from .checkpoint import class_names, load_config, load_pretrained
-from .console import printable
+from .checkpoint import class_names, load_config, load_pretrained, resolve_model_dir
+from .console import note, printable
 from .data import batch_indices, token_lengths
 from .evaluation import predict_tags
 from .metrics import entity_spans
@@ -157,8 +167,8 @@ class Classifier:
             probs[idx] = class_probabilities(self.model, batch["input_ids"],
                                              batch["attention_mask"], batch["token_type_ids"])
         if truncated:
-            print(f"note: {truncated} text(s) longer than {self.max_length} tokens were "
-                  "truncated", file=sys.stderr)
+            note(f"note: {truncated} text(s) longer than {self.max_length} tokens were "
+                 "truncated")
         return probs
 
     def predict(self, texts: list[str], text_pairs: list[str] | None = None,
@@ -171,6 +181,43 @@ class Classifier:
                        {name: float(q) for name, q in zip(labels, p, strict=True)})
             for text, p, best in zip(texts, probs, most_probable(probs), strict=True)
         ]
+
+    def __call__(self, inputs: str | dict[str, str] | Sequence[str | dict[str, str]],
+                 top_k: int | None = 1, batch_size: int = 32) -> Any:
+        """transformers' pipeline habit: ``clf("text")`` -> {"label": ..., "score": ...}, and a
+        list of texts -> a list of those, in input order.
+
+        A text pair is a dict {"text": a, "text_pair": b}. top_k: 1 (default) gives the best
+        label as one dict; k gives the k most probable as a list, best first; None all classes.
+        (transformers wraps the answer for one string in a list of one; here one text gives
+        one answer.)
+        """
+        one = isinstance(inputs, (str, dict))
+        items = [inputs] if isinstance(inputs, (str, dict)) else list(inputs)
+        texts, pairs = [], []
+        for item in items:
+            if isinstance(item, dict):
+                if set(item) != {"text", "text_pair"}:
+                    raise ValueError(f"a text pair is a dict with the keys 'text' and "
+                                     f"'text_pair', got {sorted(item)}")
+                texts.append(item["text"])
+                pairs.append(item["text_pair"])
+            else:
+                texts.append(item)
+        if pairs and len(pairs) != len(texts):
+            raise ValueError("give every input as a text pair ({'text': ..., 'text_pair': "
+                             "...}) or none of them")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                                  or top_k < 1):
+            raise ValueError(f"top_k must be a positive int or None (all classes), got {top_k!r}")
+        probs = self.predict_proba(texts, pairs or None, batch_size=batch_size)
+        labels = self.labels
+        answers: list[Any] = []
+        for p in probs:
+            ranked = [{"label": labels[int(i)], "score": float(p[i])}
+                      for i in np.argsort(-p, kind="stable")[:top_k]]
+            answers.append(ranked[0] if top_k == 1 else ranked)
+        return answers[0] if one else answers
 
 
 def _check_renaming(names: list[str] | None, labels: list[str], rename: bool, where) -> None:
@@ -284,8 +331,8 @@ class Tagger:
                                           batch_size, self.max_length)
         by_text = dict(zip(keep, tags, strict=True))
         if truncated:
-            print(f"note: {truncated} word(s) past {self.max_length} tokens were not tagged "
-                  "(shown as O)", file=sys.stderr)
+            note(f"note: {truncated} word(s) past {self.max_length} tokens were not tagged "
+                 "(shown as O)")
         return [TaggedText(t, words[i], by_text.get(i, [])) for i, t in enumerate(texts)]
 
 
@@ -303,3 +350,37 @@ def format_tags(results: list[TaggedText]) -> str:
         lines.append(f"entities: {found or '(none)'}")
         lines.append("")
     return "\n".join(lines).rstrip("\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# transformers' entry point: pipeline("text-classification", model=...)
+
+TASKS = {"text-classification": Classifier, "sentiment-analysis": Classifier,
+         "token-classification": Tagger, "ner": Tagger}
+
+
+def pipeline(task: str, model: str | os.PathLike, **kwargs: Any) -> Classifier | Tagger:
+    """A ready model for `task`, as transformers' ``pipeline(task, model=...)`` makes one.
+
+    task: "text-classification" (or its other name "sentiment-analysis") gives a
+        ``Classifier``: ``clf("text")`` -> {"label": ..., "score": ...}. "token-classification"
+        (or "ner") gives a ``Tagger`` (``tagger.tag([...])``: a tag for every word).
+    model: a folder that `minibert finetune` wrote (its final/), or a shortcut name.
+    kwargs: passed to ``from_pretrained`` (labels=, max_length=).
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}: minibert's pipeline supports "
+                         f"{', '.join(map(repr, TASKS))}. For sentence embeddings use "
+                         "minibert.SentenceEncoder; for masked words minibert.BertForMaskedLM")
+    return TASKS[task].from_pretrained(resolve_model_dir(model), **kwargs)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``minibert.pipeline("text-classification", model=...)`` reads as
+    in transformers, while ``from minibert.pipeline import Classifier`` still works."""
+
+    def __call__(self, task: str, model: str | os.PathLike, **kwargs: Any) -> Classifier | Tagger:
+        return pipeline(task, model, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

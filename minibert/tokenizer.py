@@ -46,6 +46,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -799,6 +800,62 @@ class Tokenizer:
         }
         num_truncated = np.array([e.num_truncated for e in encodings], dtype=np.int64)
         return BatchEncoding(arrays, num_truncated, [e.tokens for e in encodings])
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        text_pair: str | Sequence[str] | None = None,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+    ) -> BatchEncoding:
+        """transformers' way to call a tokenizer: ``tok(texts, padding=True, truncation=True,
+        max_length=128, return_tensors="np")`` -> input_ids, token_type_ids, attention_mask.
+
+        text: one text or a list; text_pair: the second text of each pair (``tok(a, b)``).
+        padding: False (each row as long as it is), True or "longest" (to the longest row),
+            "max_length" (to max_length, else model_max_length).
+        truncation: True cuts to max_length (else model_max_length), longest text of a pair
+            first; None: only when max_length is given and padding is off, as in transformers.
+        return_tensors: None -> Python lists (one text: flat lists); "np" -> int64 arrays of
+            shape (batch, length), a single text too. The ids are those of ``batch_encode``.
+        """
+        pad = {True: "longest", "longest": "longest", "max_length": "max_length",
+               False: None, "do_not_pad": None}.get(padding, "?")
+        if pad == "?":
+            raise ValueError(f"padding must be True, False, 'longest', 'max_length' or "
+                             f"'do_not_pad', got {padding!r}")
+        if truncation is None:
+            truncation = max_length is not None and pad is None
+        truncate = {True: True, "longest_first": True, False: False,
+                    "do_not_truncate": False}.get(truncation)
+        if truncate is None:
+            raise ValueError(f"truncation must be True, False, 'longest_first' or "
+                             f"'do_not_truncate', got {truncation!r}")
+        if return_tensors not in (None, "np"):
+            raise ValueError(f"return_tensors={return_tensors!r}: minibert returns NumPy arrays "
+                             "(return_tensors='np') or Python lists (None)")
+        single = isinstance(text, str)
+        if single and text_pair is not None and not isinstance(text_pair, str):
+            raise TypeError(f"with one text, text_pair must be one str, got "
+                            f"{type(text_pair).__name__}")
+        texts = [text] if isinstance(text, str) else text
+        pairs = [text_pair] if isinstance(text_pair, str) else text_pair
+        batch = self.batch_encode(texts, pairs, max_length, truncate, pad or "longest")
+        lengths = batch["attention_mask"].sum(axis=1)
+        if pad is None and return_tensors == "np" and len(set(lengths.tolist())) > 1:
+            raise ValueError("the texts have different numbers of tokens, which cannot stack into "
+                             "one array: pad them (padding=True), or return_tensors=None")
+        if return_tensors == "np":
+            return batch
+        columns: dict[str, Any] = {
+            key: [row[:n].tolist() if pad is None else row.tolist()
+                  for row, n in zip(value, lengths, strict=True)]
+            for key, value in batch.items()}
+        if single:  # one text: its lists, not a batch of one
+            columns = {key: rows[0] for key, rows in columns.items()}
+        return BatchEncoding(columns, batch.num_truncated, batch.tokens)
 
     # -- ids -> text ----------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .console import note, progress_bar, result
+from .console import note, progress_bar, result, warn
 from .data import (
     DataError,
     LabelledData,
@@ -421,7 +421,7 @@ class TrainingRun:
         what = " and ".join({"data": "the training data", "vocab": "the vocabulary"}[k]
                             for k in differ)
         if self.cfg.allow_data_change:
-            note(f"note: {what} differ from the run saved in {folder}; resuming anyway "
+            warn(f"warning: {what} differ from the run saved in {folder}; resuming anyway "
                  "(allow_data_change): the result mixes two runs")
             return
         raise RunStateError(
@@ -433,7 +433,8 @@ class TrainingRun:
     def resume(self) -> None:
         folder = latest_run_state(self.cfg.out_dir)
         if folder is None:
-            note(f"note: resume=True but {self.cfg.out_dir} holds no checkpoint; starting anew")
+            warn(f"warning: resume=True but {self.cfg.out_dir} holds no checkpoint; starting "
+                 "anew")
             return
         # other data or vocabulary: an error before the weights are even read
         self.check_same_data(read_trainer_state(folder).get("fingerprint"), folder)
@@ -441,8 +442,8 @@ class TrainingRun:
         changed = sorted(k for k, v in state["config"].items()
                          if k not in _COSMETIC and _jsonable(getattr(self.cfg, k, None)) != v)
         if changed:
-            note(f"note: resuming with changed options {changed}; "
-                  "the run will differ from an uninterrupted one")
+            warn(f"warning: resuming with changed options {changed}; "
+                 "the run will differ from an uninterrupted one")
         self.epoch, self.step = state["epoch"], state["step"]
         self.history.clear()
         self.history.update(state["history"])

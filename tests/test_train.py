@@ -241,7 +241,7 @@ def test_mlm_loss_falls_on_wikitext(shared_data, tmp_path):
     with pytest.warns(UserWarning) as warned:  # says which weights start fresh / are dropped
         clf = BertForSequenceClassification.from_pretrained(tmp_path / "final", num_labels=3)
     said = " ".join(str(w.message) for w in warned)
-    assert "no weights for ['bert.pooler.W'" in said and "discarding 5 weights" in said
+    assert "no weights for ['bert.pooler.dense.weight'" in said and "discarding 5 weights" in said
     np.testing.assert_array_equal(clf.bert.embeddings.word_embeddings.weight.numpy(),
                                   model.bert.embeddings.word_embeddings.weight.numpy())
     train = make_task(32, seed=1)
