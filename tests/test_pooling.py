@@ -149,7 +149,7 @@ def test_cli_pooling_flag(tiny_encoder, tmp_path, capsys):
                  "--train", str(support_tickets_dir() / "test.tsv"), "--epochs", "1",
                  "--max-length", "32", "--out", str(out), "--no-progress"]) == 0
     captured = capsys.readouterr()
-    assert "(full, mean pooling, lr 5e-05)" in captured.out
+    assert "(full, mean pooling, lr 5e-05)" in captured.err  # a note
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["pooling"] == "mean"
     assert main(["predict", "--model", str(out / "final"), "my card was charged twice"]) == 0

@@ -67,7 +67,7 @@ def test_cli_finetune_token_then_predict_and_evaluate(tiny_mlm, tmp_path, capsys
                  "--epochs", "1", "--batch-size", "32", "--lr", "1e-3", "--max-length", "64",
                  "--out", str(out)])
     assert code == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # a note
     assert "for one label per word on 225 sentences, 9 tags: O, B-AMOUNT" in printed
     final = out / "final"
     assert json.loads((final / "config.json").read_text())["architectures"] == [
