@@ -73,6 +73,41 @@ print(f"gradcheck(layer_norm)   -> {ok}")
 print(f"gradcheck(gelu)         -> {gradcheck(F.gelu, xs)}")
 tz = Tensor(rng.standard_normal((3, 4)), requires_grad=True, dtype=np.float64)
 print(f"gradcheck(cross_entropy)-> {gradcheck(lambda t: F.cross_entropy(t, targets), tz)}")
+
+banner("5. Training is an argmin: gradient descent on a tiny loss")
+# Six observed labels and one free logit vector z (C = 3) shared by all six: the model says the
+# same P = softmax(z) for every example. The mean cross-entropy is then
+#     L(z) = -(1/n) Σᵢ log P(yᵢ) = -Σ_c f_c log P_c        (f_c: the share of label c)
+# and its argmin is known in closed form: P = f, with L = the entropy of f. Gradient descent
+# must find it on its own: z ← z - η ∇L(z), with ∇L from backward().
+observed = np.array([0, 0, 0, 1, 1, 2])
+n_obs = len(observed)
+z6 = Tensor(np.zeros((1, 3)), requires_grad=True)
+ones = Tensor(np.ones((n_obs, 1)))
+eta, steps = 0.5, 300
+print(f"labels {observed.tolist()}, start z = 0 (P uniform), step size η = {eta}")
+for step in range(steps + 1):
+    z6.grad = None
+    loss6 = F.cross_entropy(ones * z6, observed)  # the same z for every example: (n, C)
+    if step in (0, 1, 5, 10, 25, 50, 100, 200, steps):
+        p6 = to_numpy(F.softmax(z6).numpy())[0]
+        print(f"  step {step:>3}  loss {loss6.item():.6f}  P = {np.round(p6, 4)}")
+    if step < steps:
+        loss6.backward()
+        z6.data -= eta * z6.grad  # the gradient-descent step
+freq = np.bincount(observed, minlength=3) / n_obs
+entropy = float(-(freq * np.log(freq)).sum())
+p6 = to_numpy(F.softmax(z6).numpy())[0]
+print(f"argmin reached by descent: P = {np.round(p6, 4)}, loss {loss6.item():.6f}")
+print(f"analytic argmin: P = the label shares {np.round(freq, 4)}, loss = their entropy "
+      f"{entropy:.6f}")
+print(f"descent found the analytic argmin: {bool(np.allclose(p6, freq, atol=1e-3))}")
+log_lik = float(np.log(p6[observed]).sum())
+print(f"cross-entropy × n = {loss6.item() * n_obs:.4f} = −log-likelihood of the six labels "
+      f"−Σ log P(yᵢ) = {-log_lik:.4f}:")
+print("minimising the cross-entropy is maximising the likelihood (the labels' probability under")
+print("the model). Fine-tuning does exactly this, with P = softmax(F_ω(BERT_θ(x))) and millions")
+print("of parameters in place of one z: θ̃, ω̃ = argmin of the mean cross-entropy.")
 print("\nNext: minibert/autograd.py (Tensor.backward, each op's backward beside its forward),")
 print("`minibert autograd` for a hand-checked tour, and the exercises: 6.6 cross-entropy backward")
 print("(functional.py); 6.1 unbroadcast, 6.2 mul backward, 6.3 matmul backward, 6.4 sum backward,")

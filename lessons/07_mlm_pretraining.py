@@ -5,7 +5,8 @@
 BERT learns from raw text by hiding words and predicting them. The MLM collator picks 15% of
 the ordinary tokens; of those, 80% become [MASK], 10% a random token, 10% stay unchanged; the
 labels hold the original id there and -100 (ignored by the loss) everywhere else. Then a few
-dozen steps of pre-training a tiny BERT on the support tickets, with a falling loss.
+dozen steps of plain gradient descent (lesson 6's step) pre-training a tiny BERT on the support
+tickets, with a falling loss.
 No weights needed: the vocabulary is learned from the tickets here.
 """
 
@@ -20,7 +21,6 @@ from minibert.data import IGNORE_INDEX, MLMCollator, chunk_corpus, pad_sequences
 from minibert.datasets import support_tickets_dir
 from minibert.model import BertForMaskedLM
 from minibert.tokenizer import Tokenizer
-from minibert.train import pretrain_mlm
 
 texts = read_labelled(support_tickets_dir() / "train.tsv").texts
 tok = Tokenizer.train(texts, vocab_size=1000)
@@ -73,15 +73,36 @@ show("logits (B, T, V)", out.logits, values=False)
 print(f"loss before training: {out.loss.item():.3f}  (≈ ln V = {np.log(tok.vocab_size):.3f}: "
       "a uniform guess over the vocabulary)")
 
-history = pretrain_mlm(model, tok, texts, epochs=3, batch_size=32, lr=2e-3, max_length=32,
-                       warmup_ratio=0.1, seed=0, progress=False)
-losses = [s["loss"] for s in history["steps"]]
-print(f"\n{len(losses)} steps; loss every 6th step:")
-for s in history["steps"][::6]:
-    print(f"  step {s['step']:>3}  loss {s['loss']:.3f}  lr {s['lr']:.1e}")
+# The training loop, written out: lesson 6's gradient descent, θ ← θ − η ∇L(θ), on every
+# tensor of the model, one masked batch at a time. (pretrain_mlm in minibert/train.py runs the
+# same loop with AdamW and a learning-rate schedule, lesson 8; lesson 16 uses it.)
+params = model.parameters()
+eta, batch_size, epochs = 1.0, 32, 3
+order_rng = np.random.default_rng(0)
+masker = MLMCollator(tok, mlm_probability=0.15, rng=0)
+losses = []
+for _ in range(epochs):
+    order = order_rng.permutation(len(chunks))  # a new order of the sequences every epoch
+    for start in range(0, len(chunks), batch_size):
+        b = masker([chunks[i] for i in order[start:start + batch_size]])
+        for p in params:
+            p.grad = None
+        loss = model(b["input_ids"], b["attention_mask"], labels=b["labels"]).loss
+        loss.backward()
+        with no_grad():
+            for p in params:
+                if p.grad is not None:
+                    p.data -= eta * p.grad  # the gradient-descent step
+        losses.append(loss.item())
+print(f"\n{len(losses)} steps of gradient descent (η = {eta}, batches of {batch_size}, "
+      f"{epochs} epochs); loss every 6th step:")
+for step in range(0, len(losses), 6):
+    print(f"  step {step:>3}  loss {losses[step]:.3f}")
 first, last = np.mean(losses[:5]), np.mean(losses[-5:])
 print(f"mean loss of the first 5 steps {first:.3f} -> last 5 steps {last:.3f}")
 print(f"the loss fell: {last < first}")
+print("(each batch is masked afresh, so the loss is noisy from step to step; lesson 16 trains")
+print("longer with AdamW and a schedule)")
 
 banner("4. What the tiny model guesses for a [MASK]")
 sentence = "i was charged [MASK] for my subscription."
@@ -96,4 +117,5 @@ print("top 5 guesses:", ", ".join(f"{tok.convert_ids_to_tokens(int(i))!r} {probs
 print("After a few dozen steps it has learned mostly which tokens are frequent; real BERT")
 print("pre-training runs ~1M steps over billions of words.")
 print("\nNext: mask_tokens and MLMCollator in minibert/data.py, BertForMaskedLM in "
-      "minibert/model.py, pretrain_mlm in minibert/train.py (exercise 7.1: the masking).")
+      "minibert/model.py (exercise 7.1: the masking); pretrain_mlm in minibert/train.py runs")
+print("this loop with AdamW (lesson 8).")

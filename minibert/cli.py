@@ -59,6 +59,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def sequence_length(text: str) -> int:
     """--max-length: room for [CLS], a token and [SEP] at least."""
     value = int(text)
@@ -249,6 +256,9 @@ def cmd_finetune(args) -> int:
     from .train import finetune
 
     check_out_dir(args.out, args.resume, args.overwrite)  # before any work
+    if args.unfreeze_last_layers and not args.freeze_encoder:
+        raise ValueError("--unfreeze-last-layers needs --freeze-encoder (without it every layer "
+                         "trains already)")
     if args.task == "token":
         return _finetune_tokens(args)
     _setup(args)
@@ -300,7 +310,12 @@ def _with_fresh_head(cls, model_arg: str, labels: list[str], reinit_head: bool =
 
 
 def _mode(args) -> str:
-    return "frozen encoder (only the head ω trains)" if args.freeze_encoder else "full"
+    if not args.freeze_encoder:
+        return "full"
+    if args.unfreeze_last_layers:
+        return (f"frozen encoder but its last {args.unfreeze_last_layers} layer(s); the head ω "
+                "trains")
+    return "frozen encoder (only the head ω trains)"
 
 
 # finetune's default learning rates. Full fine-tuning nudges pre-trained θ (BERT's paper:
@@ -322,6 +337,7 @@ def _finetune_options(args) -> dict:
                 max_length=args.max_length, seed=args.seed, out_dir=args.out,
                 resume=args.resume, overwrite=args.overwrite,
                 allow_data_change=args.allow_data_change, freeze_encoder=args.freeze_encoder,
+                unfreeze_last_layers=args.unfreeze_last_layers,
                 weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
                 progress=not args.no_progress, group_by_length=not args.no_group_by_length,
                 **_save_options(args))
@@ -500,8 +516,7 @@ def cmd_exercises(args) -> int:
         made = ex.build(Path(target), root)
         print(f"Wrote a learner copy to {target} with {len(made)} exercises stubbed out.")
         if made:
-            print(f"Start with: cd {target} && python -m pytest --exercise {made[0].id}")
-            print(f"Your progress: minibert exercises status {target}")
+            print(ex.build_instructions(Path(target), made))
         return 0
     if args.action == "check":
         if not target:
@@ -768,6 +783,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"encoder is a fixed feature extractor. A head alone needs a larger --lr "
                    f"(the default becomes {FROZEN_LR:g}) and often more --epochs than full "
                    "fine-tuning (lesson 14)")
+    p.add_argument("--unfreeze-last-layers", type=non_negative_int, default=0, metavar="K",
+                   help="with --freeze-encoder: the last K encoder layers train too (partial "
+                   "unfreezing, lesson 17)")
     p.add_argument("--no-group-by-length", action="store_true", help="plain shuffled batches "
                    "(default: batches of texts of similar length, less padding, faster)")
     p.add_argument("--pooling", choices=["cls", "mean"], default=None, help="how the classifier "

@@ -3,6 +3,7 @@
     evaluate(classifier, tokenizer, data)   loss, accuracy, macro-F1, confusion matrix
     evaluate_mlm(mlm_model, batches)        masked-LM loss and perplexity
     evaluate_pretraining(model, batches)    the same + next-sentence loss and accuracy (NSP)
+    pseudo_log_likelihood(mlm_model, tokenizer, text)   log P of a sentence under a masked LM
     evaluate_tokens(tagger, tokenizer, data) entity-level precision/recall/F1, word accuracy
 
 All run the model in eval mode (dropout off) without recording a graph, and leave its
@@ -86,6 +87,39 @@ def evaluate_mlm(model, batches: list[dict]) -> dict:
             total, count = total + batch_sum, count + n
     loss = total / max(count, 1)
     return {"loss": loss, "perplexity": _perplexity(loss), "masked_tokens": count}
+
+
+def pseudo_log_likelihood(model, tokenizer, text: str, max_length: int | None = None) -> dict:
+    """How probable a masked language model finds a sentence: its pseudo-log-likelihood,
+
+        PLL(x) = Σᵢ log P(xᵢ | x with xᵢ replaced by [MASK])     over the real tokens i
+
+    (Salazar et al., 2020). A masked LM gives no probability to a whole sentence directly, so
+    each token is masked in turn and scored from both sides; one batch holds the m copies.
+    Returns {"pll": the sum, "tokens": [(token, log P), ...] (no [CLS]/[SEP]), "per_token":
+    pll / m}. Higher (closer to 0) means more probable; compare texts by "per_token".
+    """
+    enc = tokenizer.encode(text, max_length=max_length)
+    ids = np.asarray(enc.input_ids)
+    special = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
+               tokenizer.mask_token_id}
+    positions = [i for i, t in enumerate(ids) if int(t) not in special]
+    if not positions:
+        raise ValueError(f"pseudo_log_likelihood: {text!r} has no ordinary token to score")
+    with model.evaluating(), no_grad():
+        # BEGIN EXERCISE 17.1: pseudo-log-likelihood. Make one copy of ids per position in
+        #   `positions` (a (m, T) batch) and put tokenizer.mask_token_id at that position in its
+        #   copy; run the model on the batch; take log_softmax of the logits over the vocabulary;
+        #   for copy k read log P of the true token ids[positions[k]] at positions[k]: `scores`
+        batch = np.repeat(ids[None, :], len(positions), axis=0)  # (m, T)
+        rows = np.arange(len(positions))
+        batch[rows, positions] = tokenizer.mask_token_id
+        logp = to_numpy(F.log_softmax(model(batch).logits, axis=-1).data)  # (m, T, V)
+        scores = logp[rows, positions, ids[positions]]  # (m,)
+        # END EXERCISE
+    tokens = [(enc.tokens[i], float(s)) for i, s in zip(positions, scores, strict=True)]
+    total = float(np.sum(scores))
+    return {"pll": total, "tokens": tokens, "per_token": total / len(positions)}
 
 
 def evaluate_pretraining(model, batches: list[dict]) -> dict:

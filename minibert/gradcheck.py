@@ -4,8 +4,9 @@ For every element x_i of every input, the slope of the loss is estimated numeric
 
     (f(x + eps·e_i) − f(x − eps·e_i)) / (2·eps)         (central differences)
 
-in float64, and compared with the gradient that `backward()` computed. If the two disagree,
-the backward is wrong. Use it on your own ops:
+in float64, and compared with the gradient that `backward()` computed (for a single op on the
+inputs, its own backward is called directly: no graph to walk, see `backward_of_one_op`). If
+the two disagree, the backward is wrong. Use it on your own ops:
 
     >>> x = minibert.tensor(np.random.randn(3, 4), requires_grad=True, dtype=np.float64)
     >>> minibert.gradcheck(lambda x: (x * x).sum(), x)
@@ -32,6 +33,30 @@ def _as_loss(out: Tensor, projection) -> Tensor:
     if out.size == 1:
         return out.sum()
     return (out * Tensor(projection)).sum()
+
+
+def _made_by_one_op(out: Tensor) -> bool:
+    """out came from a single op applied straight to leaf tensors (no op in between)."""
+    return out._backward is not None and all(not p._parents for p in out._parents)
+
+
+def backward_of_one_op(out: Tensor, grad) -> None:
+    """Run the backward of the one op that made `out`, by itself: out.grad = grad (dL/d out,
+    shaped like out), then the op's `_backward` adds dL/d input into each input's `.grad`.
+
+    No graph is walked, so this needs nothing from the engine (`Tensor.backward`, lesson 6):
+    it is how `gradcheck` checks a single op, and how the backward passes of lessons 2-4 can be
+    tested before the engine's exercises (6.1-6.5) are written.
+    """
+    if out._backward is None:
+        raise ValueError("backward_of_one_op: this tensor was not made by an op that records a "
+                         "backward (does an input have requires_grad=True?)")
+    xp = backend.get_array_module(out.data)
+    grad = xp.asarray(grad, dtype=out.dtype)
+    if grad.shape != out.shape:
+        raise ValueError(f"backward_of_one_op: grad has shape {grad.shape}, out has {out.shape}")
+    out.grad = grad
+    out._backward()
 
 
 def gradcheck(
@@ -66,7 +91,11 @@ def gradcheck(
         projection = xp.asarray(projection)
     for t in wrt:
         t.grad = None
-    _as_loss(out, projection).backward()
+    if _made_by_one_op(out):
+        # No graph to walk: the op's own backward, given dL/d out, is the whole chain rule.
+        backward_of_one_op(out, xp.ones_like(out.data) if projection is None else projection)
+    else:
+        _as_loss(out, projection).backward()
     analytic = [xp.zeros_like(t.data) if t.grad is None else t.grad.copy() for t in wrt]
 
     def f() -> float:

@@ -104,6 +104,8 @@ class TrainConfig:
                          of 273 MB each); a run cannot resume from them
     freeze_encoder       fine-tuning only: train the head ω (and the pooler, when the head
                          reads it), keep the encoder θ (embeddings, layers) fixed
+    unfreeze_last_layers with freeze_encoder: the last k encoder layers train too (partial
+                         unfreezing, the road between frozen (0) and full (all L layers))
     mlm_probability      pre-training only: share of tokens chosen for prediction
     eval_batch_size      examples per forward pass during evaluation
     group_by_length      batch examples of similar length together (shuffled within groups
@@ -129,6 +131,7 @@ class TrainConfig:
     save_total_limit: int | None = 2
     save_only_model: bool = False
     freeze_encoder: bool = False
+    unfreeze_last_layers: int = 0
     mlm_probability: float = 0.15
     eval_batch_size: int = 64
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -165,6 +168,11 @@ class TrainConfig:
             raise ValueError(f"save_total_limit must be >= 1 (the latest checkpoint is always "
                              f"kept, to resume from) or None (keep all), got "
                              f"{self.save_total_limit!r}; to keep none, save_strategy='no'")
+        if self.unfreeze_last_layers < 0:
+            raise ValueError(f"unfreeze_last_layers must be >= 0, got {self.unfreeze_last_layers}")
+        if self.unfreeze_last_layers and not self.freeze_encoder:
+            raise ValueError("unfreeze_last_layers needs freeze_encoder=True (without it every "
+                             "layer trains already)")
         self.adam_betas = tuple(self.adam_betas)
 
 
@@ -264,7 +272,8 @@ class TrainingRun:
 
     def _fit(self, make_batch: Callable, evaluate: Callable, tokenizer) -> dict:
         self.tokenizer = tokenizer
-        frozen = _freeze_encoder(self.model) if self.cfg.freeze_encoder else []
+        frozen = (_freeze_encoder(self.model, self.cfg.unfreeze_last_layers)
+                  if self.cfg.freeze_encoder else [])
         try:
             groups = weight_decay_groups(self.model.named_parameters(), self.cfg.weight_decay)
             self.params = [p for g in groups for p in g["params"]]
@@ -294,6 +303,8 @@ class TrainingRun:
         self.model.train()
         if self.cfg.freeze_encoder:
             self.model.bert.eval()
+            for layer in _last_layers(self.model, self.cfg.unfreeze_last_layers):
+                layer.train()  # an unfrozen layer trains as in full fine-tuning
 
     # -- one epoch, one step -------------------------------------------------------------------
     def run_epoch(self, make_batch: Callable, evaluate: Callable) -> None:
@@ -591,8 +602,9 @@ def _vocabulary(tokenizer):
     return [getattr(tokenizer, "ids_to_tokens", None), getattr(tokenizer, "lowercase", None)]
 
 
-def _freeze_encoder(model) -> list:
-    """requires_grad=False on every trainable encoder parameter; returns them (to unfreeze).
+def _freeze_encoder(model, unfreeze_last_layers: int = 0) -> list:
+    """requires_grad=False on every trainable encoder parameter, except those of the last
+    `unfreeze_last_layers` layers; returns the frozen ones (to unfreeze).
 
     The encoder is the embeddings and the layers. The pooler, tanh(dense(h_[CLS])), is used
     only by a sequence classifier that pools by [CLS]: there it trains with the classifier, as
@@ -602,13 +614,29 @@ def _freeze_encoder(model) -> list:
     bert = model.bert
     uses_pooler = bert.pooler is not None and getattr(model.config, "pooling", "cls") == "cls" \
         and hasattr(model, "classifier")
-    fixed = [p for name, p in bert.named_parameters()
+    fixed = [(name, p) for name, p in bert.named_parameters()
              if not (uses_pooler and name.startswith("pooler."))]
-    frozen = [p for p in fixed if p.requires_grad]
+    if unfreeze_last_layers:
+        L = len(bert.layers)
+        if unfreeze_last_layers > L:
+            raise ValueError(f"unfreeze_last_layers={unfreeze_last_layers}, but the encoder has "
+                             f"only {L} layers (use at most {L}, or full fine-tuning)")
+        # BEGIN EXERCISE 17.2: partial unfreezing. Keep in `fixed` only the (name, p) pairs
+        #   that do not belong to the last unfreeze_last_layers layers; layer i's parameters
+        #   are named "layers.{i}." (0-based, i from L - unfreeze_last_layers to L - 1)
+        trained = tuple(f"layers.{i}." for i in range(L - unfreeze_last_layers, L))
+        fixed = [(name, p) for name, p in fixed if not name.startswith(trained)]
+        # END EXERCISE
+    frozen = [p for _, p in fixed if p.requires_grad]
     for p in frozen:
         p.requires_grad = False
         p.grad = None
     return frozen
+
+
+def _last_layers(model, k: int) -> list:
+    """The last k layers of the model's encoder (none for k = 0)."""
+    return list(model.bert.layers)[len(model.bert.layers) - k:] if k else []
 
 
 def _save_final(model, tokenizer, folder: Path) -> None:

@@ -1,5 +1,6 @@
 """The learner exercises are sound: each stub fails its tests, each solution passes them."""
 
+import shlex
 import subprocess
 import sys
 
@@ -64,6 +65,10 @@ def test_build_writes_an_importable_learner_copy(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert len(made) == len(ex.find_exercises(ROOT))
+    # what to type next names this Python (the one with pytest and minibert's dependencies)
+    said = ex.build_instructions(tmp_path / "learner", made)
+    assert f"{shlex.quote(sys.executable)} -m pytest --exercise {made[0].id}" in said
+    assert ", ".join(e.id for e in made) in said
     with pytest.raises(ex.ExerciseError, match="not empty"):
         ex.build(tmp_path / "learner", ROOT)
 

@@ -118,6 +118,28 @@ def test_frozen_encoder_stays_bit_identical(tokenizer, backend_name):
     assert all(p.requires_grad for p in model.parameters())  # unfrozen again afterwards
 
 
+@pytest.mark.exercise("17.2")
+def test_partial_unfreezing_trains_only_the_last_layers_and_the_head(tokenizer):
+    model = tiny_classifier(tokenizer)  # 2 layers: the last one trains, the first stays fixed
+    before = model.bert.state_dict()
+    finetune(model, tokenizer, make_task(48, seed=1), epochs=1, freeze_encoder=True,
+             unfreeze_last_layers=1, **FAST)
+    for name, value in model.bert.state_dict().items():
+        moved = not np.array_equal(value, before[name])
+        assert moved == name.startswith(("layers.1.", "pooler.")), name
+    assert all(p.requires_grad for p in model.parameters())  # unfrozen again afterwards
+
+
+def test_partial_unfreezing_is_checked_before_training(tokenizer):
+    with pytest.raises(ValueError, match="needs freeze_encoder=True"):
+        TrainConfig(unfreeze_last_layers=1)
+    with pytest.raises(ValueError, match=">= 0"):
+        TrainConfig(freeze_encoder=True, unfreeze_last_layers=-1)
+    with pytest.raises(ValueError, match="only 2 layers"):
+        finetune(tiny_classifier(tokenizer), tokenizer, make_task(8, seed=1), epochs=1,
+                 freeze_encoder=True, unfreeze_last_layers=3, **FAST)
+
+
 def _kill_after(n):
     def log(record):
         if record["event"] == "step" and record["step"] == n:

@@ -105,3 +105,17 @@ def test_embedding_map_texts_are_whole_apart_and_inside_the_plot():
     assert legend.x0 >= frame.x1  # the legend sits beside the points, not on them
     with pytest.raises(ValueError, match="3 texts for 8 points"):
         viz.embedding_projection(x, texts=texts[:3])
+
+
+def test_training_schedule_plots_the_learning_rate_and_the_clipped_norm():
+    from minibert.course.viz import training_schedule
+
+    history = {"steps": [{"step": i, "lr": lr, "grad_norm": g} for i, (lr, g) in
+                         enumerate([(0.5, 3.0), (1.0, 2.0), (0.5, 0.5)], start=1)]}
+    fig = training_schedule(history, max_grad_norm=1.0)
+    ax_lr, ax_norm = fig.axes
+    assert list(ax_lr.lines[0].get_ydata()) == [0.5, 1.0, 0.5]
+    assert list(ax_norm.lines[0].get_ydata()) == [3.0, 2.0, 0.5]
+    assert list(ax_norm.lines[1].get_ydata()) == [1.0, 1.0]  # the threshold
+    with pytest.raises(ValueError, match="no steps"):
+        training_schedule({"steps": []})

@@ -13,8 +13,9 @@ and the tests that check each piece carry ``@pytest.mark.exercise("6.2")``.
 - ``minibert exercises build DIR`` writes a learner copy of the project in which every region is
   replaced by ``raise NotImplementedError("Exercise 6.2: <what to do, and a hint>")``.
 - ``minibert exercises check 6.2`` runs that exercise's tests (``pytest --exercise 6.2``).
-- ``minibert exercises verify`` proves the exercises are sound: for each one, a copy with just
-  that region stubbed must fail its tests, and the solution must pass them.
+- ``minibert exercises verify`` proves the exercises are sound and in order: for each one, its
+  tests fail with its region stubbed and pass with the solution, while every later exercise is
+  stubbed (so each exercise needs only earlier ones).
 """
 
 from __future__ import annotations
@@ -169,6 +170,23 @@ def build(dest: Path, root: Path | None = None) -> list[Exercise]:
     return exercises
 
 
+def build_instructions(dest: Path, made: list[Exercise]) -> str:
+    """What to type next in a fresh learner copy: the tests run with this Python (the one
+    that has minibert's dependencies and pytest), in the order of the course."""
+    import shlex
+
+    python, where = shlex.quote(sys.executable), shlex.quote(str(dest))
+    order = ", ".join(e.id for e in made)
+    return "\n".join([
+        f"The exercises, in the order to do them: {order}.",
+        "Each one needs only the ones before it; a lesson needs only its own chapter's and",
+        "earlier exercises (see exercises/README.md).",
+        "Run an exercise's tests inside the copy, with this Python:",
+        f"    cd {where} && {python} -m pytest --exercise {made[0].id}",
+        f"Your progress: {python} -m minibert exercises status {where}",
+    ])
+
+
 def _pytest(project: Path, exercise_id: str, quiet: bool = True,
             extra: tuple = ()) -> subprocess.CompletedProcess:
     """Run the tests tagged with `exercise_id` inside `project` (its own copy of minibert)."""
@@ -199,16 +217,22 @@ def check(exercise_id: str, root: Path | None = None) -> int:
 
 def verify(root: Path | None = None, ids: list[str] | None = None, log=print,
            workers: int = 2) -> dict:
-    """Prove each exercise sound; returns {id: "ok"} or raises ExerciseError listing failures.
+    """Prove each exercise sound and the path in order; returns {id: "ok"} or raises
+    ExerciseError listing the failures.
 
-    The solved project must pass every exercise's tagged tests (one run); for each exercise, a
-    copy with only that region stubbed must fail its tests (the runs go `workers` at a time).
-    Finally a fully stubbed learner copy must still import.
+    The solved project must pass every exercise's tagged tests (one run). For each exercise,
+    in a copy where it and every later exercise are stubbed (the earlier ones solved), its
+    tests must fail: the stub is caught; and in a copy where only the later ones are stubbed,
+    they must pass: an exercise needs nothing a learner has not written yet, following the
+    course order. The runs go `workers` at a time. Finally a fully stubbed learner copy must
+    still import.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     root = root or project_root()
-    exercises = [e for e in find_exercises(root) if ids is None or e.id in ids]
+    everything = find_exercises(root)
+    order = [e.id for e in everything]
+    exercises = [e for e in everything if ids is None or e.id in ids]
     problems, results = [], {}
     with tempfile.TemporaryDirectory(prefix="minibert-exercises-") as tmp:
         solved = Path(tmp) / "solved"
@@ -217,24 +241,34 @@ def verify(root: Path | None = None, ids: list[str] | None = None, log=print,
         if ok.returncode != 0:
             problems.append(f"the solutions fail their own tests:\n{ok.stdout[-1500:]}")
 
-        def stub_fails(ex: Exercise) -> str | None:
-            stubbed = Path(tmp) / f"stub-{ex.id}"
-            copy_project(root, stubbed, stub={ex.id})
-            run = _pytest(stubbed, ex.id, extra=("-x",))
-            shutil.rmtree(stubbed)
-            if run.returncode == 5:
-                return f"{ex.id}: no test is tagged @pytest.mark.exercise({ex.id!r})"
-            if run.returncode == 0:
-                return f"{ex.id}: its tests still pass with the region stubbed out"
-            return None
+        def sound_and_in_order(ex: Exercise) -> list[str]:
+            later = set(order[order.index(ex.id) + 1:])
+            found = []
+            for stub, must_pass in ((later | {ex.id}, False), (later, True)):
+                copy = Path(tmp) / f"{ex.id}-{'solved' if must_pass else 'stub'}"
+                copy_project(root, copy, stub=stub)
+                run = _pytest(copy, ex.id, extra=("-x",))
+                shutil.rmtree(copy)
+                if run.returncode == 5:
+                    return [f"{ex.id}: no test is tagged @pytest.mark.exercise({ex.id!r})"]
+                if not must_pass and run.returncode == 0:
+                    found.append(f"{ex.id}: its tests still pass with the region stubbed out")
+                if must_pass and run.returncode != 0:
+                    last = (run.stdout.strip().splitlines() or ["?"])[-1]
+                    needs = re.findall(r"Exercise (\d+\.\d+)", run.stdout)
+                    found.append(f"{ex.id}: its tests fail while only later exercises are "
+                                 f"stubbed (needs {needs[0] if needs else '?'} first): {last}")
+            return found
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for ex, problem in zip(exercises, pool.map(stub_fails, exercises), strict=True):
-                if problem:
-                    problems.append(problem)
+            for ex, found in zip(exercises, pool.map(sound_and_in_order, exercises),
+                                 strict=True):
+                if found:
+                    problems.extend(found)
                 else:
                     results[ex.id] = "ok"
-                    log(f"exercise {ex.id}: stub fails its tests   ({ex.path})")
+                    log(f"exercise {ex.id}: stub fails its tests, and they pass with only "
+                        f"earlier exercises solved   ({ex.path})")
         learner = Path(tmp) / "learner"
         copy_project(root, learner, stub=None)
         modules = sorted({".".join(e.path.with_suffix("").parts) for e in find_exercises(root)})

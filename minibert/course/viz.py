@@ -107,6 +107,33 @@ def loss_curve(history: dict | Sequence[float], title: str = "Training loss") ->
     return fig
 
 
+def training_schedule(history: dict, max_grad_norm: float | None = None,
+                      title: str = "The optimizer's schedule") -> Figure:
+    """Two panels against the optimizer step: the learning rate (warm-up, then linear decay)
+    and the gradient norm before clipping, with the clipping threshold as a line.
+
+    `history`: what ``finetune``/``pretrain_mlm`` return (its "steps", each with "lr" and
+    "grad_norm"; steps count from 1).
+    """
+    steps = history.get("steps", []) if isinstance(history, dict) else []
+    if not steps:
+        raise ValueError("training_schedule: the history holds no steps yet")
+    step = np.array([s["step"] for s in steps])
+    fig = _figure(6.0, 5.0)
+    ax_lr, ax_norm = fig.subplots(2, 1, sharex=True)
+    ax_lr.plot(step, [s["lr"] for s in steps], "o-")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_title(title)
+    ax_norm.plot(step, [s["grad_norm"] for s in steps], "o-", label="gradient norm ‖g‖")
+    if max_grad_norm is not None:
+        ax_norm.axhline(max_grad_norm, color="C3", linestyle="--",
+                        label=f"clipped to {max_grad_norm:g} above this")
+    ax_norm.set_xlabel("step")
+    ax_norm.set_ylabel("‖g‖ before clipping")
+    ax_norm.legend()
+    return fig
+
+
 def probability_bars(probs, labels: Sequence[str], title: str = "P(class | text)") -> Figure:
     """The class probability distribution of one prediction; the argmax bar is highlighted."""
     p = _host(probs).astype(float).reshape(-1)
