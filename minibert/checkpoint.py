@@ -48,8 +48,11 @@ WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"  # a sharded checkpoint's table of contents
 
 # Weight files minibert does not read -> (what they are, how to get model.safetensors instead).
-# None of them is ever opened: a pickle (.bin) can run code when it is loaded.
-_CONVERT = "from transformers import BertModel; BertModel.from_pretrained(DIR).save_pretrained(DIR)"
+# None of them is ever opened: a pickle (.bin) can run code when it is loaded. CLASS is the
+# transformers class of the folder's model (config.json's "architectures", see
+# conversion_class): converting through BertModel would drop a classifier's head.
+_CONVERT = ("from transformers import CLASS; "
+            "CLASS.from_pretrained(DIR).save_pretrained(DIR)")
 OTHER_FORMATS = {
     "pytorch_model.bin": (
         "PyTorch weights (a pickle, which minibert never loads: unpickling can run code)",
@@ -60,11 +63,11 @@ OTHER_FORMATS = {
     "tf_model.h5": (
         "TensorFlow/Keras weights",
         "with transformers 4.x (5 dropped TensorFlow) and TensorFlow: "
-        "BertModel.from_pretrained(DIR, from_tf=True).save_pretrained(DIR)"),
+        "CLASS.from_pretrained(DIR, from_tf=True).save_pretrained(DIR)"),
     "flax_model.msgpack": (
         "Flax weights",
         "with transformers 4.x (5 dropped Flax) and Flax: "
-        "BertModel.from_pretrained(DIR, from_flax=True).save_pretrained(DIR)"),
+        "CLASS.from_pretrained(DIR, from_flax=True).save_pretrained(DIR)"),
 }
 
 # config.json fields copied from a base model that would be wrong in a folder minibert writes:
@@ -425,14 +428,34 @@ def weight_files(model_dir) -> tuple[dict[str, tuple[Path, dict]], str]:
     found = [name for name in OTHER_FORMATS if (model_dir / name).is_file()]
     if found:
         what, how = OTHER_FORMATS[found[0]]
+        cls, why = conversion_class(model_dir)
+        how = how.replace("CLASS", cls).replace("DIR", repr(str(model_dir)))
         raise FileNotFoundError(
             f"{single} not found: {model_dir} holds {found[0]}, {what}. minibert reads "
-            f"safetensors only; convert the folder once {how.replace('DIR', repr(str(model_dir)))}"
+            f"safetensors only; convert the folder once {how} ({why})"
         )
     raise FileNotFoundError(
         f"{single} not found: a checkpoint needs {WEIGHTS_NAME} (or {WEIGHTS_INDEX_NAME} "
         "and its shards)"
     )
+
+
+def conversion_class(model_dir) -> tuple[str, str]:
+    """The transformers class that converts a folder's weights without losing any of them, and
+    why: config.json's "architectures" (what transformers saved it from: a classifier keeps its
+    head), else BertModel (the encoder alone). Only a plain class name is ever suggested: the
+    advice is code a user may paste, and config.json may come from anywhere."""
+    try:
+        d = json.loads((Path(model_dir) / CONFIG_NAME).read_text(encoding="utf-8"))
+        names = d.get("architectures") if isinstance(d, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        names = None
+    name = names[0] if isinstance(names, list) and names else None
+    if isinstance(name, str) and re.fullmatch(r"[A-Z][A-Za-z0-9_]{0,99}", name):
+        return name, f'config.json\'s "architectures" names {name}'
+    return "BertModel", ('config.json names no architecture: BertModel keeps the encoder only; '
+                         "for a task model use its class, e.g. BertForSequenceClassification, "
+                         "to keep its head")
 
 
 def load_weights(model_dir) -> tuple[dict[str, np.ndarray], str]:

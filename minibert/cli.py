@@ -471,6 +471,7 @@ def cmd_evaluate(args) -> int:
     data = _read(args, args.data)
     classifier = Classifier.from_pretrained(args.model, labels=args.labels,
                                             rename_labels=args.rename_labels)
+    _check_default_names(classifier, data, args)
     metrics = evaluate(classifier.model, classifier.tokenizer, data,
                        batch_size=args.batch_size, max_length=classifier.max_length)
     print(f"{len(data.texts)} examples: accuracy {metrics['accuracy']:.4f}, "
@@ -478,6 +479,21 @@ def cmd_evaluate(args) -> int:
     print(format_confusion(metrics["confusion_matrix"],
                            [printable(name) for name in classifier.labels]))
     return 0
+
+
+def _check_default_names(classifier, data, args) -> None:
+    """A model whose classes are only Hugging Face's LABEL_0, LABEL_1, ... predicts those
+    names; data labelled with real names then needs them given (--labels), in id order."""
+    from .checkpoint import class_names
+
+    if args.labels is not None or class_names(classifier.model.config) is not None:
+        return
+    unknown = sorted(set(map(str, data.labels)) - set(classifier.labels))
+    if unknown:
+        raise ValueError(f"{args.model} names its classes only {', '.join(classifier.labels)} "
+                         f"(Hugging Face's defaults), but {args.data} has the labels "
+                         f"{unknown[:5]}: give the model's class names in id order with "
+                         "--labels NAME,NAME,...")
 
 
 def cmd_demo(args) -> int:

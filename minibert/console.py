@@ -119,13 +119,13 @@ def in_notebook() -> bool:
     return get_ipython is not None and type(get_ipython()).__name__ == "ZMQInteractiveShell"
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True) -> Any:
-    """A tqdm bar on stderr for `total` steps; a silent stand-in when `progress_wanted` is
-    False (it accepts the same calls: update, set_postfix, close)."""
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "step") -> Any:
+    """A tqdm bar on stderr for `total` steps (counted in `unit`s); a silent stand-in when
+    `progress_wanted` is False (it accepts the same calls: update, set_postfix, close)."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, disable=not progress_wanted(enabled), leave=False,
-                unit="step", file=sys.stderr)
+                unit=unit, file=sys.stderr)
 
 
 def result(line: str) -> None:

@@ -119,27 +119,24 @@ class Classifier:
 
         `labels` names the classes of a model whose config.json does not (id2label missing or
         only LABEL_0, LABEL_1, ...). Names other than config.json's own are an error, unless
-        rename_labels=True (then they replace them, in id order).
+        rename_labels=True (then they replace them, in id order). Without `labels`, a trained
+        head whose classes are Hugging Face's default LABEL_0, LABEL_1, ... predicts those
+        names, as transformers' pipeline does. `path` may be a shortcut name; a folder whose
+        config.json says it holds another architecture (a BertModel: no head) is refused.
         """
-        path = Path(path)
+        name = str(path)
         try:
+            path = resolve_model_dir(path)  # a shortcut name (all-MiniLM-L6-v2): its folder
             config = load_config(path)  # the one read of config.json
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e}. A classifier folder holds config.json, "
                                     "model.safetensors and vocab.txt, as `minibert finetune` "
                                     "writes them into its final/") from None
+        _check_architecture(config, name, path, "BertForSequenceClassification")
         if labels is not None:
             _check_labels(labels, config.num_labels)
             _check_renaming(class_names(config), labels, rename_labels, path / "config.json")
             config.id2label = dict(enumerate(labels))
-        # Hugging Face writes LABEL_0, LABEL_1, ... into every config: those name nothing.
-        elif list(config.id2label.values()) == [f"LABEL_{i}" for i in range(config.num_labels)]:
-            raise ValueError(
-                f"{path / 'config.json'} has no label names (id2label is missing or only the "
-                "default LABEL_0, LABEL_1, ...): this directory does not hold a fine-tuned "
-                "classifier. Fine-tune one with `minibert finetune`, or pass the label "
-                "names explicitly (labels=[...] / --labels NAME,NAME,...)."
-            )
         # require_head: predicting with a freshly initialised, random head must be an error
         model = load_pretrained(BertForSequenceClassification, path, config=config,
                                 require_head=True)
@@ -233,6 +230,25 @@ def _check_renaming(names: list[str] | None, labels: list[str], rename: bool, wh
                      "(--rename-labels)")
 
 
+def _check_architecture(config, name: str, path: Path, wanted: str) -> None:
+    """A folder whose config.json names its architecture (transformers' "architectures") and
+    names another than `wanted` has no head of that kind: say what it is and what to do,
+    instead of a list of missing weights. A config.json without the field is left to the
+    loader (require_head). name: what the user gave (a shortcut name or the folder)."""
+    architectures = config.extra.get("architectures") or []
+    if not architectures or wanted in architectures:
+        return
+    what = ", ".join(map(str, architectures))
+    if "BertForTokenClassification" in architectures:
+        todo = "it tags words: use Tagger (`minibert predict` finds that out by itself)"
+    else:
+        todo = (f"it has no classification head to predict with; fine-tune one first "
+                f"(minibert finetune --model {name} --train FILE), then use that run's final/")
+    shown = name if Path(name) == path else f"{name} (the folder {path})"
+    raise ValueError(f"{shown} holds a {what} (config.json's \"architectures\"), not a "
+                     f"{wanted}: {todo}")
+
+
 def _check_labels(labels: list[str], num_classes: int) -> None:
     """One name per class, non-empty and distinct: two classes with one name would print one
     merged probability and make evaluation count them as one."""
@@ -274,8 +290,13 @@ def format_predictions(predictions: list[Prediction], width: int = 48) -> str:
 
 
 def is_token_classifier(path) -> bool:
-    """Whether a model directory holds a token classifier (config.json's "architectures").
-    False when there is no config.json: the loader then says what is missing."""
+    """Whether a model directory (or shortcut name) holds a token classifier (config.json's
+    "architectures"). False when there is no config.json: the loader then says what is
+    missing."""
+    try:
+        path = resolve_model_dir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
     if not (Path(path) / "config.json").is_file():
         return False
     return "BertForTokenClassification" in load_config(path).extra.get("architectures", [])

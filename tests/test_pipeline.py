@@ -1,6 +1,7 @@
 """Inference: text → tokens → probability distribution → argmax, and the demo that shows it."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -135,6 +136,11 @@ def test_a_folder_without_classifier_weights_is_refused(tmp_path):
 
     BertModel(config).save_pretrained(tmp_path)  # an encoder, but config.json names labels
     tok.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"holds a BertModel .* no classification head"):
+        Classifier.from_pretrained(tmp_path)  # config.json's architectures says so
+    config_json = json.loads((tmp_path / "config.json").read_text())
+    del config_json["architectures"]  # without it, the missing weights say so
+    (tmp_path / "config.json").write_text(json.dumps(config_json))
     # transformers' names (classifier.weight), not minibert's attributes (classifier.W)
     with pytest.raises(ValueError,
                        match=r"no weights for \['classifier\.weight', 'classifier\.bias'\]"):
