@@ -15,11 +15,14 @@ own ops can use too: `op_result` wraps an op's output, `accum_grad` adds a gradi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from . import backend, parallel
+from .backend import Array
 
 # ----------------------------------------------------------------------------------------------
 # Grad mode
@@ -29,7 +32,7 @@ _grad_enabled = True
 
 
 @contextlib.contextmanager
-def no_grad():
+def no_grad() -> Iterator[None]:
     """Inside `with no_grad():` no graph is recorded (inference, optimizer steps)."""
     global _grad_enabled
     previous, _grad_enabled = _grad_enabled, False
@@ -55,7 +58,7 @@ def _is_float(dtype) -> bool:
     return np.dtype(dtype).kind == "f"
 
 
-def unbroadcast(grad, shape: tuple):
+def unbroadcast(grad: Array, shape: tuple) -> Array:
     """Sum `grad` down to `shape`: the backward of NumPy broadcasting.
 
     If x of shape (3, 1) was broadcast to (2, 3, 4) in the forward pass, each element of x was
@@ -87,6 +90,10 @@ def _broadcast_shape(op: str, a: Tensor, b: Tensor) -> tuple:
 # The Tensor
 
 
+# What the arithmetic of a Tensor accepts on its other side: a Tensor, an array or a number.
+TensorLike: TypeAlias = "Tensor | Array | float"
+
+
 class Tensor:
     """An array plus the recipe to differentiate through it.
 
@@ -97,7 +104,8 @@ class Tensor:
 
     __array_priority__ = 1000  # so that `ndarray * Tensor` calls Tensor.__rmul__
 
-    def __init__(self, data, requires_grad: bool = False, dtype=None, _parents=(), _op=""):
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: npt.DTypeLike=None,
+                 _parents: tuple[Tensor, ...]=(), _op: str=""):
         if isinstance(data, Tensor):
             data = data.data
         if dtype is None and not hasattr(data, "dtype"):
@@ -135,10 +143,10 @@ class Tensor:
     def _backward(self, fn):
         self._backward_fn = fn if self.requires_grad else None
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.data)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
         op = f", op={self._op}" if self._op else ""
         return f"Tensor(shape={self.shape}, dtype={self.dtype}{grad}{op})"
@@ -154,14 +162,14 @@ class Tensor:
         """The same data, cut off from the graph (no gradients flow through it)."""
         return Tensor(self.data)
 
-    def astype(self, dtype) -> Tensor:
+    def astype(self, dtype: npt.DTypeLike) -> Tensor:
         out = op_result(self.data.astype(dtype), (self,), "astype")
         if out.requires_grad:
             out._backward = lambda: accum_grad(self, out.grad.astype(self.dtype))
         return out
 
     # -- backpropagation -----------------------------------------------------------------------
-    def backward(self, grad=None, retain_graph: bool = False) -> None:
+    def backward(self, grad: Array | None=None, retain_graph: bool = False) -> None:
         """Compute d(self)/d(t) for every tensor t in the graph that requires grad.
 
         Leaf tensors (parameters, inputs) *accumulate* into `.grad`, as in PyTorch: call
@@ -220,7 +228,7 @@ class Tensor:
         return order
 
     # -- arithmetic (elementwise, broadcasting) ------------------------------------------------
-    def __add__(self, other):
+    def __add__(self, other: TensorLike) -> Tensor:
         other = as_tensor(other, like=self)
         _broadcast_shape("add", self, other)
         out = op_result(self.data + other.data, (self, other), "add")
@@ -234,7 +242,7 @@ class Tensor:
         out._backward = _backward
         return out
 
-    def __sub__(self, other):
+    def __sub__(self, other: TensorLike) -> Tensor:
         other = as_tensor(other, like=self)
         _broadcast_shape("sub", self, other)
         out = op_result(self.data - other.data, (self, other), "sub")
@@ -248,7 +256,7 @@ class Tensor:
         out._backward = _backward
         return out
 
-    def __mul__(self, other):
+    def __mul__(self, other: TensorLike) -> Tensor:
         other = as_tensor(other, like=self)
         _broadcast_shape("mul", self, other)
         out = op_result(self.data * other.data, (self, other), "mul")
@@ -265,7 +273,7 @@ class Tensor:
         out._backward = _backward
         return out
 
-    def __truediv__(self, other):
+    def __truediv__(self, other: TensorLike) -> Tensor:
         other = as_tensor(other, like=self)
         _broadcast_shape("div", self, other)
         out = op_result(self.data / other.data, (self, other), "div")
@@ -279,32 +287,32 @@ class Tensor:
         out._backward = _backward
         return out
 
-    def __neg__(self):
+    def __neg__(self) -> Tensor:
         out = op_result(-self.data, (self,), "neg")
         out._backward = lambda: accum_grad(self, -out.grad)
         return out
 
-    def __pow__(self, exponent: float):
+    def __pow__(self, exponent: float) -> Tensor:
         if isinstance(exponent, Tensor):
             raise TypeError("pow: only a constant (Python number) exponent is supported")
         out = op_result(self.data**exponent, (self,), "pow")
         out._backward = lambda: accum_grad(self, out.grad * exponent * self.data ** (exponent - 1))
         return out
 
-    def __radd__(self, other):
+    def __radd__(self, other: TensorLike) -> Tensor:
         return self + other
 
-    def __rsub__(self, other):
+    def __rsub__(self, other: TensorLike) -> Tensor:
         return as_tensor(other, like=self) - self
 
-    def __rmul__(self, other):
+    def __rmul__(self, other: TensorLike) -> Tensor:
         return self * other
 
-    def __rtruediv__(self, other):
+    def __rtruediv__(self, other: TensorLike) -> Tensor:
         return as_tensor(other, like=self) / self
 
     # -- matrix product -------------------------------------------------------------------------
-    def __matmul__(self, other):
+    def __matmul__(self, other: TensorLike) -> Tensor:
         other = as_tensor(other, like=self)
         if self.ndim < 2 or other.ndim < 2 or self.shape[-1] != other.shape[-2]:
             raise ShapeError(
@@ -338,7 +346,7 @@ class Tensor:
         return out
 
     # -- reductions -----------------------------------------------------------------------------
-    def sum(self, axis=None, keepdims: bool = False):
+    def sum(self, axis: int | tuple[int, ...] | None=None, keepdims: bool = False) -> Tensor:
         out = op_result(self.data.sum(axis=axis, keepdims=keepdims), (self,), "sum")
 
         def _backward():  # every input element contributed once: copy the gradient back
@@ -352,12 +360,12 @@ class Tensor:
         out._backward = _backward
         return out
 
-    def mean(self, axis=None, keepdims: bool = False):
+    def mean(self, axis: int | tuple[int, ...] | None=None, keepdims: bool = False) -> Tensor:
         axes = range(self.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
         n = int(np.prod([self.shape[a] for a in axes]))
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / max(n, 1))
 
-    def max(self, axis=None, keepdims: bool = False):
+    def max(self, axis: int | tuple[int, ...] | None=None, keepdims: bool = False) -> Tensor:
         out = op_result(self.data.max(axis=axis, keepdims=keepdims), (self,), "max")
 
         def _backward():  # only the maximum receives gradient (shared equally between ties)
@@ -370,33 +378,33 @@ class Tensor:
         return out
 
     # -- elementwise functions ------------------------------------------------------------------
-    def exp(self):
+    def exp(self) -> Tensor:
         out = op_result(backend.get_array_module(self.data).exp(self.data), (self,), "exp")
         out._backward = lambda: accum_grad(self, out.grad * out.data)
         return out
 
-    def log(self):
+    def log(self) -> Tensor:
         out = op_result(backend.get_array_module(self.data).log(self.data), (self,), "log")
         out._backward = lambda: accum_grad(self, out.grad / self.data)
         return out
 
-    def sqrt(self):
+    def sqrt(self) -> Tensor:
         out = op_result(backend.get_array_module(self.data).sqrt(self.data), (self,), "sqrt")
         out._backward = lambda: accum_grad(self, out.grad * 0.5 / out.data)
         return out
 
-    def tanh(self):
+    def tanh(self) -> Tensor:
         out = op_result(backend.get_array_module(self.data).tanh(self.data), (self,), "tanh")
         out._backward = lambda: accum_grad(self, out.grad * (1 - out.data**2))
         return out
 
-    def relu(self):
+    def relu(self) -> Tensor:
         out = op_result(self.data * (self.data > 0), (self,), "relu")
         out._backward = lambda: accum_grad(self, out.grad * (self.data > 0))
         return out
 
     # -- shape ops ------------------------------------------------------------------------------
-    def reshape(self, *shape):
+    def reshape(self, *shape: int | tuple[int, ...]) -> Tensor:
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape
         try:
             data = self.data.reshape(shape)
@@ -406,7 +414,7 @@ class Tensor:
         out._backward = lambda: accum_grad(self, out.grad.reshape(self.shape))
         return out
 
-    def transpose(self, *axes):
+    def transpose(self, *axes: int | tuple[int, ...]) -> Tensor:
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], tuple | list) else axes
         axes = tuple(axes) or tuple(reversed(range(self.ndim)))
         if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
@@ -416,16 +424,16 @@ class Tensor:
         out._backward = lambda: accum_grad(self, out.grad.transpose(inverse))
         return out
 
-    def swapaxes(self, a: int, b: int):
+    def swapaxes(self, a: int, b: int) -> Tensor:
         axes = list(range(self.ndim))
         axes[a], axes[b] = axes[b], axes[a]
         return self.transpose(axes)
 
     @property
-    def T(self):
+    def T(self) -> Tensor:
         return self.transpose()
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Tensor:
         if isinstance(index, Tensor):
             index = index.data
         out = op_result(self.data[index], (self,), "getitem")
@@ -446,7 +454,7 @@ class Tensor:
 # Graph plumbing shared by all ops
 
 
-def as_tensor(x, like: Tensor | None = None) -> Tensor:
+def as_tensor(x: TensorLike, like: Tensor | None = None) -> Tensor:
     """`x` as a Tensor; numbers take the dtype of `like` so float32 stays float32."""
     if isinstance(x, Tensor):
         return x
@@ -455,7 +463,7 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     return Tensor(x)
 
 
-def op_result(data, parents: tuple, op: str) -> Tensor:
+def op_result(data: Array, parents: tuple, op: str) -> Tensor:
     """Wrap an op's output array as a Tensor; it joins the graph only if some parent requires
     grad. Every op starts its result this way, then sets `out._backward`:
 
@@ -470,7 +478,7 @@ def op_result(data, parents: tuple, op: str) -> Tensor:
     return out
 
 
-def accum_grad(t: Tensor, grad) -> None:
+def accum_grad(t: Tensor, grad: Array) -> None:
     """Add `grad` into t.grad (a tensor used twice gets the sum of both gradients); nothing for
     a tensor that needs no gradient. Every `_backward` calls it once for each input."""
     if not t.requires_grad:
@@ -516,7 +524,7 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     return out
 
 
-def where(condition, a, b) -> Tensor:
+def where(condition: Array | Tensor, a: TensorLike, b: TensorLike) -> Tensor:
     """Elementwise `a` where `condition` is true, else `b` (condition gets no gradient)."""
     cond = condition.data if isinstance(condition, Tensor) else condition
     if isinstance(a, Tensor) and not isinstance(b, Tensor):
@@ -543,11 +551,11 @@ def where(condition, a, b) -> Tensor:
     return out
 
 
-def masked_fill(x: Tensor, mask, value: float) -> Tensor:
+def masked_fill(x: Tensor, mask: Array | Tensor, value: float) -> Tensor:
     """`x` with `value` wherever `mask` is true (e.g. -inf on padded attention positions)."""
     return where(mask, as_tensor(value, like=x), x)
 
 
-def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+def tensor(data: Any, requires_grad: bool = False, dtype: npt.DTypeLike=None) -> Tensor:
     """Make a Tensor (float32 by default for Python numbers and lists)."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)

@@ -13,8 +13,15 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
+
+# In type hints: an array on the active backend (numpy.ndarray, or cupy.ndarray on a GPU: CuPy is
+# optional, so the type is spelled Any), and anything that becomes one (an array, nested lists).
+Array: TypeAlias = Any
+ArrayLike: TypeAlias = Any
 
 BACKENDS = ("numpy", "cupy")
 
@@ -87,7 +94,7 @@ def xp() -> ModuleType:
     return _xp
 
 
-def get_array_module(*arrays) -> ModuleType:
+def get_array_module(*arrays: Any) -> ModuleType:
     """The array module that owns these arrays: cupy if any is a CuPy array, else numpy."""
     for a in arrays:
         if type(a).__module__.split(".")[0] == "cupy":
@@ -95,26 +102,26 @@ def get_array_module(*arrays) -> ModuleType:
     return np
 
 
-def is_device_array(a) -> bool:
+def is_device_array(a: Any) -> bool:
     """True for a CuPy (GPU) array."""
     return type(a).__module__.split(".")[0] == "cupy"
 
 
-def asarray(a, dtype=None):
+def asarray(a: Any, dtype: npt.DTypeLike=None) -> Array:
     """`a` as an array of the active backend (copies between devices when needed)."""
     if _name == "numpy":
         return np.asarray(to_numpy(a), dtype=dtype)
     return _xp.asarray(a, dtype=dtype)
 
 
-def to_numpy(a) -> np.ndarray:
+def to_numpy(a: Any) -> np.ndarray:
     """Bring any array (NumPy, CuPy, scalar, list) back to a NumPy array on the host."""
     if is_device_array(a):
         return a.get()
     return np.asarray(a)
 
 
-def scatter_add(target, indices, values) -> None:
+def scatter_add(target: Array, indices: Any, values: Array) -> None:
     """target[indices] += values, adding up repeated indices (unlike plain `+=`).
 
     This is the backward of a row gather such as an embedding lookup: a token that appears
@@ -154,7 +161,7 @@ def manual_seed(seed: int) -> None:
     _rng = None
 
 
-def rng():
+def rng() -> Any:
     """The global random generator of the active backend (seeded by `manual_seed`)."""
     global _rng
     if _rng is None:

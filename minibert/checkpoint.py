@@ -31,9 +31,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 import re
 import warnings
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -42,6 +44,10 @@ from .config import LABEL_KEYS, BertConfig
 from .fileio import atomic_write, parse_json
 from .safetensors_io import DTYPES, load_file, read_header, save_file
 from .version import __version__
+
+# In type hints: a BertPreTrainedModel. model.py, the layer above, imports this module, so here
+# the type is spelled Any.
+Model: TypeAlias = Any
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -142,7 +148,7 @@ TIED_OR_BUFFERS = {
 }
 
 
-def name_table(model) -> list[tuple[str, str, bool]]:
+def name_table(model: Model) -> list[tuple[str, str, bool]]:
     """(minibert name, Hugging Face name, transpose?) for every parameter of `model`."""
     prefix = "bert." if hasattr(model, "bert") else ""  # a head holds the encoder as .bert
     rows = []
@@ -169,7 +175,7 @@ def _canonical(hf_name: str) -> str:
 # Hugging Face state dict <-> model
 
 
-def load_hf_state_dict(model, tensors: dict, source: str = "state dict") -> None:
+def load_hf_state_dict(model: Model, tensors: dict, source: str = "state dict") -> None:
     """Copy Hugging Face-named arrays into `model`'s parameters (transposing Linear weights).
 
     The encoder's weights must all be there. A head (or pooler) that the checkpoint lacks
@@ -190,7 +196,7 @@ def load_hf_state_dict(model, tensors: dict, source: str = "state dict") -> None
 DISCARDABLE_HEADS = ("cls.", "pooler.", "classifier.")
 
 
-def match_weights(model, info: dict, source: str, require_head: bool = False,
+def match_weights(model: Model, info: dict, source: str, require_head: bool = False,
                   ignore_mismatched_sizes: bool = False) -> dict:
     """Decide, from names, shapes and dtypes alone, which tensor of a checkpoint feeds which
     parameter of `model`, before any tensor data is read.
@@ -303,7 +309,7 @@ def _copy_weights(model, plan: dict, tensors: dict, source: str) -> None:
     model.load_state_dict(loaded, strict=False)
 
 
-def hf_state_dict(model) -> dict[str, np.ndarray]:
+def hf_state_dict(model: Model) -> dict[str, np.ndarray]:
     """The model's parameters as host NumPy arrays under their Hugging Face names."""
     params = dict(model.named_parameters())
     out = {}
@@ -313,7 +319,7 @@ def hf_state_dict(model) -> dict[str, np.ndarray]:
     return out
 
 
-def state_dict_from_hf(model, tensors: dict, source: str = "state dict") -> dict:
+def state_dict_from_hf(model: Model, tensors: dict, source: str = "state dict") -> dict:
     """The inverse of `hf_state_dict`, strictly: Hugging Face-named arrays -> `model`'s names.
 
     Every parameter must be there (nothing starts fresh, nothing is discarded): this is for
@@ -333,7 +339,7 @@ def state_dict_from_hf(model, tensors: dict, source: str = "state dict") -> dict
 # Finding a checkpoint
 
 
-def resolve_model_dir(path_or_name) -> Path:
+def resolve_model_dir(path_or_name: str | os.PathLike[str]) -> Path:
     """A checkpoint directory, or the directory a shortcut name stands for."""
     path = Path(path_or_name).expanduser()
     if path.is_dir():
@@ -365,7 +371,7 @@ def resolve_model_dir(path_or_name) -> Path:
 # config.json
 
 
-def load_config(path_or_name, **overrides) -> BertConfig:
+def load_config(path_or_name: str | os.PathLike[str], **overrides: Any) -> BertConfig:
     """Read `config.json` from a checkpoint directory; `overrides` replace fields."""
     model_dir = resolve_model_dir(path_or_name)
     path = model_dir / CONFIG_NAME
@@ -390,7 +396,8 @@ def load_config(path_or_name, **overrides) -> BertConfig:
         raise CheckpointError(f"{path}: {e}") from None
 
 
-def save_config(config: BertConfig, model_dir, architecture: str | None = None) -> Path:
+def save_config(config: BertConfig, model_dir: str | os.PathLike[str],
+                architecture: str | None = None) -> Path:
     """Write `config.json` (atomically) into `model_dir`; returns its path.
 
     Besides the hyper-parameters it records which minibert wrote it ("minibert_version"), and
@@ -411,7 +418,7 @@ def save_config(config: BertConfig, model_dir, architecture: str | None = None) 
 # from_pretrained / save_pretrained
 
 
-def weight_files(model_dir) -> tuple[dict[str, tuple[Path, dict]], str]:
+def weight_files(model_dir: str | os.PathLike[str]) -> tuple[dict[str, tuple[Path, dict]], str]:
     """Where each tensor of a checkpoint folder is, read from the headers alone (no data).
 
     Returns ({name: (file, its header entry {"dtype", "shape", "data_offsets"})}, the file(s)
@@ -440,7 +447,7 @@ def weight_files(model_dir) -> tuple[dict[str, tuple[Path, dict]], str]:
     )
 
 
-def conversion_class(model_dir) -> tuple[str, str]:
+def conversion_class(model_dir: str | os.PathLike[str]) -> tuple[str, str]:
     """The transformers class that converts a folder's weights without losing any of them, and
     why: config.json's "architectures" (what transformers saved it from: a classifier keeps its
     head), else BertModel (the encoder alone). Only a plain class name is ever suggested: the
@@ -458,7 +465,7 @@ def conversion_class(model_dir) -> tuple[str, str]:
                          "to keep its head")
 
 
-def load_weights(model_dir) -> tuple[dict[str, np.ndarray], str]:
+def load_weights(model_dir: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], str]:
     """All tensors of a checkpoint folder (see weight_files), and the file(s) they came from."""
     files, source = weight_files(model_dir)
     return _read_tensors(files, files), source
@@ -507,9 +514,10 @@ def _read_tensors(files: dict[str, tuple[Path, dict]], names) -> dict[str, np.nd
     return tensors
 
 
-def load_pretrained(cls, path_or_name, require_head: bool = False,
+def load_pretrained(cls: type[Model], path_or_name: str | os.PathLike[str],
+                    require_head: bool = False,
                     config: BertConfig | None = None,
-                    ignore_mismatched_sizes: bool = False, **overrides):
+                    ignore_mismatched_sizes: bool = False, **overrides: Any) -> Model:
     """Build `cls` (BertModel or a head) from a checkpoint; in eval mode, as transformers does.
 
     Parameters are created first (fresh, seeded initialisation), then overwritten by the
@@ -568,7 +576,7 @@ def class_names(config: BertConfig) -> list[str] | None:
     return names if names and names != [f"LABEL_{i}" for i in range(len(names))] else None
 
 
-def save_pretrained(model, path) -> None:
+def save_pretrained(model: Model, path: str | os.PathLike[str]) -> None:
     """Write `config.json` and `model.safetensors` into directory `path` (created if needed).
 
     Each file is written atomically (a crash leaves the old file or the new one, never half).

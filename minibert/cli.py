@@ -182,7 +182,7 @@ def _check_columns(parser: argparse.ArgumentParser, args) -> None:
 # -- commands ----------------------------------------------------------------------------------
 
 
-def cmd_pretrain(args) -> int:
+def cmd_pretrain(args: argparse.Namespace) -> int:
     from .config import BertConfig
     from .data import hold_out_lines, read_text_corpus
     from .model import BertForMaskedLM, BertForPreTraining
@@ -249,7 +249,7 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
-def cmd_finetune(args) -> int:
+def cmd_finetune(args: argparse.Namespace) -> int:
     from .data import class_names, train_validation_split
     from .model import BertForSequenceClassification
     from .run_state import check_out_dir
@@ -324,7 +324,7 @@ def _mode(args) -> str:
 FULL_LR, FROZEN_LR = 5e-5, 1e-3
 
 
-def finetune_lr(args) -> float:
+def finetune_lr(args: argparse.Namespace) -> float:
     """--lr if given, else the default for the mode (full or --freeze-encoder)."""
     if args.lr is not None:
         return args.lr
@@ -379,7 +379,7 @@ def _finetune_tokens(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
+def cmd_predict(args: argparse.Namespace) -> int:
     from .pipeline import Classifier, format_predictions, is_token_classifier
 
     _setup(args)
@@ -460,7 +460,7 @@ def _evaluate_tokens(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
     from .metrics import format_confusion
     from .pipeline import Classifier, is_token_classifier
@@ -496,7 +496,7 @@ def _check_default_names(classifier, data, args) -> None:
                          "--labels NAME,NAME,...")
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     from .course.demo import run
 
     _setup(args)
@@ -505,14 +505,14 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_autograd(args) -> int:
+def cmd_autograd(args: argparse.Namespace) -> int:
     from .course.autograd_demo import run
 
     run()
     return 0
 
 
-def cmd_exercises(args) -> int:
+def cmd_exercises(args: argparse.Namespace) -> int:
     from .course import exercises as ex
 
     root = ex.project_root()
@@ -566,7 +566,7 @@ def _exercises_progress(args, root: Path) -> int:
     return 0
 
 
-def cmd_explain(args) -> int:
+def cmd_explain(args: argparse.Namespace) -> int:
     from .course.explain import check_html_target, format_text, trace, write_html
 
     _setup(args)
@@ -580,7 +580,7 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def cmd_quiz(args) -> int:
+def cmd_quiz(args: argparse.Namespace) -> int:
     from .course import quiz
 
     if args.list:

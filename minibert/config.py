@@ -67,7 +67,7 @@ class BertConfig:
     num_labels: InitVar[int | None] = None
     label2id: InitVar[dict[str, int] | None] = None
 
-    def __post_init__(self, num_labels: int | None, label2id: dict[str, int] | None):
+    def __post_init__(self, num_labels: int | None, label2id: dict[str, int] | None) -> None:
         self._check_fields(num_labels)
         self.id2label = _id2label(self.id2label, label2id, num_labels)
         if self.hidden_size % self.num_attention_heads:

@@ -60,7 +60,7 @@ _ESCAPES = _escapes(keep="")
 _ESCAPES_KEEP_LINES = _escapes(keep="\n")
 
 
-def printable(text, keep_newlines: bool = False) -> str:
+def printable(text: object, keep_newlines: bool = False) -> str:
     """`text` (anything: str() of it) safe to show on a terminal: every control character
     (C0 and C1, DEL, bidi overrides and isolates, line separators) written as its escape,
     '\x1b[2J' -> '\\x1b[2J'. Other characters, accents and CJK included, are left alone.

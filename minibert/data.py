@@ -21,16 +21,20 @@ import csv
 import io
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .fileio import parse_json, short_repr
 from .functional import IGNORE_INDEX  # the label of a position the loss skips (-100)
 from .tokenizer import pad_sequences  # one padding helper, shared with Tokenizer.batch_encode
+
+if TYPE_CHECKING:  # for type hints only (no import at run time)
+    from .tokenizer import Tokenizer
 
 
 class DataError(ValueError):
@@ -56,7 +60,7 @@ class LabelledData:
     text_pairs: list[str] | None = None
     source: str = "<memory>"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
             raise DataError(f"{self.source}: {len(self.texts)} texts but {len(self.labels)} "
                             "labels")
@@ -68,7 +72,7 @@ class LabelledData:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, indices) -> LabelledData:
+    def subset(self, indices: Sequence[int] | np.ndarray) -> LabelledData:
         """The examples at `indices`, in that order."""
         idx = [int(i) for i in indices]
         pairs = None if self.text_pairs is None else [self.text_pairs[i] for i in idx]
@@ -302,7 +306,7 @@ def _column_index(col: str | int, names: list[str], path: Path) -> int:
     return names.index(col)
 
 
-def json_records(path: Path, text: str | None = None):
+def json_records(path: Path, text: str | None = None) -> Iterator[tuple[int, Any]]:
     """Yield (line number, object) for each non-blank line of a JSON-lines file.
 
     text: the file's contents, if already read (see _read_text). A line that is not a JSON
@@ -374,7 +378,8 @@ def train_validation_split(data: LabelledData, validation_fraction: float = 0.1,
 
 
 def batch_indices(num_examples: int, batch_size: int, rng: np.random.Generator | None = None,
-                  lengths=None, group_batches: int = 50) -> list[np.ndarray]:
+                  lengths: Sequence[int] | np.ndarray | None=None,
+                  group_batches: int = 50) -> list[np.ndarray]:
     """Cut 0..num_examples-1 into batches of `batch_size` (the last one may be smaller).
 
     rng       shuffle first (a new order each call); without, the order is kept
@@ -409,7 +414,8 @@ def batch_indices(num_examples: int, batch_size: int, rng: np.random.Generator |
     return batches
 
 
-def token_lengths(tokenizer, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
+def token_lengths(tokenizer: Tokenizer, texts: Sequence[str],
+                  text_pairs: Sequence[str] | None = None,
                   max_length: int | None = None) -> np.ndarray:
     """Tokens per text (or pair), [CLS] and [SEP] included, after truncation to `max_length`."""
     if text_pairs is not None and len(text_pairs) != len(texts):
@@ -425,7 +431,8 @@ def _texts_at(data: LabelledData, idx: list[int]) -> tuple[list[str], list[str] 
     return texts, pairs
 
 
-def classification_batch(tokenizer, data: LabelledData, indices, label2id: dict[str, int],
+def classification_batch(tokenizer: Tokenizer, data: LabelledData,
+                         indices: Sequence[int] | np.ndarray, label2id: dict[str, int],
                          max_length: int | None = None) -> dict[str, np.ndarray]:
     """Tokenize the examples at `indices` into one padded batch.
 
@@ -445,7 +452,7 @@ def classification_batch(tokenizer, data: LabelledData, indices, label2id: dict[
     }
 
 
-def count_truncated(tokenizer, data: LabelledData, max_length: int,
+def count_truncated(tokenizer: Tokenizer, data: LabelledData, max_length: int,
                     chunk_size: int = 512) -> int:
     """How many examples have more than `max_length` tokens (and so will be truncated)."""
     n = 0
@@ -490,7 +497,7 @@ def hold_out_lines(lines: Sequence[str], fraction: float, seed: int = 0, minimum
             [line for i, line in enumerate(lines) if i in held])
 
 
-def chunk_corpus(tokenizer, lines: Iterable[str], max_length: int) -> list[np.ndarray]:
+def chunk_corpus(tokenizer: Tokenizer, lines: Iterable[str], max_length: int) -> list[np.ndarray]:
     """Tokenize each line and cut it into pieces of at most `max_length` tokens, each wrapped
     as [CLS] piece [SEP]: a long paragraph becomes several training sequences instead of
     losing everything after the first max_length tokens. Returns int64 arrays of ids."""
@@ -511,7 +518,8 @@ def chunk_corpus(tokenizer, lines: Iterable[str], max_length: int) -> list[np.nd
 # Masked language modelling
 
 
-def mask_tokens(input_ids: np.ndarray, special_ids, mask_token_id: int, vocab_size: int,
+def mask_tokens(input_ids: np.ndarray, special_ids: Iterable[int], mask_token_id: int,
+                vocab_size: int,
                 rng: np.random.Generator, mlm_probability: float = 0.15
                 ) -> tuple[np.ndarray, np.ndarray]:
     """BERT's masking for the masked-language-model task.
@@ -558,7 +566,7 @@ class MLMCollator:
     training checkpoint (``rng.bit_generator.state``).
     """
 
-    def __init__(self, tokenizer, mlm_probability: float = 0.15,
+    def __init__(self, tokenizer: Tokenizer, mlm_probability: float = 0.15,
                  rng: np.random.Generator | int | None = 0):
         self.pad_token_id = tokenizer.pad_token_id
         self.mask_token_id = tokenizer.mask_token_id
@@ -620,7 +628,7 @@ class NSPCollator:
     """Sentence pairs -> one batch for BertForPreTraining: [CLS] A [SEP] B [SEP] (segments 0
     and 1), masked for MLM as MLMCollator does, and next_sentence_label (B,)."""
 
-    def __init__(self, tokenizer, max_length: int, mlm_probability: float = 0.15,
+    def __init__(self, tokenizer: Tokenizer, max_length: int, mlm_probability: float = 0.15,
                  rng: np.random.Generator | int | None = 0):
         self.tokenizer, self.max_length = tokenizer, max_length
         self.mlm = MLMCollator(tokenizer, mlm_probability, rng)

@@ -13,6 +13,8 @@ train/eval mode as it was.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,8 +32,18 @@ from .data import (
 from .metrics import accuracy, confusion_matrix, entity_scores, macro_f1
 from .token_data import TokenLabelledData, encode_tags, token_classification_batch, word_predictions
 
+if TYPE_CHECKING:  # for type hints only (no import at run time)
+    from .model import (
+        BertForMaskedLM,
+        BertForPreTraining,
+        BertForSequenceClassification,
+        BertForTokenClassification,
+    )
+    from .tokenizer import Tokenizer
 
-def evaluate(model, tokenizer, data: LabelledData, label2id: dict[str, int] | None = None,
+
+def evaluate(model: BertForSequenceClassification, tokenizer: Tokenizer, data: LabelledData,
+             label2id: dict[str, int] | None = None,
              batch_size: int = 64, max_length: int = 128, sort_by_length: bool = True) -> dict:
     """Loss, accuracy, macro-F1 and confusion matrix of a classifier on labelled data.
 
@@ -74,7 +86,7 @@ def _perplexity(mlm_loss: float) -> float:
     return math.exp(min(mlm_loss, 50.0))
 
 
-def evaluate_mlm(model, batches: list[dict]) -> dict:
+def evaluate_mlm(model: BertForMaskedLM | BertForPreTraining, batches: list[dict]) -> dict:
     """Mean MLM loss over fixed, already-masked batches (weighted by masked tokens), and the
     perplexity exp(loss): how many words the model is 'choosing between' on average."""
     total, count = 0.0, 0
@@ -89,7 +101,8 @@ def evaluate_mlm(model, batches: list[dict]) -> dict:
     return {"loss": loss, "perplexity": _perplexity(loss), "masked_tokens": count}
 
 
-def pseudo_log_likelihood(model, tokenizer, text: str, max_length: int | None = None) -> dict:
+def pseudo_log_likelihood(model: BertForMaskedLM | BertForPreTraining, tokenizer: Tokenizer,
+                          text: str, max_length: int | None = None) -> dict:
     """How probable a masked language model finds a sentence: its pseudo-log-likelihood,
 
         PLL(x) = Σᵢ log P(xᵢ | x with xᵢ replaced by [MASK])     over the real tokens i
@@ -122,7 +135,7 @@ def pseudo_log_likelihood(model, tokenizer, text: str, max_length: int | None = 
     return {"pll": total, "tokens": tokens, "per_token": total / len(positions)}
 
 
-def evaluate_pretraining(model, batches: list[dict]) -> dict:
+def evaluate_pretraining(model: BertForPreTraining, batches: list[dict]) -> dict:
     """BertForPreTraining's two tasks on fixed, already-masked sentence-pair batches (see
     data.NSPCollator): the MLM loss (weighted by masked tokens) and perplexity as in
     ``evaluate_mlm``, the next-sentence loss and accuracy, and the accuracy of always answering
@@ -147,8 +160,10 @@ def evaluate_pretraining(model, batches: list[dict]) -> dict:
             "masked_tokens": masked, "num_pairs": pairs}
 
 
-def predict_tags(model, tokenizer, words: list[list[str]], batch_size: int = 64,
-                 max_length: int = 128, labels=None) -> tuple[list[list[str]], float, int]:
+def predict_tags(model: BertForTokenClassification, tokenizer: Tokenizer, words: list[list[str]],
+                 batch_size: int = 64,
+                 max_length: int = 128,
+                 labels: Sequence[Sequence[str]] | None=None) -> tuple[list[list[str]], float, int]:
     """The tag of every word (the prediction at its first piece) for sentences given as words.
 
     With `labels` (tag sequences) also returns the mean loss over the labelled pieces; always
@@ -176,7 +191,8 @@ def predict_tags(model, tokenizer, words: list[list[str]], batch_size: int = 64,
     return tags, (total_loss / count if count else float("nan")), truncated
 
 
-def evaluate_tokens(model, tokenizer, data: TokenLabelledData, batch_size: int = 64,
+def evaluate_tokens(model: BertForTokenClassification, tokenizer: Tokenizer,
+                    data: TokenLabelledData, batch_size: int = 64,
                     max_length: int = 128) -> dict:
     """Loss, word accuracy and entity-level precision/recall/F1 (overall and per type) of a
     token classifier on tagged sentences. A tag the model does not know is an error."""

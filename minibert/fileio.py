@@ -26,17 +26,21 @@ never in a RecursionError or a traceback.
 Only the standard library is used.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
 import secrets
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
 
 class SymlinkError(OSError):
     """A write would go through (or replace) a symbolic link; nothing was written."""
 
 
-def refuse_symlink(path, what: str = "") -> None:
+def refuse_symlink(path: str | os.PathLike[str], what: str = "") -> None:
     """Raise SymlinkError if `path` itself is a symbolic link (dangling or not)."""
     if os.path.islink(path):
         raise SymlinkError(f"{path} is a symbolic link{what}; minibert never writes through a "
@@ -45,7 +49,8 @@ def refuse_symlink(path, what: str = "") -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="wb", encoding=None):
+def atomic_open(path: str | os.PathLike[str], mode: str="wb",
+                encoding: str | None=None) -> Iterator[IO[Any]]:
     """
     Open `path` for writing so that it is replaced all at once, or not at all.
 
@@ -88,7 +93,8 @@ def atomic_open(path, mode="wb", encoding=None):
     _fsync_directory(directory)
 
 
-def atomic_write(path, write_fn, mode="wb", encoding=None):
+def atomic_write(path: str | os.PathLike[str], write_fn: Callable[[IO[Any]], object],
+                 mode: str="wb", encoding: str | None=None) -> None:
     """
     Call `write_fn(f)` on a file opened with atomic_open(path, mode, encoding).
 
@@ -115,7 +121,8 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
-def parse_json(data, where, error=ValueError, unique_keys=False):
+def parse_json(data: str | bytes, where: object, error: type[Exception]=ValueError,
+               unique_keys: bool=False) -> Any:
     """
     Parse JSON text from a file, turning every way it can fail into one clear error.
 
@@ -142,7 +149,7 @@ def parse_json(data, where, error=ValueError, unique_keys=False):
         raise error(f"{where}: not valid JSON ({e})") from None
 
 
-def short_repr(value, limit: int = 60) -> str:
+def short_repr(value: object, limit: int = 60) -> str:
     """repr(value), cut to `limit` characters: a value read from a hostile file (a header, a
     config, a data row) must not turn into a megabyte error message."""
     text = repr(value)

@@ -9,11 +9,13 @@ numerically safer (softmax, layer_norm, cross_entropy).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from . import backend, parallel
 from .autograd import ShapeError, Tensor, accum_grad, is_grad_enabled, op_result
+from .backend import Array
 
 # ----------------------------------------------------------------------------------------------
 # Linear map and embedding lookup
@@ -53,7 +55,7 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
     return out
 
 
-def embedding(weight: Tensor, ids) -> Tensor:
+def embedding(weight: Tensor, ids: Array) -> Tensor:
     """Row lookup: weight (vocab, dim), ids (...) int  ->  (..., dim).
 
     The backward scatter-adds each row's gradient into the rows that were read; a token that
@@ -111,7 +113,7 @@ def _tail(x, p: float, coefs: tuple, k: float, out=None):
     return q
 
 
-def erf(x):
+def erf(x: Array) -> Array:
     """The error function on arrays, accurate to 1.5e-7 (Abramowitz & Stegun 7.1.26, above).
 
     NumPy has no erf. erf is odd, so we compute it for |x| and restore the sign. Every step
@@ -130,7 +132,7 @@ _CDF_P = _ERF_P / math.sqrt(2.0)
 _CDF_B = tuple(a / 2.0 for a in _ERF_A)
 
 
-def normal_cdf(x, out=None):
+def normal_cdf(x: Array, out: Array | None=None) -> Array:
     """Φ(x), the standard normal CDF, on arrays: |error| ≤ 7.5e-8 (erf's, halved).
 
     Φ(x) = ½ + sign(x)·(½ − (1 − Φ(|x|))), with 1 − Φ(|x|) from the formula above; ~20 passes,
@@ -196,7 +198,7 @@ def relu(x: Tensor) -> Tensor:
 # Row sums for the fused ops below
 
 
-def row_sums(a):
+def row_sums(a: Array) -> Array:
     """Σ over the last axis of a 2-D array (rows, n) -> (rows,), as a matrix-vector product.
 
     NumPy's a.sum(axis=-1) is slow over short rows (n = 128–1536 in BERT): it reduces each row
@@ -206,7 +208,7 @@ def row_sums(a):
     return a @ xp.ones(a.shape[-1], dtype=a.dtype)
 
 
-def row_dots(a, b):
+def row_dots(a: Array, b: Array) -> Array:
     """Σ a·b over the last axis of two 2-D arrays -> (rows,), with no (rows, n) product array."""
     xp = backend.get_array_module(a)
     return xp.einsum("ij,ij->i", a, b)
@@ -323,7 +325,7 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Te
     return out
 
 
-def dropout(x: Tensor, p: float, training: bool = True, rng=None) -> Tensor:
+def dropout(x: Tensor, p: float, training: bool = True, rng: Any=None) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout).
 
     Off in evaluation (`training=False`) and for p=0. The mask comes from `rng` (default: the
@@ -369,7 +371,7 @@ def _random_dtype(dtype):
 IGNORE_INDEX = -100
 
 
-def cross_entropy(logits: Tensor, target, ignore_index: int = IGNORE_INDEX) -> Tensor:
+def cross_entropy(logits: Tensor, target: Array, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Mean negative log-likelihood of the target classes.
 
     logits: (..., C) unnormalised scores; target: (...) class ids. Positions whose target equals

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import backend
 from .autograd import Tensor, no_grad
+from .backend import Array
 
 
 class GradcheckError(AssertionError):
@@ -40,7 +41,7 @@ def _made_by_one_op(out: Tensor) -> bool:
     return out._backward is not None and all(not p._parents for p in out._parents)
 
 
-def backward_of_one_op(out: Tensor, grad) -> None:
+def backward_of_one_op(out: Tensor, grad: Array) -> None:
     """Run the backward of the one op that made `out`, by itself: out.grad = grad (dL/d out,
     shaped like out), then the op's `_backward` adds dL/d input into each input's `.grad`.
 

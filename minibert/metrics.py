@@ -5,10 +5,13 @@ y_true and y_pred are integer class ids of shape (N,); C is the number of classe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import numpy.typing as npt
 
 
-def accuracy(y_true, y_pred) -> float:
+def accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     """The share of examples whose predicted class is the true one."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape:
@@ -16,7 +19,7 @@ def accuracy(y_true, y_pred) -> float:
     return float((y_true == y_pred).mean()) if y_true.size else 0.0
 
 
-def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+def confusion_matrix(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, num_classes: int) -> np.ndarray:
     """M (C, C) int64 with M[i, j] = how many examples of true class i were predicted as j.
     The diagonal holds the correct predictions."""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
@@ -38,13 +41,13 @@ def per_class_f1(cm: np.ndarray) -> np.ndarray:
     return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
 
 
-def macro_f1(y_true, y_pred, num_classes: int) -> float:
+def macro_f1(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, num_classes: int) -> float:
     """The plain mean of the per-class F1 scores: every class counts the same, however rare,
     so a model that ignores a small class is punished (accuracy would hardly notice)."""
     return float(per_class_f1(confusion_matrix(y_true, y_pred, num_classes)).mean())
 
 
-def format_confusion(matrix, labels: list[str], max_width: int = 120) -> str:
+def format_confusion(matrix: np.ndarray, labels: list[str], max_width: int = 120) -> str:
     """The confusion matrix as text: rows are true classes, columns predicted ones.
 
     Class names are never cut: the columns are headed by the whole names when the table fits in
@@ -69,7 +72,7 @@ def format_confusion(matrix, labels: list[str], max_width: int = 120) -> str:
 # Entities: one label per word, scored per entity (a span of words with a type), not per word
 
 
-def entity_spans(tags) -> set[tuple[str, int, int]]:
+def entity_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
     """BIO tags -> the entities they mark, as (type, first word, last word + 1).
 
     ["B-DATE", "I-DATE", "O", "B-ORDER"] -> {("DATE", 0, 2), ("ORDER", 3, 4)}. An I-TYPE that
@@ -86,7 +89,7 @@ def entity_spans(tags) -> set[tuple[str, int, int]]:
     return spans
 
 
-def entity_scores(true_tags, pred_tags) -> dict:
+def entity_scores(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> dict:
     """Entity-level precision, recall and F1: an entity counts as found only when the prediction
     has exactly its words and type.
 

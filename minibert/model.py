@@ -26,17 +26,22 @@ d = head size (H / h), V = vocabulary size, C = number of classes.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import functional as F
 from .autograd import Tensor
-from .backend import get_array_module
+from .backend import Array, ArrayLike, get_array_module
 from .checkpoint import load_pretrained, save_pretrained
 from .config import BertConfig
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, Parameter
+
+if TYPE_CHECKING:  # for type hints only (no import at run time)
+    from typing_extensions import Self
 
 # ----------------------------------------------------------------------------------------------
 # Embeddings: e_i = word[id_i] + position[i] + segment[type_i]
@@ -60,7 +65,7 @@ class BertEmbeddings(Module):
         self.layer_norm = LayerNorm(config.hidden_size, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids, token_type_ids) -> Tensor:
+    def forward(self, input_ids: Array, token_type_ids: Array | None) -> Tensor:
         T = input_ids.shape[1]
         xp = get_array_module(self.word_embeddings.weight.data)
         positions = xp.arange(T)  # 0, 1, ..., T-1 for every sequence (broadcast over B)
@@ -76,8 +81,9 @@ class BertEmbeddings(Module):
 # Self-attention
 
 
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask_bias=None,
-                                 dropout_p: float = 0.0, training: bool = False):
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask_bias: Array | None=None,
+                                 dropout_p: float = 0.0, training: bool = False) -> tuple[Tensor,
+                                 Tensor]:
     """softmax(q kᵀ / √d + mask_bias) v, for every head at once.
 
     q, k, v:    (B, h, T, d)   queries, keys, values
@@ -117,7 +123,7 @@ class MultiHeadSelfAttention(Module):
         self.output = Linear(H, H, std=std)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def forward(self, x: Tensor, mask_bias=None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mask_bias: Array | None=None) -> tuple[Tensor, Tensor]:
         B, T, H = x.shape
 
         def split_heads(t):  # (B, T, H) -> (B, h, T, d)
@@ -154,7 +160,7 @@ class BertLayer(Module):
         self.ffn_norm = LayerNorm(H, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: Tensor, mask_bias=None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mask_bias: Array | None=None) -> tuple[Tensor, Tensor]:
         a, probs = self.attention(x, mask_bias)
         x = self.attention_norm(x + self.dropout(a))
         f = self.ffn_out(F.gelu(self.ffn_in(x)))
@@ -189,14 +195,14 @@ class BertPreTrainedModel(Module):
     hf_architecture = "BertModel"  # the transformers class that reads what save_pretrained writes
 
     @classmethod
-    def from_pretrained(cls, path_or_name, **overrides):
+    def from_pretrained(cls, path_or_name: str | os.PathLike[str], **overrides: Any) -> Self:
         """Load a checkpoint directory (config.json + model.safetensors) or a shortcut name
         such as "all-MiniLM-L6-v2". `overrides` replace config fields (e.g. num_labels=3,
         hidden_dropout_prob=0.0); ignore_mismatched_sizes=True starts a head of another
         shape afresh, as in transformers. Returns the model in eval mode. See checkpoint.py."""
         return load_pretrained(cls, path_or_name, **overrides)
 
-    def save_pretrained(self, path) -> None:
+    def save_pretrained(self, path: str | os.PathLike[str]) -> None:
         """Write config.json and model.safetensors (Hugging Face names and layout) to `path`."""
         save_pretrained(self, path)
 
@@ -213,7 +219,8 @@ class BertModel(BertPreTrainedModel):
         H = config.hidden_size
         self.pooler = Linear(H, H, std=config.initializer_range) if add_pooling_layer else None
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None,
+    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
+                token_type_ids: ArrayLike | None=None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> BertOutput:
         """input_ids, attention_mask (1 = real token, 0 = padding), token_type_ids (segment
         0 or 1): integer arrays (B, T), NumPy/CuPy arrays or lists. Missing mask: all tokens
@@ -261,7 +268,7 @@ class BertModel(BertPreTrainedModel):
         )
 
 
-def mean_pool(last_hidden_state: Tensor, attention_mask) -> Tensor:
+def mean_pool(last_hidden_state: Tensor, attention_mask: ArrayLike | None) -> Tensor:
     """Average of the token vectors over real tokens.   (B, T, H), mask (B, T) -> (B, H)
 
     Padding positions are multiplied by 0, and the sum is divided by the number of real
@@ -344,7 +351,8 @@ class BertForSequenceClassification(_Head):
         self.classifier = Linear(config.hidden_size, config.num_labels,
                                  std=config.initializer_range)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
+                token_type_ids: ArrayLike | None=None, labels: ArrayLike | None=None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_hidden_states, output_attentions)
@@ -357,7 +365,7 @@ class BertForSequenceClassification(_Head):
         logits = self.classifier(self.dropout(summary))  # (B, C)
         return HeadOutput(self._loss(logits, labels), logits, out.hidden_states, out.attentions)
 
-    def save_pretrained(self, path) -> None:
+    def save_pretrained(self, path: str | os.PathLike[str]) -> None:
         """As BertPreTrainedModel.save_pretrained; a mean-pooled model also gets a warning,
         because transformers reads the folder but ignores `pooling` and uses the pooler."""
         if self.config.pooling == "mean":
@@ -388,7 +396,8 @@ class BertForTokenClassification(_Head):
         self.classifier = Linear(config.hidden_size, config.num_labels,
                                  std=config.initializer_range)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
+                token_type_ids: ArrayLike | None=None, labels: ArrayLike | None=None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_hidden_states, output_attentions)
@@ -423,7 +432,8 @@ class BertForMaskedLM(_Head):
         E = self.bert.embeddings.word_embeddings.weight  # (V, H), tied
         return F.linear(h, E.T, self.decoder_bias)  # (B, T, V): h · e_w + b_w for each word w
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
+                token_type_ids: ArrayLike | None=None, labels: ArrayLike | None=None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_hidden_states, output_attentions)
@@ -456,8 +466,9 @@ class BertForPreTraining(BertForMaskedLM):
         super().__init__(config, add_pooling_layer=True)
         self.seq_relationship = Linear(config.hidden_size, 2, std=config.initializer_range)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
-                next_sentence_label=None, output_hidden_states: bool = False,
+    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
+                token_type_ids: ArrayLike | None=None, labels: ArrayLike | None=None,
+                next_sentence_label: ArrayLike | None=None, output_hidden_states: bool = False,
                 output_attentions: bool = False) -> PreTrainingOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_hidden_states, output_attentions)

@@ -9,28 +9,35 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import backend
 from . import functional as F
 from .autograd import Tensor
+from .backend import Array
+
+if TYPE_CHECKING:  # for type hints only (no import at run time)
+    from typing_extensions import Self
 
 
 class Parameter(Tensor):
     """A Tensor that a Module owns and an optimizer updates (requires_grad=True by default)."""
 
-    def __init__(self, data, requires_grad: bool = True, dtype=None):
+    def __init__(self, data: Any, requires_grad: bool = True, dtype: npt.DTypeLike=None):
         super().__init__(data, requires_grad=requires_grad, dtype=dtype)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
 
 
 class StateDictError(KeyError):
     """load_state_dict was given keys or shapes that do not match the model."""
 
-    def __str__(self):  # KeyError would repr() the message; show it as written
+    def __str__(self) -> str:  # KeyError would repr() the message; show it as written
         return str(self.args[0])
 
 
@@ -39,10 +46,10 @@ class Module:
 
     training: bool = True
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     # -- walking the tree -----------------------------------------------------------------------
@@ -122,7 +129,7 @@ class Module:
         return self.train(False)
 
     @contextlib.contextmanager
-    def evaluating(self):
+    def evaluating(self) -> Iterator[Self]:
         """Evaluation mode inside a `with` block; afterwards every sub-module is back in the
         mode it was in (a frozen encoder kept in eval mode inside a training model stays so).
 
@@ -150,7 +157,7 @@ class Module:
         return self
 
     # -- device and precision -------------------------------------------------------------------
-    def to(self, device_or_dtype) -> Module:
+    def to(self, device_or_dtype: str | npt.DTypeLike) -> Module:
         """Move parameters to "cpu"/"gpu" (also "numpy"/"cupy"), or cast them to a float dtype.
 
         ``model.to("gpu")`` copies every parameter into GPU memory (CuPy must work, see
@@ -175,13 +182,13 @@ class Module:
         return self
 
     @property
-    def xp(self):
+    def xp(self) -> ModuleType:
         """The array module (numpy or cupy) where this module's parameters live."""
         for p in self.parameters():
             return backend.get_array_module(p.data)
         return backend.xp()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"{type(self).__name__}("]
         for name, child in self.named_children():
             lines.append("  " + f"({name}): {child!r}".replace("\n", "\n  "))
@@ -192,7 +199,7 @@ class Module:
 # Layers
 
 
-def init_normal(shape, std: float) -> Parameter:
+def init_normal(shape: tuple[int, ...], std: float) -> Parameter:
     """A parameter drawn from N(0, std²) with minibert's seeded generator (BERT uses std 0.02)."""
     return Parameter(backend.rng().standard_normal(shape, dtype=np.float32) * np.float32(std))
 
@@ -200,27 +207,28 @@ def init_normal(shape, std: float) -> Parameter:
 class Linear(Module):
     """y = x W + b, with W of shape (in_features, out_features) as in the math (x is a row)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, std=0.02):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 std: float | None=0.02):
         self.W = init_normal((in_features, out_features), std)
         self.b = Parameter(backend.xp().zeros(out_features, dtype=np.float32)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
         return F.linear(x, self.W, self.b)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Linear({self.W.shape[0]} -> {self.W.shape[1]})"
 
 
 class Embedding(Module):
     """A lookup table: row i is the vector of id i.  ids (...) -> (..., dim)."""
 
-    def __init__(self, num_embeddings: int, dim: int, std=0.02):
+    def __init__(self, num_embeddings: int, dim: int, std: float | None=0.02):
         self.weight = init_normal((num_embeddings, dim), std)
 
-    def forward(self, ids) -> Tensor:
+    def forward(self, ids: Array) -> Tensor:
         return F.embedding(self.weight, ids)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Embedding({self.weight.shape[0]}, {self.weight.shape[1]})"
 
 
@@ -236,7 +244,7 @@ class LayerNorm(Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.layer_norm(x, self.gamma, self.beta, self.eps)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"LayerNorm({self.gamma.shape[0]}, eps={self.eps})"
 
 
@@ -251,5 +259,5 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, training=self.training)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dropout(p={self.p})"

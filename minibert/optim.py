@@ -26,10 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import backend, parallel
+
+if TYPE_CHECKING:  # for type hints only (no import at run time)
+    from .nn import Parameter
 
 # ----------------------------------------------------------------------------------------------
 # Parameter groups
@@ -39,7 +43,8 @@ def _is_param_list(params) -> bool:
     return all(not isinstance(p, dict) for p in params)
 
 
-def weight_decay_groups(named_parameters, weight_decay: float) -> list[dict]:
+def weight_decay_groups(named_parameters: Iterable[tuple[str, Parameter]],
+                        weight_decay: float) -> list[dict]:
     """Split parameters into the two groups BERT trains with: decayed and not decayed.
 
     Weight decay pulls weights towards 0. That regularises the big matrices (W, embeddings) but
@@ -71,7 +76,8 @@ class Optimizer:
     schedule changes it with ``optimizer.lr = ...`` between steps.
     """
 
-    def __init__(self, params, lr: float, weight_decay: float = 0.0):
+    def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float,
+                 weight_decay: float = 0.0):
         params = list(params)
         if not params:
             raise ValueError("optimizer got no parameters to optimize")
@@ -173,7 +179,8 @@ class SGD(Optimizer):
     With momentum μ = 0 this is plain gradient descent θ ← θ − lr·g.
     """
 
-    def __init__(self, params, lr: float = 0.01, momentum: float = 0.0,
+    def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 0.01,
+                 momentum: float = 0.0,
                  weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
         if not 0.0 <= momentum < 1.0:
@@ -215,7 +222,8 @@ class AdamW(Optimizer):
     small for noisy ones.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+    def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 betas: tuple[float, float]=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01):
         super().__init__(params, lr, weight_decay)
         self.betas = (float(betas[0]), float(betas[1]))

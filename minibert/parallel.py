@@ -31,6 +31,7 @@ import ctypes
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any
 
 from . import backend
 
@@ -76,7 +77,7 @@ def set_num_threads(n: int) -> None:
     _num_threads = n
 
 
-def for_blocks(work: Callable, a, block: int = BLOCK) -> list:
+def for_blocks(work: Callable, a: Any, block: int = BLOCK) -> list:
     """Call ``work(rows)`` for slices ``rows`` that together cover the first axis of `a`.
 
     `a` is the (2-D or 1-D) array being processed; each slice holds about `block` elements
@@ -117,7 +118,7 @@ def for_blocks(work: Callable, a, block: int = BLOCK) -> list:
 # Stacks of matrix products
 
 
-def matmul(a, b):
+def matmul(a: Any, b: Any) -> Any:
     """a @ b for two stacks of matrices: (S..., n, k) @ (S..., k, m) -> (S..., n, m).
 
     Attention multiplies B·h small matrices at once (queries by keys, probabilities by values).

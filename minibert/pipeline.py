@@ -42,7 +42,7 @@ import numpy as np
 
 from . import functional as F
 from .autograd import no_grad
-from .backend import to_numpy
+from .backend import ArrayLike, to_numpy
 from .checkpoint import class_names, load_config, load_pretrained, resolve_model_dir
 from .console import note, printable
 from .data import batch_indices, token_lengths
@@ -53,7 +53,9 @@ from .token_data import check_bio, split_words
 from .tokenizer import Tokenizer
 
 
-def class_probabilities(model, input_ids, attention_mask=None, token_type_ids=None
+def class_probabilities(model: BertForSequenceClassification | BertForTokenClassification,
+                        input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
+                        token_type_ids: ArrayLike | None=None
                         ) -> np.ndarray:
     """Pr(y | x): the softmax of a head's logits, as a NumPy array on the host.
 
@@ -112,7 +114,7 @@ class Classifier:
         return [id2label[i] for i in range(len(id2label))]
 
     @classmethod
-    def from_pretrained(cls, path, labels: list[str] | None = None,
+    def from_pretrained(cls, path: str | os.PathLike[str], labels: list[str] | None = None,
                         max_length: int | None = None, rename_labels: bool = False
                         ) -> Classifier:
         """Load model, tokenizer and label names from a directory that `finetune` wrote.
@@ -289,7 +291,7 @@ def format_predictions(predictions: list[Prediction], width: int = 48) -> str:
 # One label per word
 
 
-def is_token_classifier(path) -> bool:
+def is_token_classifier(path: str | os.PathLike[str]) -> bool:
     """Whether a model directory (or shortcut name) holds a token classifier (config.json's
     "architectures"). False when there is no config.json: the loader then says what is
     missing."""
@@ -333,7 +335,7 @@ class Tagger:
                               model.config.max_position_embeddings)
 
     @classmethod
-    def from_pretrained(cls, path, max_length: int | None = None) -> Tagger:
+    def from_pretrained(cls, path: str | os.PathLike[str], max_length: int | None = None) -> Tagger:
         """Load a directory that `finetune_tokens` (`minibert finetune --task token`) wrote."""
         path = Path(path)
         if not (path / "config.json").is_file():

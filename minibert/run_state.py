@@ -70,11 +70,16 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .checkpoint import state_dict_from_hf
+from .checkpoint import Model, state_dict_from_hf
 from .fileio import SymlinkError, atomic_write, parse_json, refuse_symlink, short_repr
+
+if TYPE_CHECKING:  # for type hints only (no import at run time)
+    from .optim import Optimizer
+    from .tokenizer import Tokenizer
 
 try:
     import fcntl
@@ -101,8 +106,9 @@ class RunStateError(ValueError):
     and says what to do."""
 
 
-def save_run_state(out_dir, name: str, model, optimizer, trainer_state: dict,
-                   tokenizer=None, score: tuple[str, float] | None = None,
+def save_run_state(out_dir: str | os.PathLike[str], name: str, model: Model, optimizer: Optimizer,
+                   trainer_state: dict,
+                   tokenizer: Tokenizer=None, score: tuple[str, float] | None = None,
                    save_total_limit: int | None = 2, save_only_model: bool = False) -> Path:
     """Write folder out_dir/name and point latest.json at it; folders no longer needed go.
 
@@ -175,7 +181,7 @@ def _finite(x) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
 
 
-def read_latest(out_dir) -> dict | None:
+def read_latest(out_dir: str | os.PathLike[str]) -> dict | None:
     """The checked contents of out_dir/latest.json, or None when there is none.
 
     Raises RunStateError, naming the file, for anything this code would not have written:
@@ -212,7 +218,7 @@ def read_latest(out_dir) -> dict | None:
     return pointer
 
 
-def latest_run_state(out_dir) -> Path | None:
+def latest_run_state(out_dir: str | os.PathLike[str]) -> Path | None:
     """The folder latest.json points at, or None when the run has saved nothing yet.
 
     A latest.json that names a folder that is not there is a RunStateError: resuming must
@@ -228,7 +234,7 @@ def latest_run_state(out_dir) -> Path | None:
     return folder
 
 
-def run_state_file(folder) -> Path:
+def run_state_file(folder: str | os.PathLike[str]) -> Path:
     """A checkpoint folder's run_state.json, or the trainer_state.json that minibert wrote
     before 0.2.0 (same contents, transformers' file name) when only that is there."""
     folder = Path(folder)
@@ -236,7 +242,7 @@ def run_state_file(folder) -> Path:
     return old if old.is_file() and not (folder / RUN_STATE).is_file() else folder / RUN_STATE
 
 
-def check_resumable(folder) -> None:
+def check_resumable(folder: str | os.PathLike[str]) -> None:
     """A RunStateError when `folder` cannot be resumed from because it holds no optimizer
     state (save_only_model): continuing without AdamW's moments would be another run."""
     folder = Path(folder)
@@ -252,7 +258,7 @@ def check_resumable(folder) -> None:
         "--overwrite)")
 
 
-def best_run_state(out_dir) -> tuple[Path, str, float] | None:
+def best_run_state(out_dir: str | os.PathLike[str]) -> tuple[Path, str, float] | None:
     """(folder, what, value) of the best epoch so far, or None when none is recorded."""
     pointer = read_latest(out_dir)
     if not pointer or "best" not in pointer:
@@ -260,7 +266,7 @@ def best_run_state(out_dir) -> tuple[Path, str, float] | None:
     return Path(out_dir) / pointer["best"], pointer["best_by"], pointer["best_value"]
 
 
-def read_trainer_state(folder) -> dict:
+def read_trainer_state(folder: str | os.PathLike[str]) -> dict:
     """The checked run_state.json of a checkpoint folder (RunStateError if malformed)."""
     path = run_state_file(folder)
     state = parse_json(path.read_bytes(), path, RunStateError)
@@ -276,7 +282,8 @@ def read_trainer_state(folder) -> dict:
     return state
 
 
-def load_run_state(folder, model, optimizer) -> dict:
+def load_run_state(folder: str | os.PathLike[str], model: Model,
+                   optimizer: Optimizer | None) -> dict:
     """Load the parameters and the optimizer's state from `folder`; returns trainer_state.
 
     A run_state.json or optimizer state that is not what this code writes, or a folder saved
@@ -303,7 +310,7 @@ def load_run_state(folder, model, optimizer) -> dict:
 # The output folder: is there a run in it, and what is left over from a killed one
 
 
-def run_files(out_dir) -> list[str]:
+def run_files(out_dir: str | os.PathLike[str]) -> list[str]:
     """The names in out_dir that a training run writes (sorted); [] for a fresh folder."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
@@ -313,7 +320,8 @@ def run_files(out_dir) -> list[str]:
                   (CHECKPOINT.fullmatch(p.name) and p.is_dir()))
 
 
-def check_out_dir(out_dir, resume: bool, overwrite: bool, locked: bool = False) -> list[str]:
+def check_out_dir(out_dir: str | os.PathLike[str], resume: bool, overwrite: bool,
+                  locked: bool = False) -> list[str]:
     """Check, changing nothing, that a run may start in out_dir; returns run_files(out_dir).
 
     An out_dir that holds a run is refused unless the run is resumed or overwritten; resume
@@ -379,7 +387,8 @@ def own_folder(folder: Path) -> Path:
     return folder
 
 
-def prepare_out_dir(out_dir, resume: bool, overwrite: bool, locked: bool = False) -> list[str]:
+def prepare_out_dir(out_dir: str | os.PathLike[str], resume: bool, overwrite: bool,
+                    locked: bool = False) -> list[str]:
     """Make out_dir ready for a run (check_out_dir first): create it, clear the earlier run
     when overwrite, and remove what a killed run left behind. Returns the names removed.
     locked: the caller holds out_dir's lock (lock_out_dir), as a training run does."""
@@ -398,7 +407,7 @@ def prepare_out_dir(out_dir, resume: bool, overwrite: bool, locked: bool = False
     return removed + clean_leftovers(out_dir)
 
 
-def clean_leftovers(out_dir) -> list[str]:
+def clean_leftovers(out_dir: str | os.PathLike[str]) -> list[str]:
     """Remove what a killed run left in out_dir; returns the names removed (for a note).
 
     That is: temporary files of atomic writes (in out_dir and its checkpoint folders and
@@ -451,7 +460,7 @@ def remove_folder(folder: Path) -> None:
 # One writer per run folder
 
 
-def lock_out_dir(out_dir) -> int | None:
+def lock_out_dir(out_dir: str | os.PathLike[str]) -> int | None:
     """Take out_dir's run lock (out_dir must exist); returns the lock's file descriptor, for
     unlock_out_dir. RunStateError naming the holder when another process has it. None where
     the OS has no flock (Windows)."""
@@ -483,7 +492,7 @@ def lock_out_dir(out_dir) -> int | None:
     return fd
 
 
-def unlock_out_dir(out_dir, fd: int | None) -> None:
+def unlock_out_dir(out_dir: str | os.PathLike[str], fd: int | None) -> None:
     """Release a lock from lock_out_dir: remove the lock file, then close it (which releases
     the lock). A run that waited on the removed file sees it is gone and takes a new one."""
     if fd is None:
@@ -503,7 +512,7 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
-def check_not_locked(out_dir) -> None:
+def check_not_locked(out_dir: str | os.PathLike[str]) -> None:
     """RunStateError naming the holder if a run holds out_dir's lock now; changes nothing."""
     path = Path(out_dir) / LOCK
     if fcntl is None or path.is_symlink() or not path.is_file():
@@ -536,7 +545,7 @@ def _locked_error(out_dir, holder: str) -> RunStateError:
                          "output folder")
 
 
-def write_json(path, obj) -> None:
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write `obj` as JSON, atomically."""
     atomic_write(path, lambda f: json.dump(obj, f, indent=1), mode="w")
 
@@ -568,7 +577,7 @@ def _join_optimizer_state(arrays: dict, scalars: dict) -> dict:
 # Fingerprints: what a run was trained on, so that resuming on other data is noticed
 
 
-def fingerprint(value) -> str:
+def fingerprint(value: Any) -> str:
     """A short SHA-256 of `value`: str, int, float, bool, None, NumPy arrays, and lists,
     tuples and dicts of them. Equal values give equal fingerprints, in any process."""
     h = hashlib.sha256()

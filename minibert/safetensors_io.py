@@ -37,12 +37,17 @@ Public API:
     SafetensorsError                          raised for malformed files (a ValueError)
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
 import struct
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .fileio import atomic_write, parse_json, short_repr
 
@@ -83,7 +88,8 @@ class SafetensorsError(ValueError):
 # writing
 
 
-def save_file(tensors, path, metadata=None):
+def save_file(tensors: Mapping[str, Any], path: str | os.PathLike[str],
+              metadata: Mapping[str, str] | None=None) -> None:
     """
     Write tensors to `path` in safetensors format.
 
@@ -142,7 +148,7 @@ def _build_header(tensors, metadata):
 # reading
 
 
-def read_header(path):
+def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any], int]:
     """
     Read and check the JSON header of a safetensors file, without reading tensor data.
 
@@ -156,12 +162,13 @@ def read_header(path):
     return header
 
 
-def load_metadata(path):
+def load_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """Return the "__metadata__" dict {str: str} of a safetensors file, or None if it has none."""
     return read_header(path).get("__metadata__")
 
 
-def load_file(path, dtype=None, names=None):
+def load_file(path: str | os.PathLike[str], dtype: npt.DTypeLike=None,
+              names: Iterable[str] | None=None) -> dict[str, np.ndarray]:
     """
     Load the tensors of a safetensors file: all of them, or only those named.
 

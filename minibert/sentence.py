@@ -20,17 +20,22 @@ modules.json (a plain BERT) gets all-MiniLM-L6-v2's recipe: mean pooling, normal
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .autograd import Tensor, concatenate, masked_fill, no_grad, where
-from .backend import get_array_module, to_numpy
+from .backend import ArrayLike, get_array_module, to_numpy
 from .console import progress_bar
 from .data import batch_indices, token_lengths
 from .fileio import parse_json
 from .model import BertModel, mean_pool
+
+if TYPE_CHECKING:  # for type hints only (no import at run time)
+    from .tokenizer import Tokenizer
 
 __all__ = ["SentenceEncoder", "l2_normalize", "mean_pool", "pool"]
 
@@ -49,7 +54,7 @@ def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
     return x / where(norm.data < eps, eps, norm)
 
 
-def pool(h: Tensor, attention_mask, modes: Sequence[str] = ("mean",)) -> Tensor:
+def pool(h: Tensor, attention_mask: ArrayLike, modes: Sequence[str] = ("mean",)) -> Tensor:
     """One vector per text from its token vectors, by each of `modes`, concatenated.
     (B, T, H), mask (B, T) -> (B, len(modes)·H)
 
@@ -84,7 +89,7 @@ class SentenceEncoder:
     (all-MiniLM-L6-v2's recipe, so the cosine similarity is a dot product).
     """
 
-    def __init__(self, model: BertModel, tokenizer, max_length: int | None = None,
+    def __init__(self, model: BertModel, tokenizer: Tokenizer, max_length: int | None = None,
                  pooling: Sequence[str] = ("mean",), normalize: bool = True):
         unknown = [m for m in pooling if m not in POOLING_MODES]
         if not pooling or unknown:
@@ -96,7 +101,8 @@ class SentenceEncoder:
         self.pooling, self.normalize = tuple(pooling), normalize
 
     @classmethod
-    def from_pretrained(cls, name_or_dir, max_length: int | None = None) -> SentenceEncoder:
+    def from_pretrained(cls, name_or_dir: str | os.PathLike[str],
+                        max_length: int | None = None) -> SentenceEncoder:
         """Model + tokenizer from one directory (or shortcut name, see checkpoint.py).
 
         max_length defaults to the directory's sentence_bert_config.json "max_seq_length"
@@ -145,7 +151,8 @@ class SentenceEncoder:
                 bar.update(1)
         return out
 
-    def similarity(self, a, b) -> np.ndarray:
+    def similarity(self, a: str | Sequence[str] | np.ndarray,
+                   b: str | Sequence[str] | np.ndarray) -> np.ndarray:
         """Cosine similarities (n_a, n_b) between texts or embeddings (rows of `encode`)."""
         A, B = (self.encode(x) if _is_text(x) else np.atleast_2d(np.asarray(x)) for x in (a, b))
         A = A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
@@ -153,7 +160,7 @@ class SentenceEncoder:
         return A @ B.T
 
 
-def sentence_transformers_recipe(model_dir) -> tuple[Path, tuple[str, ...], bool]:
+def sentence_transformers_recipe(model_dir: str | os.PathLike[str]) -> tuple[Path, tuple[str, ...], bool]:
     """(the folder with the BERT model, pooling modes, normalize?) of a sentence-transformers
     folder, read from modules.json and the Pooling step's config.json. A folder without
     modules.json: (itself, ("mean",), True), all-MiniLM-L6-v2's recipe. What this module

@@ -20,12 +20,18 @@ Files: CoNLL (``word<TAB>tag`` a line, a blank line between sentences) or JSON l
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .data import IGNORE_INDEX, DataError, json_records
+
+if TYPE_CHECKING:  # for type hints only (no import at run time)
+    from .tokenizer import Tokenizer
 
 # Punctuation split off the ends of a whitespace-separated chunk by `split_words` (the rule the
 # shipped dataset was made with): "KS-204881," -> "KS-204881" ",".
@@ -40,7 +46,7 @@ class TokenLabelledData:
     tags: list[list[str]]
     source: str = "<memory>"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if len(self.words) != len(self.tags):
             raise DataError(f"{self.source}: {len(self.words)} sentences but {len(self.tags)} "
                             "tag sequences")
@@ -57,7 +63,7 @@ class TokenLabelledData:
     def __len__(self) -> int:
         return len(self.words)
 
-    def subset(self, indices) -> TokenLabelledData:
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TokenLabelledData:
         return TokenLabelledData([self.words[i] for i in indices],
                                  [self.tags[i] for i in indices], self.source)
 
@@ -70,7 +76,7 @@ def check_bio(tags: list[str], where: str) -> None:
                             "(e.g. B-PRODUCT, I-PRODUCT)")
 
 
-def tag_names(tags) -> list[str]:
+def tag_names(tags: Iterable[Sequence[str]]) -> list[str]:
     """The tag set of some tag sequences in a fixed order: O first, then sorted by type, B before
     I ("O", "B-DATE", "I-DATE", "B-ORDER", ...). Every type gets both its B- and I- tag, so a
     model can predict an I- tag the training data happened not to contain."""
@@ -95,7 +101,8 @@ def encode_tags(tags: list[list[str]], label2id: dict[str, int], source: str) ->
 # Reading files
 
 
-def read_token_labelled(path, format: str | None = None) -> TokenLabelledData:
+def read_token_labelled(path: str | os.PathLike[str],
+                        format: str | None = None) -> TokenLabelledData:
     """Read a token-labelled file: CoNLL (.conll, .txt, .tsv) or JSON lines (.jsonl).
 
     CoNLL: ``word<TAB>tag`` (or ``word tag``) a line, a blank line between sentences; a line
@@ -176,7 +183,7 @@ def split_words(text: str) -> list[str]:
 # Words -> pieces, and the labels aligned with them
 
 
-def encode_words(tokenizer, words: list[str], max_length: int, where: str = "input"
+def encode_words(tokenizer: Tokenizer, words: list[str], max_length: int, where: str = "input"
                  ) -> tuple[list[int], list[int | None]]:
     """[CLS] + the pieces of every word + [SEP], cut to max_length tokens.
 
@@ -209,7 +216,8 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
     return labels
 
 
-def word_predictions(word_ids: list[int | None], token_preds, num_words: int,
+def word_predictions(word_ids: list[int | None], token_preds: Sequence[int] | np.ndarray,
+                     num_words: int,
                      fill: int) -> list[int]:
     """The prediction of each word: the one at its first piece. A word cut off by truncation
     gets `fill`."""
@@ -222,7 +230,8 @@ def word_predictions(word_ids: list[int | None], token_preds, num_words: int,
     return out
 
 
-def token_classification_batch(tokenizer, data: TokenLabelledData, indices,
+def token_classification_batch(tokenizer: Tokenizer, data: TokenLabelledData,
+                               indices: Sequence[int] | np.ndarray,
                                label2id: dict[str, int] | None, max_length: int) -> dict:
     """A padded batch for BertForTokenClassification.
 

@@ -437,12 +437,13 @@ class BatchEncoding(dict):
     attention_mask (1 = real token, 0 = padding). Also: ``num_truncated`` (int64, one per row)
     and ``tokens`` (list of token lists, without padding)."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], num_truncated: np.ndarray, tokens):
+    def __init__(self, arrays: dict[str, np.ndarray], num_truncated: np.ndarray,
+                 tokens: list[list[str]]):
         super().__init__(arrays)
         self.num_truncated = num_truncated
         self.tokens = tokens
 
-    def __getattr__(self, name):  # batch.input_ids as well as batch["input_ids"]
+    def __getattr__(self, name: str) -> Any:  # batch.input_ids as well as batch["input_ids"]
         try:
             return self[name]
         except KeyError:
@@ -499,13 +500,14 @@ class Tokenizer:
     # -- construction ---------------------------------------------------------------------------
 
     @classmethod
-    def from_vocab_file(cls, path: str | os.PathLike, lowercase: bool = True, **kwargs):
+    def from_vocab_file(cls, path: str | os.PathLike, lowercase: bool = True,
+                        **kwargs: Any) -> Tokenizer:
         """Load a BERT ``vocab.txt``. kwargs: strip_accents, tokenize_chinese_chars,
         model_max_length."""
         return cls(load_vocab(path), lowercase=lowercase, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | os.PathLike):
+    def from_pretrained(cls, model_dir: str | os.PathLike) -> Tokenizer:
         """Load a tokenizer from a model directory, as transformers saves it.
 
         ``vocab.txt`` with the settings in ``tokenizer_config.json`` (do_lower_case,
@@ -606,7 +608,7 @@ class Tokenizer:
     @classmethod
     def train(
         cls,
-        lines_or_files,
+        lines_or_files: Iterable[str] | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         vocab_size: int = 30522,
         min_frequency: int = 2,
         lowercase: bool = True,
@@ -689,7 +691,7 @@ class Tokenizer:
             return self.vocab.get(tokens, self.unk_token_id)
         return [self.vocab.get(t, self.unk_token_id) for t in tokens]
 
-    def convert_ids_to_tokens(self, ids) -> str | list[str]:
+    def convert_ids_to_tokens(self, ids: int | Iterable[int] | np.ndarray) -> str | list[str]:
         """An id or sequence of ids (list, NumPy array) -> token(s). Raises IndexError for ids
         outside 0 .. vocab_size-1."""
         if isinstance(ids, (int, np.integer)):
@@ -859,7 +861,7 @@ class Tokenizer:
 
     # -- ids -> text ----------------------------------------------------------------------------
 
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+    def decode(self, ids: Iterable[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
         """Ids -> text: join tokens with spaces and glue "##" pieces to the piece before.
         [101, 2817, 2075, 102] -> 'studying'. Lower-casing and accents are not undone."""
         if isinstance(ids, (str, bytes)):
@@ -872,7 +874,8 @@ class Tokenizer:
             tokens = [t for t in tokens if t not in SPECIAL_TOKENS]
         return " ".join(tokens).replace(" ##", "").strip()
 
-    def batch_decode(self, rows, skip_special_tokens: bool = True) -> list[str]:
+    def batch_decode(self, rows: Iterable[Iterable[int]] | np.ndarray,
+                     skip_special_tokens: bool = True) -> list[str]:
         """``decode`` for each row of a 2-D array or list of id lists (padding is special)."""
         return [self.decode(row, skip_special_tokens) for row in rows]
 

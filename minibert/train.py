@@ -29,9 +29,10 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -72,6 +73,16 @@ from .run_state import (
     write_json,
 )
 from .token_data import TokenLabelledData, encode_tags, tag_names, token_classification_batch
+
+if TYPE_CHECKING:  # for type hints only (no import at run time)
+    from .model import (
+        BertForMaskedLM,
+        BertForPreTraining,
+        BertForSequenceClassification,
+        BertForTokenClassification,
+        BertPreTrainedModel,
+    )
+    from .tokenizer import Tokenizer
 
 # ----------------------------------------------------------------------------------------------
 # Options
@@ -139,7 +150,7 @@ class TrainConfig:
     progress: bool = True
     group_by_length: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -227,9 +238,9 @@ class TrainingRun:
     evaluate() -> dict of metrics, or None
     """
 
-    def __init__(self, model, cfg: TrainConfig, num_examples: int, info: dict,
-                 log: Callable[[dict], None] | None = None, data=None, vocab=None,
-                 lengths=None):
+    def __init__(self, model: BertPreTrainedModel, cfg: TrainConfig, num_examples: int, info: dict,
+                 log: Callable[[dict], None] | None = None, data: Any=None, vocab: Any=None,
+                 lengths: Sequence[int] | np.ndarray | None=None):
         self.model, self.cfg, self.num_examples, self.log = model, cfg, num_examples, log
         # tokens per example, for batches of similar length (cfg.group_by_length)
         self.lengths = lengths if cfg.group_by_length else None
@@ -262,7 +273,7 @@ class TrainingRun:
         unlock_out_dir(self.cfg.out_dir, self.lock)
         self.lock = None
 
-    def fit(self, make_batch: Callable, evaluate: Callable, tokenizer) -> dict:
+    def fit(self, make_batch: Callable, evaluate: Callable, tokenizer: Tokenizer) -> dict:
         """Train (from the last saved state when cfg.resume), then leave the model in eval
         mode and save it with its tokenizer to out_dir/final. Returns the history."""
         try:
@@ -489,9 +500,10 @@ def _effective_max_length(model, cfg: TrainConfig) -> int:
 # Fine-tuning
 
 
-def finetune(model, tokenizer, train_data: LabelledData, eval_data: LabelledData | None = None,
+def finetune(model: BertForSequenceClassification, tokenizer: Tokenizer, train_data: LabelledData,
+             eval_data: LabelledData | None = None,
              config: TrainConfig | None = None, log: Callable[[dict], None] | None = None,
-             **options) -> dict:
+             **options: Any) -> dict:
     """Fine-tune a sequence classifier (e.g. BertForSequenceClassification) on labelled data.
 
     model: its encoder ``model.bert`` holds the pre-trained θ; its head ω is freshly
@@ -536,10 +548,11 @@ def finetune(model, tokenizer, train_data: LabelledData, eval_data: LabelledData
     return run.fit(make_batch, evaluate_fn, tokenizer)
 
 
-def finetune_tokens(model, tokenizer, train_data: TokenLabelledData,
+def finetune_tokens(model: BertForTokenClassification, tokenizer: Tokenizer,
+                    train_data: TokenLabelledData,
                     eval_data: TokenLabelledData | None = None,
                     config: TrainConfig | None = None, log: Callable[[dict], None] | None = None,
-                    **options) -> dict:
+                    **options: Any) -> dict:
     """Fine-tune a token classifier (BertForTokenClassification): one label per word.
 
     train_data / eval_data: TokenLabelledData (see ``minibert.token_data.read_token_labelled``).
@@ -650,8 +663,10 @@ def _save_final(model, tokenizer, folder: Path) -> None:
 # Pre-training
 
 
-def pretrain_mlm(model, tokenizer, texts, eval_texts=None, config: TrainConfig | None = None,
-                 log: Callable[[dict], None] | None = None, **options) -> dict:
+def pretrain_mlm(model: BertForMaskedLM | BertForPreTraining, tokenizer: Tokenizer,
+                 texts: Sequence[str], eval_texts: Sequence[str] | None=None,
+                 config: TrainConfig | None = None,
+                 log: Callable[[dict], None] | None = None, **options: Any) -> dict:
     """Pre-train a masked language model (e.g. BertForMaskedLM) on raw text.
 
     texts / eval_texts: a list of lines (one document or paragraph each) or a path to a text
@@ -704,8 +719,9 @@ def _lines(texts) -> list[str]:
     return read_text_corpus(texts) if isinstance(texts, str | os.PathLike) else list(texts)
 
 
-def pretrain_nsp(model, tokenizer, texts, eval_texts=None, config: TrainConfig | None = None,
-                 log: Callable[[dict], None] | None = None, **options) -> dict:
+def pretrain_nsp(model: BertForPreTraining, tokenizer: Tokenizer, texts: Sequence[str],
+                 eval_texts: Sequence[str] | None=None, config: TrainConfig | None = None,
+                 log: Callable[[dict], None] | None = None, **options: Any) -> dict:
     """Pre-train BertForPreTraining on BERT's two tasks: masked LM and next-sentence prediction.
 
     texts / eval_texts: a list of lines or a path to a text file; every line is a document (a

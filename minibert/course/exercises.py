@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,7 +216,8 @@ def check(exercise_id: str, root: Path | None = None) -> int:
     return _pytest(root, exercise_id, quiet=False).returncode
 
 
-def verify(root: Path | None = None, ids: list[str] | None = None, log=print,
+def verify(root: Path | None = None, ids: list[str] | None = None,
+           log: Callable[[str], object]=print,
            workers: int = 2) -> dict:
     """Prove each exercise sound and the path in order; returns {id: "ok"} or raises
     ExerciseError listing the failures.

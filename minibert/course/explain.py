@@ -17,6 +17,7 @@ import json
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -242,7 +243,7 @@ _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                               "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
-def script_json(value) -> str:
+def script_json(value: Any) -> str:
     """`value` as JSON that can sit inside <script>...</script> whatever its strings hold:
     no text from the user or the model folder can end the script or change how it parses."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_SCRIPT_SAFE)

@@ -26,6 +26,7 @@ import json
 import random
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,7 @@ class Question:
             return str(tuple(d["answer"]))
         return str(d["answer"])
 
-    def check(self, answer) -> bool:
+    def check(self, answer: str) -> bool:
         """Is `answer` (what the learner typed, or a value) right? QuizError when it cannot be
         read as an answer to this kind of question (the message says what is expected)."""
         d = self.data
@@ -156,7 +157,7 @@ def lessons() -> list[str]:
     return sorted(p.stem for p in QUIZ_DIR.glob("[0-9][0-9]_*.json"))
 
 
-def resolve_lesson(lesson) -> str:
+def resolve_lesson(lesson: str | int) -> str:
     """3, "3", "03" or "03_attention" -> "03_attention"."""
     names = lessons()
     key = str(lesson).strip()
@@ -170,7 +171,7 @@ def resolve_lesson(lesson) -> str:
     return found[0]
 
 
-def load(lesson) -> list[Question]:
+def load(lesson: str | int) -> list[Question]:
     """The questions of one lesson, checked for the shape of each question type."""
     name = resolve_lesson(lesson)
     path = QUIZ_DIR / f"{name}.json"
@@ -199,7 +200,7 @@ def _validate(q: Question, path: Path) -> None:
             raise QuizError(f"{where}: needs a non-empty {key!r}")
 
 
-def get(lesson, number: int) -> Question:
+def get(lesson: str | int, number: int) -> Question:
     questions = load(lesson)
     if not 1 <= number <= len(questions):
         raise QuizError(f"lesson {lesson} has questions 1 to {len(questions)}, not {number}")
@@ -209,7 +210,8 @@ def get(lesson, number: int) -> Question:
 # -- asking: the terminal and notebooks --------------------------------------------------------
 
 
-def run(lesson=None, ask=input, say=print, tries: int = 3) -> tuple[int, int]:
+def run(lesson: str | int | None=None, ask: Callable[[str], str]=input,
+        say: Callable[[str], object]=print, tries: int = 3) -> tuple[int, int]:
     """Ask the questions of one lesson (or of all, in order); returns (right, asked).
 
     An answer that cannot be read is asked again (up to `tries` times); end of input stops
@@ -253,13 +255,13 @@ def verdict(q: Question, ok: bool) -> str:
     return f"Not quite. The answer: {answer}. {q.explanation}"
 
 
-def ask(lesson, number: int) -> None:
+def ask(lesson: str | int, number: int) -> None:
     """Print one question (for a notebook cell); answer it with check(lesson, number, ...)."""
     q = get(lesson, number)
     print(f"Lesson {int(q.lesson[:2])} · {q.text()}")
 
 
-def check(lesson, number: int, answer) -> bool | None:
+def check(lesson: str | int, number: int, answer: str) -> bool | None:
     """Check an answer in a notebook: prints right/not quite and the explanation. An answer
     of None (not answered yet) prints a reminder and returns None."""
     q = get(lesson, number)

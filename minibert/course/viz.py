@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -27,7 +28,8 @@ def _figure(width: float = 6.0, height: float = 4.0) -> Figure:
     return fig
 
 
-def attention_heatmap(attention, tokens: Sequence[str], title: str = "Attention") -> Figure:
+def attention_heatmap(attention: npt.ArrayLike, tokens: Sequence[str],
+                      title: str = "Attention") -> Figure:
     """One head's attention map: row i shows how much token i attends to each token j.
 
     attention: (seq, seq), rows sum to 1. tokens: the seq token strings.
@@ -134,7 +136,8 @@ def training_schedule(history: dict, max_grad_norm: float | None = None,
     return fig
 
 
-def probability_bars(probs, labels: Sequence[str], title: str = "P(class | text)") -> Figure:
+def probability_bars(probs: npt.ArrayLike, labels: Sequence[str],
+                     title: str = "P(class | text)") -> Figure:
     """The class probability distribution of one prediction; the argmax bar is highlighted."""
     p = _host(probs).astype(float).reshape(-1)
     if p.size != len(labels):
@@ -153,7 +156,7 @@ def probability_bars(probs, labels: Sequence[str], title: str = "P(class | text)
     return fig
 
 
-def pca_2d(x) -> np.ndarray:
+def pca_2d(x: npt.ArrayLike) -> np.ndarray:
     """Project rows of x (n, d) onto their two main directions (PCA via SVD): (n, 2)."""
     x = _host(x).astype(np.float64)
     x = x - x.mean(axis=0)
@@ -161,7 +164,7 @@ def pca_2d(x) -> np.ndarray:
     return x @ vt[:2].T
 
 
-def embedding_projection(embeddings, labels: Sequence[str] | None = None,
+def embedding_projection(embeddings: npt.ArrayLike, labels: Sequence[str] | None = None,
                          texts: Sequence[str] | None = None,
                          title: str = "Sentence embeddings (PCA)") -> Figure:
     """Sentence embeddings (n, d) in 2-D; points coloured by label, optionally annotated.
@@ -236,7 +239,8 @@ def _overlap_area(a, b) -> float:
     return max(w, 0.0) * max(h, 0.0)
 
 
-def confusion_matrix_plot(matrix, labels: Sequence[str], title: str = "Confusion matrix") -> Figure:
+def confusion_matrix_plot(matrix: npt.ArrayLike, labels: Sequence[str],
+                          title: str = "Confusion matrix") -> Figure:
     """Counts of (true class, predicted class); the diagonal holds the correct predictions.
 
     Sized for a slide (about 8 x 6.5 inches for 4 classes), with a colour bar for the counts.
