@@ -104,8 +104,8 @@ class Tensor:
 
     __array_priority__ = 1000  # so that `ndarray * Tensor` calls Tensor.__rmul__
 
-    def __init__(self, data: Any, requires_grad: bool = False, dtype: npt.DTypeLike=None,
-                 _parents: tuple[Tensor, ...]=(), _op: str=""):
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: npt.DTypeLike | None = None,
+                 _parents: tuple[Tensor, ...] = (), _op: str = ""):
         if isinstance(data, Tensor):
             data = data.data
         if dtype is None and not hasattr(data, "dtype"):
@@ -169,7 +169,7 @@ class Tensor:
         return out
 
     # -- backpropagation -----------------------------------------------------------------------
-    def backward(self, grad: Array | None=None, retain_graph: bool = False) -> None:
+    def backward(self, grad: Array | None = None, retain_graph: bool = False) -> None:
         """Compute d(self)/d(t) for every tensor t in the graph that requires grad.
 
         Leaf tensors (parameters, inputs) *accumulate* into `.grad`, as in PyTorch: call
@@ -346,7 +346,7 @@ class Tensor:
         return out
 
     # -- reductions -----------------------------------------------------------------------------
-    def sum(self, axis: int | tuple[int, ...] | None=None, keepdims: bool = False) -> Tensor:
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         out = op_result(self.data.sum(axis=axis, keepdims=keepdims), (self,), "sum")
 
         def _backward():  # every input element contributed once: copy the gradient back
@@ -360,12 +360,12 @@ class Tensor:
         out._backward = _backward
         return out
 
-    def mean(self, axis: int | tuple[int, ...] | None=None, keepdims: bool = False) -> Tensor:
+    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         axes = range(self.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
         n = int(np.prod([self.shape[a] for a in axes]))
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / max(n, 1))
 
-    def max(self, axis: int | tuple[int, ...] | None=None, keepdims: bool = False) -> Tensor:
+    def max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         out = op_result(self.data.max(axis=axis, keepdims=keepdims), (self,), "max")
 
         def _backward():  # only the maximum receives gradient (shared equally between ties)
@@ -556,6 +556,6 @@ def masked_fill(x: Tensor, mask: Array | Tensor, value: float) -> Tensor:
     return where(mask, as_tensor(value, like=x), x)
 
 
-def tensor(data: Any, requires_grad: bool = False, dtype: npt.DTypeLike=None) -> Tensor:
+def tensor(data: Any, requires_grad: bool = False, dtype: npt.DTypeLike | None = None) -> Tensor:
     """Make a Tensor (float32 by default for Python numbers and lists)."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)

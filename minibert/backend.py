@@ -107,7 +107,7 @@ def is_device_array(a: Any) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"
 
 
-def asarray(a: Any, dtype: npt.DTypeLike=None) -> Array:
+def asarray(a: Any, dtype: npt.DTypeLike | None = None) -> Array:
     """`a` as an array of the active backend (copies between devices when needed)."""
     if _name == "numpy":
         return np.asarray(to_numpy(a), dtype=dtype)

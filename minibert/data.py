@@ -378,7 +378,7 @@ def train_validation_split(data: LabelledData, validation_fraction: float = 0.1,
 
 
 def batch_indices(num_examples: int, batch_size: int, rng: np.random.Generator | None = None,
-                  lengths: Sequence[int] | np.ndarray | None=None,
+                  lengths: Sequence[int] | np.ndarray | None = None,
                   group_batches: int = 50) -> list[np.ndarray]:
     """Cut 0..num_examples-1 into batches of `batch_size` (the last one may be smaller).
 

@@ -163,7 +163,8 @@ def evaluate_pretraining(model: BertForPreTraining, batches: list[dict]) -> dict
 def predict_tags(model: BertForTokenClassification, tokenizer: Tokenizer, words: list[list[str]],
                  batch_size: int = 64,
                  max_length: int = 128,
-                 labels: Sequence[Sequence[str]] | None=None) -> tuple[list[list[str]], float, int]:
+                 labels: Sequence[Sequence[str]] | None = None
+                 ) -> tuple[list[list[str]], float, int]:
     """The tag of every word (the prediction at its first piece) for sentences given as words.
 
     With `labels` (tag sequences) also returns the mean loss over the labelled pieces; always

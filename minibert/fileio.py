@@ -49,8 +49,8 @@ def refuse_symlink(path: str | os.PathLike[str], what: str = "") -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str="wb",
-                encoding: str | None=None) -> Iterator[IO[Any]]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb",
+                encoding: str | None = None) -> Iterator[IO[Any]]:
     """
     Open `path` for writing so that it is replaced all at once, or not at all.
 
@@ -94,7 +94,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str="wb",
 
 
 def atomic_write(path: str | os.PathLike[str], write_fn: Callable[[IO[Any]], object],
-                 mode: str="wb", encoding: str | None=None) -> None:
+                 mode: str = "wb", encoding: str | None = None) -> None:
     """
     Call `write_fn(f)` on a file opened with atomic_open(path, mode, encoding).
 
@@ -121,8 +121,8 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
-def parse_json(data: str | bytes, where: object, error: type[Exception]=ValueError,
-               unique_keys: bool=False) -> Any:
+def parse_json(data: str | bytes, where: object, error: type[Exception] = ValueError,
+               unique_keys: bool = False) -> Any:
     """
     Parse JSON text from a file, turning every way it can fail into one clear error.
 

@@ -132,7 +132,7 @@ _CDF_P = _ERF_P / math.sqrt(2.0)
 _CDF_B = tuple(a / 2.0 for a in _ERF_A)
 
 
-def normal_cdf(x: Array, out: Array | None=None) -> Array:
+def normal_cdf(x: Array, out: Array | None = None) -> Array:
     """Φ(x), the standard normal CDF, on arrays: |error| ≤ 7.5e-8 (erf's, halved).
 
     Φ(x) = ½ + sign(x)·(½ − (1 − Φ(|x|))), with 1 − Φ(|x|) from the formula above; ~20 passes,
@@ -325,7 +325,7 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Te
     return out
 
 
-def dropout(x: Tensor, p: float, training: bool = True, rng: Any=None) -> Tensor:
+def dropout(x: Tensor, p: float, training: bool = True, rng: Any = None) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout).
 
     Off in evaluation (`training=False`) and for p=0. The mask comes from `rng` (default: the

@@ -81,7 +81,7 @@ class BertEmbeddings(Module):
 # Self-attention
 
 
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask_bias: Array | None=None,
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask_bias: Array | None = None,
                                  dropout_p: float = 0.0, training: bool = False) -> tuple[Tensor,
                                  Tensor]:
     """softmax(q kᵀ / √d + mask_bias) v, for every head at once.
@@ -123,7 +123,7 @@ class MultiHeadSelfAttention(Module):
         self.output = Linear(H, H, std=std)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def forward(self, x: Tensor, mask_bias: Array | None=None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mask_bias: Array | None = None) -> tuple[Tensor, Tensor]:
         B, T, H = x.shape
 
         def split_heads(t):  # (B, T, H) -> (B, h, T, d)
@@ -160,7 +160,7 @@ class BertLayer(Module):
         self.ffn_norm = LayerNorm(H, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: Tensor, mask_bias: Array | None=None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mask_bias: Array | None = None) -> tuple[Tensor, Tensor]:
         a, probs = self.attention(x, mask_bias)
         x = self.attention_norm(x + self.dropout(a))
         f = self.ffn_out(F.gelu(self.ffn_in(x)))
@@ -219,8 +219,8 @@ class BertModel(BertPreTrainedModel):
         H = config.hidden_size
         self.pooler = Linear(H, H, std=config.initializer_range) if add_pooling_layer else None
 
-    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
-                token_type_ids: ArrayLike | None=None,
+    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None = None,
+                token_type_ids: ArrayLike | None = None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> BertOutput:
         """input_ids, attention_mask (1 = real token, 0 = padding), token_type_ids (segment
         0 or 1): integer arrays (B, T), NumPy/CuPy arrays or lists. Missing mask: all tokens
@@ -351,8 +351,8 @@ class BertForSequenceClassification(_Head):
         self.classifier = Linear(config.hidden_size, config.num_labels,
                                  std=config.initializer_range)
 
-    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
-                token_type_ids: ArrayLike | None=None, labels: ArrayLike | None=None,
+    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None = None,
+                token_type_ids: ArrayLike | None = None, labels: ArrayLike | None = None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_hidden_states, output_attentions)
@@ -396,8 +396,8 @@ class BertForTokenClassification(_Head):
         self.classifier = Linear(config.hidden_size, config.num_labels,
                                  std=config.initializer_range)
 
-    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
-                token_type_ids: ArrayLike | None=None, labels: ArrayLike | None=None,
+    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None = None,
+                token_type_ids: ArrayLike | None = None, labels: ArrayLike | None = None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_hidden_states, output_attentions)
@@ -432,8 +432,8 @@ class BertForMaskedLM(_Head):
         E = self.bert.embeddings.word_embeddings.weight  # (V, H), tied
         return F.linear(h, E.T, self.decoder_bias)  # (B, T, V): h · e_w + b_w for each word w
 
-    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
-                token_type_ids: ArrayLike | None=None, labels: ArrayLike | None=None,
+    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None = None,
+                token_type_ids: ArrayLike | None = None, labels: ArrayLike | None = None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> HeadOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_hidden_states, output_attentions)
@@ -466,9 +466,9 @@ class BertForPreTraining(BertForMaskedLM):
         super().__init__(config, add_pooling_layer=True)
         self.seq_relationship = Linear(config.hidden_size, 2, std=config.initializer_range)
 
-    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
-                token_type_ids: ArrayLike | None=None, labels: ArrayLike | None=None,
-                next_sentence_label: ArrayLike | None=None, output_hidden_states: bool = False,
+    def forward(self, input_ids: ArrayLike, attention_mask: ArrayLike | None = None,
+                token_type_ids: ArrayLike | None = None, labels: ArrayLike | None = None,
+                next_sentence_label: ArrayLike | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False) -> PreTrainingOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_hidden_states, output_attentions)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # for type hints only (no import at run time)
 class Parameter(Tensor):
     """A Tensor that a Module owns and an optimizer updates (requires_grad=True by default)."""
 
-    def __init__(self, data: Any, requires_grad: bool = True, dtype: npt.DTypeLike=None):
+    def __init__(self, data: Any, requires_grad: bool = True, dtype: npt.DTypeLike | None = None):
         super().__init__(data, requires_grad=requires_grad, dtype=dtype)
 
     def __repr__(self) -> str:
@@ -208,7 +208,7 @@ class Linear(Module):
     """y = x W + b, with W of shape (in_features, out_features) as in the math (x is a row)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 std: float | None=0.02):
+                 std: float | None = 0.02):
         self.W = init_normal((in_features, out_features), std)
         self.b = Parameter(backend.xp().zeros(out_features, dtype=np.float32)) if bias else None
 
@@ -222,7 +222,7 @@ class Linear(Module):
 class Embedding(Module):
     """A lookup table: row i is the vector of id i.  ids (...) -> (..., dim)."""
 
-    def __init__(self, num_embeddings: int, dim: int, std: float | None=0.02):
+    def __init__(self, num_embeddings: int, dim: int, std: float | None = 0.02):
         self.weight = init_normal((num_embeddings, dim), std)
 
     def forward(self, ids: Array) -> Tensor:

@@ -223,7 +223,7 @@ class AdamW(Optimizer):
     """
 
     def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 1e-3,
-                 betas: tuple[float, float]=(0.9, 0.999), eps: float = 1e-8,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01):
         super().__init__(params, lr, weight_decay)
         self.betas = (float(betas[0]), float(betas[1]))

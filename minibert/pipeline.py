@@ -54,8 +54,8 @@ from .tokenizer import Tokenizer
 
 
 def class_probabilities(model: BertForSequenceClassification | BertForTokenClassification,
-                        input_ids: ArrayLike, attention_mask: ArrayLike | None=None,
-                        token_type_ids: ArrayLike | None=None
+                        input_ids: ArrayLike, attention_mask: ArrayLike | None = None,
+                        token_type_ids: ArrayLike | None = None
                         ) -> np.ndarray:
     """Pr(y | x): the softmax of a head's logits, as a NumPy array on the host.
 

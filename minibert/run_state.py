@@ -108,7 +108,7 @@ class RunStateError(ValueError):
 
 def save_run_state(out_dir: str | os.PathLike[str], name: str, model: Model, optimizer: Optimizer,
                    trainer_state: dict,
-                   tokenizer: Tokenizer=None, score: tuple[str, float] | None = None,
+                   tokenizer: Tokenizer = None, score: tuple[str, float] | None = None,
                    save_total_limit: int | None = 2, save_only_model: bool = False) -> Path:
     """Write folder out_dir/name and point latest.json at it; folders no longer needed go.
 

@@ -89,7 +89,7 @@ class SafetensorsError(ValueError):
 
 
 def save_file(tensors: Mapping[str, Any], path: str | os.PathLike[str],
-              metadata: Mapping[str, str] | None=None) -> None:
+              metadata: Mapping[str, str] | None = None) -> None:
     """
     Write tensors to `path` in safetensors format.
 
@@ -167,8 +167,8 @@ def load_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return read_header(path).get("__metadata__")
 
 
-def load_file(path: str | os.PathLike[str], dtype: npt.DTypeLike=None,
-              names: Iterable[str] | None=None) -> dict[str, np.ndarray]:
+def load_file(path: str | os.PathLike[str], dtype: npt.DTypeLike | None = None,
+              names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """
     Load the tensors of a safetensors file: all of them, or only those named.
 

@@ -160,7 +160,8 @@ class SentenceEncoder:
         return A @ B.T
 
 
-def sentence_transformers_recipe(model_dir: str | os.PathLike[str]) -> tuple[Path, tuple[str, ...], bool]:
+def sentence_transformers_recipe(model_dir: str | os.PathLike[str]
+                                 ) -> tuple[Path, tuple[str, ...], bool]:
     """(the folder with the BERT model, pooling modes, normalize?) of a sentence-transformers
     folder, read from modules.json and the Pooling step's config.json. A folder without
     modules.json: (itself, ("mean",), True), all-MiniLM-L6-v2's recipe. What this module

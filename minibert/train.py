@@ -239,8 +239,8 @@ class TrainingRun:
     """
 
     def __init__(self, model: BertPreTrainedModel, cfg: TrainConfig, num_examples: int, info: dict,
-                 log: Callable[[dict], None] | None = None, data: Any=None, vocab: Any=None,
-                 lengths: Sequence[int] | np.ndarray | None=None):
+                 log: Callable[[dict], None] | None = None, data: Any = None, vocab: Any = None,
+                 lengths: Sequence[int] | np.ndarray | None = None):
         self.model, self.cfg, self.num_examples, self.log = model, cfg, num_examples, log
         # tokens per example, for batches of similar length (cfg.group_by_length)
         self.lengths = lengths if cfg.group_by_length else None
@@ -664,7 +664,7 @@ def _save_final(model, tokenizer, folder: Path) -> None:
 
 
 def pretrain_mlm(model: BertForMaskedLM | BertForPreTraining, tokenizer: Tokenizer,
-                 texts: Sequence[str], eval_texts: Sequence[str] | None=None,
+                 texts: Sequence[str], eval_texts: Sequence[str] | None = None,
                  config: TrainConfig | None = None,
                  log: Callable[[dict], None] | None = None, **options: Any) -> dict:
     """Pre-train a masked language model (e.g. BertForMaskedLM) on raw text.
@@ -720,7 +720,7 @@ def _lines(texts) -> list[str]:
 
 
 def pretrain_nsp(model: BertForPreTraining, tokenizer: Tokenizer, texts: Sequence[str],
-                 eval_texts: Sequence[str] | None=None, config: TrainConfig | None = None,
+                 eval_texts: Sequence[str] | None = None, config: TrainConfig | None = None,
                  log: Callable[[dict], None] | None = None, **options: Any) -> dict:
     """Pre-train BertForPreTraining on BERT's two tasks: masked LM and next-sentence prediction.
 

@@ -22,7 +22,7 @@ def _fmt(a) -> str:
     return np.array2string(to_numpy(a), precision=4, suppress_small=True)  # host copy to print
 
 
-def run(print_fn: Callable[[str], object]=print) -> dict:
+def run(print_fn: Callable[[str], object] = print) -> dict:
     """Build the graph, backpropagate, print each step; returns the tensors for inspection."""
     x = Tensor(np.array([[1.0, 2.0, -1.0]]), dtype=np.float64)         # input (1, 3)
     w = Tensor(np.array([[0.5], [-0.3], [0.8]]), requires_grad=True)  # weights (3, 1)

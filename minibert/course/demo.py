@@ -73,7 +73,7 @@ def _small_model_from_scratch(train_texts: list[str], labels: list[str], out: Pa
 def run(out_dir: str | Path = "minibert-demo", epochs: int = 3, seed: int = 0,
         batch_size: int = 16, lr: float = 5e-5, max_train: int | None = None,
         from_scratch: bool = False, progress: bool = True,
-        say: Callable[[str], object]=print) -> dict:
+        say: Callable[[str], object] = print) -> dict:
     """Run the whole demo; returns the test metrics and the predictions (for tests)."""
     started = time.perf_counter()
     out = Path(out_dir)

@@ -217,7 +217,7 @@ def check(exercise_id: str, root: Path | None = None) -> int:
 
 
 def verify(root: Path | None = None, ids: list[str] | None = None,
-           log: Callable[[str], object]=print,
+           log: Callable[[str], object] = print,
            workers: int = 2) -> dict:
     """Prove each exercise sound and the path in order; returns {id: "ok"} or raises
     ExerciseError listing the failures.

@@ -252,7 +252,7 @@ GRADE_COLUMNS = ["learner", "exercise", "title", "points", "max_points", "tests"
 
 
 def grade(copies: list[Path], timeout: float = DEFAULT_TIMEOUT, reference: Path | None = None,
-          workers: int = 2, log: Callable[[str], object]=print) -> list[dict]:
+          workers: int = 2, log: Callable[[str], object] = print) -> list[dict]:
     """One row per learner and exercise (plus a "total" row per learner). `tests` lists each
     test with its points ("name=1;other=0"). A copy that cannot be tested gets one error row."""
     from concurrent.futures import ThreadPoolExecutor

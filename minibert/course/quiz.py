@@ -210,8 +210,8 @@ def get(lesson: str | int, number: int) -> Question:
 # -- asking: the terminal and notebooks --------------------------------------------------------
 
 
-def run(lesson: str | int | None=None, ask: Callable[[str], str]=input,
-        say: Callable[[str], object]=print, tries: int = 3) -> tuple[int, int]:
+def run(lesson: str | int | None = None, ask: Callable[[str], str] = input,
+        say: Callable[[str], object] = print, tries: int = 3) -> tuple[int, int]:
     """Ask the questions of one lesson (or of all, in order); returns (right, asked).
 
     An answer that cannot be read is asked again (up to `tries` times); end of input stops
