@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -246,6 +247,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                      f"{last['num_pairs']} held-out pairs)")
         print(line)
     note(f"Saved the pre-trained model to {Path(args.out) / 'final'}")
+    _save_loss_curve(history, args.out, "Pre-training loss")
     return 0
 
 
@@ -277,9 +279,22 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     note(f"Fine-tuning {args.model} ({_mode(args)}, {model.config.pooling} pooling, lr "
           f"{finetune_lr(args):g}) on {len(train.texts)} examples, {len(labels)} classes: "
           f"{', '.join(labels)}")
-    finetune(model, tokenizer, train, evaluation, **_finetune_options(args))
+    history = finetune(model, tokenizer, train, evaluation, **_finetune_options(args))
     note(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
+    _save_loss_curve(history, args.out, "Fine-tuning loss")
     return 0
+
+
+def _save_loss_curve(history: dict, out: str, title: str) -> None:
+    """The run's loss per step (and evaluation loss per epoch) as out/loss_curve.png, as the
+    demo draws it; written atomically (never through a link)."""
+    from .course.viz import loss_curve
+    from .fileio import atomic_write
+
+    path = Path(out) / "loss_curve.png"
+    figure = loss_curve(history, title=title)
+    atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=150))
+    note(f"Saved the loss curve to {path}")
 
 
 def _with_fresh_head(cls, model_arg: str, labels: list[str], reinit_head: bool = False,
@@ -374,8 +389,9 @@ def _finetune_tokens(args) -> int:
                                         args.reinit_head)
     note(f"Fine-tuning {args.model} ({_mode(args)}, lr {finetune_lr(args):g}) for one label "
           f"per word on {len(train)} sentences, {len(tags)} tags: {', '.join(tags)}")
-    finetune_tokens(model, tokenizer, train, evaluation, **_finetune_options(args))
+    history = finetune_tokens(model, tokenizer, train, evaluation, **_finetune_options(args))
     note(f"Saved the fine-tuned model to {Path(args.out) / 'final'}")
+    _save_loss_curve(history, args.out, "Fine-tuning loss (one label per word)")
     return 0
 
 
@@ -397,7 +413,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_tags(args, texts)
     classifier = Classifier.from_pretrained(args.model, labels=args.labels,
                                             rename_labels=args.rename_labels)
-    predictions = classifier.predict(texts, batch_size=args.batch_size)
+    predictions = classifier.predict(texts, batch_size=args.batch_size,
+                                     progress=not args.no_progress)
     if args.json:
         for p in predictions:
             print(json.dumps({"text": p.text, "label": p.label,
@@ -430,7 +447,8 @@ def _predict_tags(args, texts: list[str]) -> int:
     from .pipeline import Tagger, format_tags
 
     _no_labels_for_tags(args)
-    results = Tagger.from_pretrained(args.model).tag(texts, batch_size=args.batch_size)
+    results = Tagger.from_pretrained(args.model).tag(texts, batch_size=args.batch_size,
+                                                     progress=not args.no_progress)
     if args.json:
         for r in results:
             print(json.dumps({"text": r.text, "words": r.words, "tags": r.tags,
@@ -450,7 +468,10 @@ def _evaluate_tokens(args) -> int:
     data = read_token_labelled(args.data)
     tagger = Tagger.from_pretrained(args.model)
     m = evaluate_tokens(tagger.model, tagger.tokenizer, data, batch_size=args.batch_size,
-                        max_length=tagger.max_length)
+                        max_length=tagger.max_length, progress=not args.no_progress)
+    if args.json:
+        print(_json_line({"model": str(args.model), "data": str(args.data), **m}))
+        return 0
     print(f"{len(data)} sentences, {m['num_entities']} entities: precision {m['precision']:.4f}, "
           f"recall {m['recall']:.4f}, F1 {m['f1']:.4f}; word accuracy {m['word_accuracy']:.4f}")
     print(f"{'type':<12} {'precision':>9} {'recall':>7} {'F1':>7} {'true':>5} {'predicted':>9}")
@@ -473,12 +494,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                             rename_labels=args.rename_labels)
     _check_default_names(classifier, data, args)
     metrics = evaluate(classifier.model, classifier.tokenizer, data,
-                       batch_size=args.batch_size, max_length=classifier.max_length)
+                       batch_size=args.batch_size, max_length=classifier.max_length,
+                       progress=not args.no_progress)
+    if args.json:
+        print(_json_line({"model": str(args.model), "data": str(args.data),
+                          "labels": classifier.labels, **metrics}))
+        return 0
     print(f"{len(data.texts)} examples: accuracy {metrics['accuracy']:.4f}, "
           f"macro-F1 {metrics['macro_f1']:.4f}, loss {metrics['loss']:.4f}")
     print(format_confusion(metrics["confusion_matrix"],
                            [printable(name) for name in classifier.labels]))
     return 0
+
+
+def _json_line(obj: dict) -> str:
+    """One line of strict JSON: a number that is not finite (a loss of nan, when nothing was
+    labelled) becomes null, which every JSON reader accepts."""
+    def finite(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: finite(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [finite(v) for v in x]
+        return x
+    return json.dumps(finite(obj), allow_nan=False, ensure_ascii=False)
 
 
 def _check_default_names(classifier, data, args) -> None:
@@ -827,6 +867,7 @@ def build_parser() -> argparse.ArgumentParser:
     _label_flags(p)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _no_progress(p)
     _common(p)
     p.set_defaults(func=cmd_predict)
 
@@ -836,8 +877,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=input_file, required=True, help="labelled file "
                    "(.tsv/.csv/.jsonl; for a token classifier .conll/.jsonl)")
     p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--json", action="store_true", help="the metrics as one JSON object "
+                   "(confusion matrix and class names included) instead of the tables")
     _label_flags(p)
     _columns(p)
+    _no_progress(p)
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 

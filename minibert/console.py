@@ -119,13 +119,20 @@ def in_notebook() -> bool:
     return get_ipython is not None and type(get_ipython()).__name__ == "ZMQInteractiveShell"
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "step") -> Any:
-    """A tqdm bar on stderr for `total` steps (counted in `unit`s); a silent stand-in when
-    `progress_wanted` is False (it accepts the same calls: update, set_postfix, close)."""
+# Inference (evaluate, predict, encode) shows its bar only on long work: after this many
+# seconds, so a quick call prints nothing at all.
+LONG_WORK_S = 1.0
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "step",
+                 delay: float = 0.0) -> Any:
+    """A tqdm bar on stderr for `total` steps (counted in `unit`s), drawn once `delay`
+    seconds have passed; a silent stand-in when `progress_wanted` is False (it accepts the
+    same calls: update, set_postfix, close, and `with`)."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, disable=not progress_wanted(enabled), leave=False,
-                unit=unit, file=sys.stderr)
+                unit=unit, file=sys.stderr, delay=delay)
 
 
 def result(line: str) -> None:

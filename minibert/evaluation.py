@@ -21,6 +21,7 @@ import numpy as np
 from . import functional as F
 from .autograd import no_grad
 from .backend import to_numpy
+from .console import LONG_WORK_S, progress_bar
 from .data import (
     IGNORE_INDEX,
     LabelledData,
@@ -44,26 +45,31 @@ if TYPE_CHECKING:  # for type hints only (no import at run time)
 
 def evaluate(model: BertForSequenceClassification, tokenizer: Tokenizer, data: LabelledData,
              label2id: dict[str, int] | None = None,
-             batch_size: int = 64, max_length: int = 128, sort_by_length: bool = True) -> dict:
+             batch_size: int = 64, max_length: int = 128, sort_by_length: bool = True,
+             progress: bool = True) -> dict:
     """Loss, accuracy, macro-F1 and confusion matrix of a classifier on labelled data.
 
     label2id defaults to the model's ``config.label2id``. The confusion matrix is a list of rows
     (true class) of counts per predicted class, in label-id order. sort_by_length: batch the
     examples longest first, so that each batch carries little padding (the numbers are the
-    same: padding never changes a prediction).
+    same: padding never changes a prediction). progress: a bar over the batches on long work
+    (after a second; only in a terminal or a notebook, see console.py).
     """
     label2id = label2id or model.config.label2id
     y_true = encode_labels(data.labels, label2id, data.source)  # unknown labels: clear error
     lengths = (token_lengths(tokenizer, data.texts, data.text_pairs, max_length)
                if sort_by_length else None)
     y_pred, total_loss = np.zeros(len(data), dtype=np.int64), 0.0
-    with model.evaluating(), no_grad():
-        for idx in batch_indices(len(data), batch_size, lengths=lengths):
+    batches = batch_indices(len(data), batch_size, lengths=lengths)
+    bar = progress_bar(len(batches), "evaluate", progress, unit="batch", delay=LONG_WORK_S)
+    with model.evaluating(), no_grad(), bar:
+        for idx in batches:
             b = classification_batch(tokenizer, data, idx, label2id, max_length)
             out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"],
                         labels=b["labels"])
             total_loss += out.loss.item() * len(idx)
             y_pred[idx] = to_numpy(out.logits.data).argmax(axis=-1)  # back in input order
+            bar.update(1)
     C = len(label2id)
     return {
         "loss": total_loss / len(data),
@@ -163,20 +169,23 @@ def evaluate_pretraining(model: BertForPreTraining, batches: list[dict]) -> dict
 def predict_tags(model: BertForTokenClassification, tokenizer: Tokenizer, words: list[list[str]],
                  batch_size: int = 64,
                  max_length: int = 128,
-                 labels: Sequence[Sequence[str]] | None = None
+                 labels: Sequence[Sequence[str]] | None = None, progress: bool = True
                  ) -> tuple[list[list[str]], float, int]:
     """The tag of every word (the prediction at its first piece) for sentences given as words.
 
     With `labels` (tag sequences) also returns the mean loss over the labelled pieces; always
     returns the number of words cut off by max_length (they get the tag "O").
+    progress: a bar over the batches on long work (see ``evaluate``).
     Returns (tags, loss or nan, words truncated).
     """
     id2label = model.config.id2label
     data = TokenLabelledData(words, labels or [["O"] * len(w) for w in words])
     label2id = model.config.label2id if labels is not None else None
     tags, total_loss, count, truncated = [], 0.0, 0, 0
-    with model.evaluating(), no_grad():
-        for idx in batch_indices(len(data), batch_size):
+    batches = batch_indices(len(data), batch_size)
+    bar = progress_bar(len(batches), "tag", progress, unit="batch", delay=LONG_WORK_S)
+    with model.evaluating(), no_grad(), bar:
+        for idx in batches:
             b = token_classification_batch(tokenizer, data, idx, label2id, max_length)
             out = model(b["input_ids"], b["attention_mask"], b["token_type_ids"],
                         labels=b.get("labels"))
@@ -189,18 +198,20 @@ def predict_tags(model: BertForTokenClassification, tokenizer: Tokenizer, words:
                                        fill=model.config.label2id.get("O", 0))
                 tags.append([id2label[t] for t in ids])
             truncated += b["num_truncated"]
+            bar.update(1)
     return tags, (total_loss / count if count else float("nan")), truncated
 
 
 def evaluate_tokens(model: BertForTokenClassification, tokenizer: Tokenizer,
                     data: TokenLabelledData, batch_size: int = 64,
-                    max_length: int = 128) -> dict:
+                    max_length: int = 128, progress: bool = True) -> dict:
     """Loss, word accuracy and entity-level precision/recall/F1 (overall and per type) of a
-    token classifier on tagged sentences. A tag the model does not know is an error."""
+    token classifier on tagged sentences. A tag the model does not know is an error.
+    progress: a bar over the batches on long work (see ``evaluate``)."""
     label2id = model.config.label2id
     encode_tags(data.tags, label2id, data.source)  # unknown tags: a clear error, before any work
     pred, loss, truncated = predict_tags(model, tokenizer, data.words, batch_size, max_length,
-                                         data.tags)
+                                         data.tags, progress)
     flat_true = [label2id[t] for seq in data.tags for t in seq]
     flat_pred = [label2id[t] for seq in pred for t in seq]
     scores = entity_scores(data.tags, pred)

@@ -44,7 +44,7 @@ from . import functional as F
 from .autograd import no_grad
 from .backend import ArrayLike, to_numpy
 from .checkpoint import class_names, load_config, load_pretrained, resolve_model_dir
-from .console import note, printable
+from .console import LONG_WORK_S, note, printable, progress_bar
 from .data import batch_indices, token_lengths
 from .evaluation import predict_tags
 from .metrics import entity_spans
@@ -145,11 +145,14 @@ class Classifier:
         return cls(model, Tokenizer.from_pretrained(path), max_length=max_length)
 
     def predict_proba(self, texts: list[str], text_pairs: list[str] | None = None,
-                      batch_size: int = 32, sort_by_length: bool = True) -> np.ndarray:
+                      batch_size: int = 32, sort_by_length: bool = True,
+                      progress: bool = True) -> np.ndarray:
         """P(class | text) for each text: (n, num_classes), rows sum to 1, in input order.
 
         sort_by_length: batch the texts longest first, so that each batch carries little
         padding (faster; padding never changes a probability beyond float rounding).
+        progress: a bar over the batches on long work (after a second; only in a terminal or
+        a notebook, see console.py).
         """
         if isinstance(texts, str):
             raise TypeError("predict_proba takes a list of texts; wrap a single one: [text]")
@@ -158,22 +161,28 @@ class Classifier:
         dtype = self.model.classifier.W.dtype  # float32, or float64 for a float64 model
         probs = np.zeros((len(texts), self.model.config.num_labels), dtype=dtype)
         truncated = 0
-        for idx in batch_indices(len(texts), batch_size, lengths=lengths):
-            pairs = [text_pairs[i] for i in idx] if text_pairs is not None else None
-            batch = self.tokenizer.batch_encode([texts[i] for i in idx], pairs,
-                                                max_length=self.max_length)
-            truncated += int(np.count_nonzero(batch.num_truncated))
-            probs[idx] = class_probabilities(self.model, batch["input_ids"],
-                                             batch["attention_mask"], batch["token_type_ids"])
+        batches = batch_indices(len(texts), batch_size, lengths=lengths)
+        with progress_bar(len(batches), "predict", progress, unit="batch",
+                          delay=LONG_WORK_S) as bar:
+            for idx in batches:
+                pairs = [text_pairs[i] for i in idx] if text_pairs is not None else None
+                batch = self.tokenizer.batch_encode([texts[i] for i in idx], pairs,
+                                                    max_length=self.max_length)
+                truncated += int(np.count_nonzero(batch.num_truncated))
+                probs[idx] = class_probabilities(self.model, batch["input_ids"],
+                                                 batch["attention_mask"],
+                                                 batch["token_type_ids"])
+                bar.update(1)
         if truncated:
             note(f"note: {truncated} text(s) longer than {self.max_length} tokens were "
                  "truncated")
         return probs
 
     def predict(self, texts: list[str], text_pairs: list[str] | None = None,
-                batch_size: int = 32, sort_by_length: bool = True) -> list[Prediction]:
+                batch_size: int = 32, sort_by_length: bool = True,
+                progress: bool = True) -> list[Prediction]:
         """The decision rule: the class with the highest probability, for each text."""
-        probs = self.predict_proba(texts, text_pairs, batch_size, sort_by_length)
+        probs = self.predict_proba(texts, text_pairs, batch_size, sort_by_length, progress)
         labels = self.labels
         return [
             Prediction(text, labels[int(best)],
@@ -344,14 +353,15 @@ class Tagger:
         model = load_pretrained(BertForTokenClassification, path, require_head=True)
         return cls(model, Tokenizer.from_pretrained(path), max_length)
 
-    def tag(self, texts: list[str], batch_size: int = 32) -> list[TaggedText]:
-        """The words of each text with their predicted tags."""
+    def tag(self, texts: list[str], batch_size: int = 32,
+            progress: bool = True) -> list[TaggedText]:
+        """The words of each text with their predicted tags (progress: a bar on long work)."""
         if isinstance(texts, str):
             raise TypeError("tag takes a list of texts; wrap a single one: [text]")
         words = [split_words(t) for t in texts]
         keep = [i for i, w in enumerate(words) if w]  # a blank text has no word to tag
         tags, _, truncated = predict_tags(self.model, self.tokenizer, [words[i] for i in keep],
-                                          batch_size, self.max_length)
+                                          batch_size, self.max_length, progress=progress)
         by_text = dict(zip(keep, tags, strict=True))
         if truncated:
             note(f"note: {truncated} word(s) past {self.max_length} tokens were not tagged "

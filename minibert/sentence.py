@@ -29,7 +29,7 @@ import numpy as np
 
 from .autograd import Tensor, concatenate, masked_fill, no_grad, where
 from .backend import ArrayLike, get_array_module, to_numpy
-from .console import progress_bar
+from .console import LONG_WORK_S, progress_bar
 from .data import batch_indices, token_lengths
 from .fileio import parse_json
 from .model import BertModel, mean_pool
@@ -128,8 +128,8 @@ class SentenceEncoder:
 
         sort_by_length: batch the texts longest first (in tokens), so that each batch carries
         little padding (faster; padding never changes an embedding beyond float rounding).
-        progress: a progress bar over the batches when there are several (only in a terminal
-        or a notebook, see console.py).
+        progress: a bar over the batches on long work (after a second; only in a terminal or
+        a notebook, see console.py).
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -139,7 +139,7 @@ class SentenceEncoder:
         width = self.model.config.hidden_size * len(self.pooling)
         out = np.zeros((len(texts), width), dtype=np.float32)
         batches = batch_indices(len(texts), batch_size, lengths=lengths)
-        bar = progress_bar(len(batches), "encode", progress and len(batches) > 1, unit="batch")
+        bar = progress_bar(len(batches), "encode", progress, unit="batch", delay=LONG_WORK_S)
         with no_grad(), bar:
             for idx in batches:
                 enc = self.tokenizer.batch_encode([texts[i] for i in idx],

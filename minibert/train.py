@@ -538,7 +538,8 @@ def finetune(model: BertForSequenceClassification, tokenizer: Tokenizer, train_d
     def evaluate_fn():
         if eval_data is None:
             return None
-        return evaluate(model, tokenizer, eval_data, label2id, cfg.eval_batch_size, max_length)
+        return evaluate(model, tokenizer, eval_data, label2id, cfg.eval_batch_size, max_length,
+                        progress=cfg.progress)
 
     lengths = (token_lengths(tokenizer, train_data.texts, train_data.text_pairs, max_length)
                if cfg.group_by_length else None)
@@ -582,7 +583,8 @@ def finetune_tokens(model: BertForTokenClassification, tokenizer: Tokenizer,
     def evaluate_fn():
         if eval_data is None:
             return None
-        return evaluate_tokens(model, tokenizer, eval_data, cfg.eval_batch_size, max_length)
+        return evaluate_tokens(model, tokenizer, eval_data, cfg.eval_batch_size, max_length,
+                               progress=cfg.progress)
 
     run = TrainingRun(model, cfg, len(train_data),
                       {"task": "finetune_tokens", "labels": list(label2id)}, log,

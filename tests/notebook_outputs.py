@@ -85,7 +85,9 @@ def execute(path: Path, timeout: int = 300, set_first_cell_too: bool = False):
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=timeout,
                                      record_timing=False,
                                      resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    # No progress bars in the stored outputs: a bar shows only on long work, and how long
+    # that is, and how often it redraws, depends on the machine (a learner sees them).
+    client.execute(env={**os.environ, "TQDM_DISABLE": "1"})
     nb.metadata.pop("widgets", None)
     return nb
 
