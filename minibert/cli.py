@@ -585,24 +585,34 @@ def cmd_exercises(args: argparse.Namespace) -> int:
 def _exercises_progress(args, root: Path) -> int:
     from .course import progress
 
-    if args.timeout <= 0:
-        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.action == "status":
         if len(args.target) > 1:
             raise ValueError("minibert exercises status: takes one folder (grade takes many)")
-        rows = progress.progress(Path(args.target[0]) if args.target else root, args.timeout)
+        rows = progress.progress(Path(args.target[0]) if args.target else root, args.timeout,
+                                 exercise=args.exercise)
         print(progress.format_status(rows))
         return 0
     if not args.target:
         raise ValueError("minibert exercises grade: give the learner copies, e.g. copies/*")
     if args.csv:
         progress.check_csv_target(Path(args.csv))  # before the (long) work starts
-    rows = progress.grade([Path(t) for t in args.target], args.timeout, reference=root,
-                          log=lambda m: print(m, file=sys.stderr))
-    print(progress.format_grades(rows))
-    if args.csv:
+    stopped = None
+    with _sigterm_as_interrupt():
+        try:
+            rows = progress.grade([Path(t) for t in args.target], args.timeout, reference=root,
+                                  log=lambda m: print(m, file=sys.stderr),
+                                  copy_timeout=args.copy_timeout, exercise=args.exercise)
+        except progress.GradingInterrupted as e:  # every process of the grading has ended
+            rows, stopped = e.rows, e
+    if rows:
+        print(progress.format_grades(rows))
+    if args.csv and rows:
         progress.write_csv(rows, Path(args.csv))
         print(f"wrote {len(rows)} rows to {args.csv}")
+    if stopped:
+        print(f"minibert exercises grade: stopped: {stopped.graded} of {stopped.total} copies "
+              "graded (shown above); no process of the grading is left", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -913,8 +923,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="*", help="folder for build and status, exercise id for "
                    "check, learner copies for grade")
     p.add_argument("--csv", default=None, help="grade: also write the report to this CSV file")
-    p.add_argument("--timeout", type=float, default=60.0, help="status/grade: seconds one "
-                   "test may run before it is stopped and scored 'timeout' (default 60)")
+    p.add_argument("--timeout", type=positive_float, default=60.0, help="status/grade: "
+                   "seconds one test may run before it is stopped and scored 'timeout' "
+                   "(default 60)")
+    p.add_argument("--copy-timeout", type=positive_float, default=900.0, help="grade: seconds "
+                   "for a whole copy, restarts included; what has not run by then scores "
+                   "'timeout' (default 900)")
+    p.add_argument("--exercise", default="all", metavar="ID", help="status/grade: only the "
+                   "tests of this exercise, e.g. 3.1 (default all)")
     p.set_defaults(func=cmd_exercises)
     _conventions(sub.choices)
     return parser

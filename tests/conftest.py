@@ -147,43 +147,6 @@ def pytest_collection_modifyitems(config, items):
     items[:] = selected
 
 
-# -- progress reports: `minibert exercises status/grade` read what each test did --------------
-# With $MINIBERT_PROGRESS_LOG set, every collected exercise test, the start of each test and its
-# outcome are appended to that file as JSON lines, flushed at once: the reader sees which test
-# is running, so it can stop one that never ends (see minibert/course/progress.py).
-
-
-def _progress(**event):
-    path = os.environ.get("MINIBERT_PROGRESS_LOG")
-    if path:
-        import json
-
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(event) + "\n")
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_finish(session):
-    for item in session.items:
-        tags = sorted({m.args[0] for m in item.iter_markers("exercise") if m.args})
-        _progress(event="collected", nodeid=item.nodeid, exercises=tags)
-
-
-def pytest_runtest_logstart(nodeid, location):
-    _progress(event="start", nodeid=nodeid)
-
-
-def pytest_runtest_logreport(report):
-    if report.when == "call" or report.outcome != "passed":  # a failed setup counts too
-        message = ""
-        if report.outcome != "passed":
-            crash = getattr(report.longrepr, "reprcrash", None)
-            lines = (crash.message if crash else str(report.longrepr)).strip().splitlines()
-            message = lines[0] if lines else ""
-        _progress(event="result", nodeid=report.nodeid, when=report.when,
-                  outcome=report.outcome, message=message)
-
-
 @pytest.fixture(scope="session")
 def minibert_wheel(tmp_path_factory):
     """(the wheel `pip wheel` builds from this checkout, pip's stderr), built once a session.

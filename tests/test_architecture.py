@@ -31,7 +31,8 @@ LAYERS = [
     {"data", "token_data", "optim", "metrics", "evaluation", "run_state", "train"},
     {"pipeline", "sentence"},  # using a trained model: inference, sentence embeddings
     # the course tools (minibert/course/): plots, the demo, quizzes, exercises, explain
-    {"course", "course.viz"},
+    # (course.sandbox and course.grade_plugin run as scripts beside the grader: stdlib only)
+    {"course", "course.viz", "course.sandbox", "course.grade_plugin"},
     {"course.demo", "course.autograd_demo", "course.exercises", "course.progress", "course.quiz",
      "course.explain"},
     {"cli"},  # the command line: the framework's commands and the course's

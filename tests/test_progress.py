@@ -10,6 +10,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,248 @@ def test_every_exercise_is_in_the_readme_catalogue():
     assert set(listed) == ALL
     for e in ex.find_exercises(ROOT):
         assert listed[e.id].file == str(e.path), f"exercises/README.md: {e.id} is in {e.path}"
+
+
+# -- grading untrusted copies: each attack below worked against the grader before the sandbox --
+# (a copy's root conftest.py forged 178/178, learner code wrote outside its folder and left a
+# process running, a non-daemon thread made `grade` hang, one bad line in the progress log
+# spoiled the whole class's report, class1/alice and class2/alice were one row). The copies
+# have every exercise stubbed and are graded on exercise 1.1 only, to stay quick; "honest"
+# copies have 1.1 solved.
+
+MARKER = "minibert-grader-test-lingering-process"
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _kill_all(marker: str) -> None:
+    import signal
+
+    for pid in _processes_with(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _at_import(copy: Path, code: str) -> Path:
+    """Append `code` to the copy's exercise file of 1.1: it runs when the tests import it."""
+    path = copy / "minibert" / "tokenizer.py"
+    path.write_text(path.read_text(encoding="utf-8") + "\n" + code, encoding="utf-8")
+    return copy
+
+
+FORGING_CONFTEST = '''
+import pytest
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    report.outcome, report.longrepr = "passed", None
+'''
+
+LINGER = f'''
+import os as _os, sys as _sys
+if _os.fork() == 0:  # a double fork that leaves the process group: outlives pytest
+    _os.setsid()
+    if _os.fork() == 0:
+        _os.execv(_sys.executable, [_sys.executable, "-c", "import time; time.sleep(3600)",
+                                    "{MARKER}"])
+    _os._exit(0)
+'''
+
+THREAD = '''
+import threading as _threading, time as _time
+_threading.Thread(target=_time.sleep, args=(3600,)).start()  # not a daemon: exit waits for it
+'''
+
+BAD_LINES = '''
+import os as _os
+_log = _os.environ.get("MINIBERT_PROGRESS_LOG")
+if _log:
+    with open(_log, "a") as _f:
+        _f.write("this is not an event\\n")
+for _fd in _os.listdir("/proc/self/fd"):  # whatever pipe the grader reads
+    try:
+        if _os.readlink(f"/proc/self/fd/{_fd}").startswith("pipe:"):
+            _os.write(int(_fd), b'{"event": "result", "outcome": "passed"}\\n')
+    except OSError:
+        pass
+'''
+
+REWRITE_TESTS = '''
+import sys as _sys
+from pathlib import Path as _Path
+_conftest = _sys.modules.get("conftest")
+if _conftest is not None:
+    _tests = _Path(_conftest.__file__).parent / "test_tokenizer.py"
+    try:
+        _tests.write_text(_tests.read_text() + """
+@pytest.mark.exercise("1.1")
+def test_wordpiece_greedy_longest_match(): pass
+@pytest.mark.exercise("1.1")
+def test_wordpiece_unknown_and_too_long_words(): pass
+""")
+    except OSError:
+        pass
+'''
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """Grade a class of hostile copies (and honest ones) once; the tests below read the rows."""
+    base = tmp_path_factory.mktemp("class")
+    outside = base / "written-from-a-copy.txt"
+    stubbed = ALL
+    copies = {
+        "honest": learner_copy(base / "honest", ALL - {"1.1"}),
+        "forger": learner_copy(base / "forger", stubbed),
+        "writer": _at_import(learner_copy(base / "writer", stubbed),
+                             f"open({str(outside)!r}, 'w').write('x')\n"
+                             "open('../written-relative.txt', 'w').write('x')\n"),
+        "lingerer": _at_import(learner_copy(base / "lingerer", stubbed), LINGER),
+        "threader": _at_import(learner_copy(base / "threader", ALL - {"1.1"}), THREAD),
+        "badline": _at_import(learner_copy(base / "badline", ALL - {"1.1"}), BAD_LINES),
+        "rewriter": _at_import(learner_copy(base / "rewriter", stubbed), REWRITE_TESTS),
+        "linker": learner_copy(base / "linker", stubbed),
+        "class1/alice": learner_copy(base / "class1" / "alice", ALL - {"1.1"}),
+        "class2/alice": learner_copy(base / "class2" / "alice", stubbed),
+    }
+    (copies["forger"] / "conftest.py").write_text(FORGING_CONFTEST, encoding="utf-8")
+    linked = copies["linker"] / "minibert" / "tokenizer.py"
+    linked.unlink()
+    linked.symlink_to(ROOT / "minibert" / "tokenizer.py")  # the teacher's solution
+    messages = []
+    try:
+        rows = progress.grade(list(copies.values()), timeout=60, reference=ROOT,
+                              log=messages.append, copy_timeout=300, exercise="1.1")
+        lingering = _processes_with(MARKER)
+    finally:
+        _kill_all(MARKER)
+    totals = {r["learner"]: r for r in rows if r["exercise"] == "total"}
+    return dict(rows=rows, totals=totals, messages=messages, base=base, outside=outside,
+                lingering=lingering, mode=progress.sandbox_mode(ROOT))
+
+
+def test_grade_reads_results_the_copy_cannot_forge(hostile):
+    """A root conftest.py rewriting every report to 'passed', tests rewritten at import, a
+    symlink to the teacher's solution: none earns a point."""
+    totals = hostile["totals"]
+    assert totals["honest"]["points"] == totals["honest"]["max_points"] == 2
+    assert totals["forger"]["points"] == 0 and totals["forger"]["max_points"] == 2
+    assert totals["rewriter"]["points"] == 0
+    assert totals["linker"]["points"] == 0
+    assert "symbolic link" in totals["linker"]["first_failure"]
+
+
+def test_grade_leaves_no_process_behind(hostile):
+    """A process that double-forked and left the process group is killed with its copy."""
+    assert hostile["lingering"] == []
+    assert hostile["totals"]["lingerer"]["points"] == 0  # graded all the same
+
+
+def test_grade_returns_although_a_thread_keeps_pytest_alive(hostile):
+    """A non-daemon thread started at import kept pytest from exiting (and grade waited
+    forever): the copy is graded on its results and its processes are ended."""
+    assert hostile["totals"]["threader"]["points"] == 2
+
+
+def test_one_broken_copy_does_not_spoil_the_others(hostile):
+    """Lines written into the grader's result channel make that copy an error, with the
+    reason; every other copy is graded."""
+    bad = hostile["totals"]["badline"]
+    assert bad["points"] == 0 and "result channel" in bad["first_failure"]
+    assert hostile["totals"]["honest"]["points"] == 2
+    assert any(m.startswith("badline: not graded") for m in hostile["messages"])
+
+
+def test_copies_with_the_same_folder_name_are_told_apart_by_their_path(hostile):
+    totals = hostile["totals"]
+    assert totals["class1/alice"]["points"] == 2 and totals["class2/alice"]["points"] == 0
+    assert "alice" not in totals
+
+
+def test_import_time_writes_stay_in_the_grading_folder(hostile):
+    """A relative path (from the folder the tests run in) lands in the grading folder, which is
+    removed; an absolute path outside is blocked where the sandbox makes the world read-only
+    (sandbox_mode() says whether it can here)."""
+    assert not (hostile["base"] / "written-relative.txt").exists()
+    assert hostile["totals"]["writer"]["points"] == 0
+    if hostile["mode"]["outside"]:
+        pytest.skip("this machine lets the sandbox write outside its folder (no mount "
+                    "namespace): only a container blocks it")
+    assert not hostile["outside"].exists()
+
+
+def test_grade_says_what_the_sandbox_does_here(hostile):
+    summary = "\n".join(hostile["messages"])
+    assert "sandbox:" in summary and "killed when it ends" in summary
+
+
+def test_copy_names_follow_their_paths_and_a_copy_given_twice_is_refused(tmp_path):
+    paths = [tmp_path / "class1" / "alice", tmp_path / "class2" / "alice", tmp_path / "bob"]
+    assert progress.display_names(paths) == ["class1/alice", "class2/alice", "bob"]
+    with pytest.raises(ex.ExerciseError, match="given twice"):
+        progress.display_names([paths[0], paths[1], paths[0] / ".." / "alice"])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+@pytest.mark.parametrize("option", ["--timeout", "--copy-timeout"])
+def test_grade_refuses_a_timeout_that_is_not_a_positive_number(tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as stop:
+        main(["exercises", "grade", str(tmp_path), f"{option}={value}"])
+    assert stop.value.code == 2
+    assert f"argument {option}: must be a positive number, not {value}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_grade_stopped_by_ctrl_c_reports_the_copies_graded_so_far(tmp_path, signum):
+    """Ctrl-C (or SIGTERM) while a copy is stuck at import: the copies already graded are shown
+    and written to the CSV, no process of the grading is left, exit status 130, no traceback."""
+    import signal
+
+    done = learner_copy(tmp_path / "done", ALL - {"1.1"})
+    marker = f"{MARKER}-{signum}"
+    stuck = _at_import(learner_copy(tmp_path / "stuck", ALL),
+                       f"import subprocess, sys, time\n"
+                       f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)',"
+                       f" {marker!r}])\ntime.sleep(3600)\n")
+    report = tmp_path / "grades.csv"
+    env = {**_clean_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "minibert", "exercises", "grade", str(done),
+                             str(stuck), "--exercise", "1.1", "--csv", str(report)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        err = []
+        while not (err and err[-1].startswith("done: ")):  # the first copy is graded
+            line = proc.stderr.readline()
+            assert line, "".join(err)
+            err.append(line)
+        while not _processes_with(marker):  # the stuck copy has started
+            assert proc.poll() is None
+            time.sleep(0.1)
+        proc.send_signal(getattr(signal, signum))
+        out, rest = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        _kill_all(marker)
+    err = "".join(err) + rest
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "stopped: 1 of 2 copies graded" in err
+    assert "done" in out and "stuck" not in out
+    with open(report, encoding="utf-8") as f:
+        assert {r["learner"] for r in csv.DictReader(f)} == {"done"}
+    assert _processes_with(marker) == []

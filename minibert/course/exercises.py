@@ -129,10 +129,12 @@ def stub_text(text: str, only: set[str] | None = None, where: str = "<source>") 
     return "".join(lines)
 
 
-def copy_project(root: Path, dest: Path, stub: set[str] | None | bool = None) -> None:
-    """Copy the project to dest; stub=None stubs every exercise, a set only those, False none."""
+def copy_project(root: Path, dest: Path, stub: set[str] | None | bool = None,
+                 parts: tuple[str, ...] = PROJECT_PARTS) -> None:
+    """Copy the project (or only `parts` of it) to dest; stub=None stubs every exercise, a set
+    only those, False none."""
     dest.mkdir(parents=True, exist_ok=True)
-    for part in PROJECT_PARTS:
+    for part in parts:
         src = root / part
         if src.is_dir():
             shutil.copytree(src, dest / part, ignore=_IGNORE, dirs_exist_ok=True)
