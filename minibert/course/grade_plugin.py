@@ -2,15 +2,18 @@
 
 `minibert exercises status/grade` start pytest through this file, as a script:
 
-    python grade_plugin.py EVENT_FD KEY_FD pytest-arguments...
+    python grade_plugin.py EVENT_FD KEY_FD strict|loose pytest-arguments...
 
 Before pytest loads any conftest or test module (so before any line of the learner's code
 runs), it reads a random per-run key from KEY_FD (a pipe the grader filled) and closes it.
 Each event then goes to EVENT_FD (a pipe only the grader reads) as one line,
 ``<hmac> <json>``, where the HMAC-SHA256 covers the event's sequence number and its text. A
 line the learner's code writes into that pipe (it can find the descriptor) has no valid HMAC
-and the grader marks the copy as tampered with instead of believing it. The key only lives
-in this process's memory, where code running in the same process could still read it: see
+and the grader marks the copy as tampered with instead of believing it. In `strict` mode
+(grade) it also reports pytest hooks that come from anywhere but pytest and the project's
+tests (a conftest's hooks pasted into an exercise file) and pytest internals replaced by
+monkeypatching. The key only lives in this process's memory, where code running in the same
+process could still read it, and those checks can be fooled by code written to fool them: see
 "What the sandbox does not protect against" in exercises/README.md.
 
 This file imports nothing from minibert (it runs before the copy's minibert is on the path).
@@ -31,9 +34,57 @@ def sign(key: bytes, seq: int, text: str) -> str:
     return hmac.new(key, f"{seq}:{text}".encode(), hashlib.sha256).hexdigest()
 
 
+def _guarded() -> dict:
+    """pytest's functions that decide an outcome, as they are before any learner code runs."""
+    import _pytest.python
+    import _pytest.reports
+    import _pytest.runner
+
+    return {"call_and_report": (_pytest.runner, "call_and_report"),
+            "runtestprotocol": (_pytest.runner, "runtestprotocol"),
+            "CallInfo.from_call": (_pytest.runner.CallInfo, "from_call"),
+            "TestReport.from_item_and_call": (_pytest.reports.TestReport, "from_item_and_call"),
+            "Function.runtest": (_pytest.python.Function, "runtest"),
+            "pytest_pyfunc_call": (_pytest.python, "pytest_pyfunc_call")}
+
+
 class Reporter:
-    def __init__(self, fd: int, key: bytes):
-        self._fd, self._key, self._seq = fd, key, 0
+    """strict (grade): hooks may only come from pytest, pluggy, this file and the grading
+    folder's tests/, and pytest's outcome functions must be the ones seen at start; anything
+    else is reported as tampering. A copy's code that imitates pytest's files or restores what
+    it patched goes unseen (see the module docstring)."""
+
+    def __init__(self, fd: int, key: bytes, strict: bool = False):
+        self._fd, self._key, self._seq, self._strict = fd, key, 0, strict
+        if strict:
+            import _pytest
+            import pluggy
+
+            self._allowed = tuple(os.path.dirname(m.__file__) + os.sep
+                                  for m in (_pytest, pluggy)) + (os.path.abspath(__file__),)
+            self._original = {name: getattr(owner, attr).__code__
+                              for name, (owner, attr) in _guarded().items()}
+            self._tests = None
+
+    def _check(self, config) -> None:
+        """Report hooks from outside pytest and the project's tests, and patched internals."""
+        if not self._strict:
+            return
+        if self._tests is None:
+            self._tests = os.path.join(str(config.rootpath), "tests") + os.sep
+        found = []
+        for name in dir(config.hook):
+            caller = getattr(config.hook, name)
+            for impl in getattr(caller, "get_hookimpls", list)():
+                code = getattr(impl.function, "__code__", None)
+                where = code.co_filename if code else repr(impl.function)
+                if not where.startswith((*self._allowed, self._tests)):
+                    found.append(f"{name} from {where}")
+        for name, (owner, attr) in _guarded().items():
+            if getattr(getattr(owner, attr, None), "__code__", None) is not self._original[name]:
+                found.append(f"{name} was replaced")
+        if found:
+            self._send(event="tampered", what=sorted(set(found))[:5])
 
     def _send(self, **event) -> None:
         if "nodeid" in event and len(event["nodeid"]) > 1000:
@@ -47,12 +98,17 @@ class Reporter:
             pass  # the grader stopped reading (or the pipe was closed): it sees that itself
 
     def pytest_collection_finish(self, session):
+        self._check(session.config)
         for item in session.items:
             tags = sorted({m.args[0] for m in item.iter_markers("exercise") if m.args})
             self._send(event="collected", nodeid=item.nodeid, exercises=tags)
         self._send(event="collection done", count=len(session.items))
 
+    def pytest_configure(self, config):
+        self._config = config
+
     def pytest_runtest_logstart(self, nodeid, location):
+        self._check(self._config)
         self._send(event="start", nodeid=nodeid)
 
     def pytest_runtest_logreport(self, report):
@@ -66,11 +122,13 @@ class Reporter:
                        outcome=report.outcome, message=message)
 
     def pytest_sessionfinish(self, session, exitstatus):
+        self._check(session.config)
         self._send(event="finished", exitstatus=int(exitstatus))
 
 
 def main(argv: list[str]) -> int:
-    event_fd, key_fd = int(argv[0]), int(argv[1])
+    """argv: EVENT_FD KEY_FD strict|loose pytest-arguments..."""
+    event_fd, key_fd, strict = int(argv[0]), int(argv[1]), argv[2] == "strict"
     key = b""
     while len(key) < 32:
         chunk = os.read(key_fd, 32 - len(key))
@@ -83,7 +141,7 @@ def main(argv: list[str]) -> int:
         return 3
     import pytest
 
-    return int(pytest.main(argv[2:], plugins=[Reporter(event_fd, key)]))
+    return int(pytest.main(argv[3:], plugins=[Reporter(event_fd, key, strict)]))
 
 
 if __name__ == "__main__":

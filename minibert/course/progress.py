@@ -163,13 +163,16 @@ class _How:
     limits: dict = field(default_factory=dict)
     no_network: bool = False
     writable: list[str] | None = None  # all else read-only (where the kernel allows it)
+    pids_max: int | None = None  # as root: a pids cgroup of this size (where one can be made)
+    strict: bool = False  # the reporter refuses hooks and patches from outside pytest and tests/
 
     def supervise(self, argv: list[str], pass_fds: tuple = (), seconds: float = 1e9):
         """Start the supervisor (sandbox.py) running `argv` this way."""
         config = {"argv": argv, "cwd": str(self.cwd), "env": self.env,
                   "pass_fds": list(pass_fds), "output": str(self.output), "uid": self.uid,
                   "gid": self.gid, "limits": self.limits, "no_network": self.no_network,
-                  "writable": self.writable, "deadline": max(1.0, seconds)}
+                  "writable": self.writable, "pids_max": self.pids_max,
+                  "deadline": max(1.0, seconds)}
         return subprocess.Popen(
             [sys.executable, "-I", "-S", str(SANDBOX_SCRIPT), json.dumps(config)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -278,7 +281,8 @@ def _pytest_once(how: _How, extra: list[str], results: dict, fixed: bool, timeou
     key_r, key_w = os.pipe()
     os.write(key_w, key)  # 32 bytes fit in the pipe: the reporter reads them at its start
     os.close(key_w)
-    argv = [*how.python, str(how.plugin), str(events_w), str(key_r), *how.pytest_args, *extra]
+    argv = [*how.python, str(how.plugin), str(events_w), str(key_r),
+            "strict" if how.strict else "loose", *how.pytest_args, *extra]
     try:
         supervisor = how.supervise(argv, (events_w, key_r),
                                    deadline - time.monotonic() if deadline else 1e9)
@@ -286,6 +290,7 @@ def _pytest_once(how: _How, extra: list[str], results: dict, fixed: bool, timeou
         os.close(events_w)
         os.close(key_r)
     state = {"seq": 0, "buffer": b"", "running": None, "collected": False, "finished": None}
+    started = None  # the supervisor's first line: {"started": pid, "cgroup": path or None}
 
     def take(chunk: bytes) -> None:
         state["buffer"] += chunk
@@ -303,12 +308,12 @@ def _pytest_once(how: _How, extra: list[str], results: dict, fixed: bool, timeou
     try:
         with open(events_r, "rb", buffering=0, closefd=True) as events:
             os.set_blocking(events_r, False)
-            started = supervisor.stdout.readline()
-            if not started:
+            line = supervisor.stdout.readline()
+            if not line:
                 err = supervisor.stderr.read().decode("utf-8", "replace").strip()
                 raise ExerciseError("the sandbox could not start pytest: "
                                     + (err.splitlines()[-1] if err else "no message"))
-            child = json.loads(started)["started"]
+            started = json.loads(line)
             began, eof = time.monotonic(), False
             while True:
                 if not eof:
@@ -326,7 +331,7 @@ def _pytest_once(how: _How, extra: list[str], results: dict, fixed: bool, timeou
                     break
                 now = time.monotonic()
                 if stop is not None and stop.is_set():
-                    _end(supervisor, child)
+                    _end(supervisor, started)
                     raise Stopped
                 running = state["running"]
                 if state["finished"] and now - state["finished"][0] > LINGER:
@@ -340,14 +345,18 @@ def _pytest_once(how: _How, extra: list[str], results: dict, fixed: bool, timeou
                     reason = "test timeout"
                 else:
                     continue
-                _end(supervisor, child)
+                _end(supervisor, started)
                 break
     except BaseException:
-        _end(supervisor, None)
+        _end(supervisor, started)
         raise
     final = {}
     for line in supervisor.stdout.read().decode("utf-8", "replace").splitlines():
         final = json.loads(line)
+    if "returncode" not in final:  # the supervisor was killed: end what it could not
+        _kill_leftovers(started["started"], started.get("cgroup"))
+        raise Tampered("the sandbox's supervisor was killed before it could report (by the "
+                       "copy's code?): its results are not trusted")
     running = state["running"][0] if state["running"] else None
     returncode = state["finished"][1] if state["finished"] else final.get("returncode")
     return {"reason": reason, "running": running, "collected": state["collected"],
@@ -371,11 +380,30 @@ def _event(e: dict, results: dict, fixed: bool, state: dict) -> None:
             r.outcome = "error" if e["when"] != "call" and e["outcome"] == "failed" \
                 else e["outcome"]
             r.message = e["message"]
+    elif kind == "tampered":
+        raise Tampered("the copy's code changed how pytest reports: "
+                       + "; ".join(map(str, e.get("what", []))))
     elif kind == "finished":
         state["running"], state["finished"] = None, (time.monotonic(), e.get("exitstatus"))
 
 
-def _end(supervisor: subprocess.Popen, child: int | None) -> None:
+def _kill_leftovers(child: int, cgroup: str | None) -> None:
+    from .sandbox import cgroup_members, remove_cgroup
+
+    for _ in range(3):
+        for pid in cgroup_members(cgroup):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except OSError:
+            pass
+    remove_cgroup(cgroup)
+
+
+def _end(supervisor: subprocess.Popen, started: dict | None) -> None:
     """Ask the supervisor to kill everything and wait for it; if it does not answer (a learner
     with the teacher's user id could stop it), kill it and the process group ourselves."""
     if supervisor.poll() is None:
@@ -385,11 +413,8 @@ def _end(supervisor: subprocess.Popen, child: int | None) -> None:
         except subprocess.TimeoutExpired:
             supervisor.kill()
             supervisor.wait()
-            if child:
-                try:
-                    os.killpg(child, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            if started:
+                _kill_leftovers(started["started"], started.get("cgroup"))
 
 
 def progress(project: Path, timeout: float = DEFAULT_TIMEOUT,
@@ -629,7 +654,7 @@ class _GradingFolder:
         return _How(self.project, [sys.executable, "-I", "-B"], args, env,
                     self.top / "pytest-output.txt", plugin=self.grader / PLUGIN_SCRIPT.name,
                     uid=self.uid, gid=self.gid, limits=limits, no_network=True,
-                    writable=[str(self.home)])
+                    writable=[str(self.home)], pids_max=EXTRA_PROCESSES, strict=True)
 
     def guard(self) -> None:
         now = _fingerprint(self.project, self.grader)

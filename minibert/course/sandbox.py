@@ -12,9 +12,12 @@ copy, so nothing a learner wrote runs in it. It
   exec: no new privileges (setuid programs such as sudo gain nothing), resource limits (CPU
   seconds, address space, file size, processes, no core files) and, when the grader runs as
   root, an unprivileged user id and group (and, if the kernel allows, no network);
+- as root, where cgroupfs is writable, puts the command in a pids cgroup of its own (a bound
+  on processes that holds for root too, and a list of them all);
 - waits until the command exits, the wall-clock `deadline` passes, the grader asks it to stop
   (SIGTERM or SIGINT) or the grader is gone; then kills the whole group, every process of the
-  sandbox's user id, and every process re-parented to it, until none is left;
+  sandbox's user id and of its cgroup, and every process re-parented to it, until none is
+  left;
 - prints one JSON line for the grader: {"returncode": ..., "reason": ..., "killed": ...}.
 
 What it cannot do is described in exercises/README.md ("What the sandbox does not protect
@@ -122,6 +125,49 @@ def drop_capabilities() -> None:
     _libc().capset(ctypes.byref(Header(0x20080522, 0)), data)
 
 
+def make_cgroup(max_pids: int) -> str | None:
+    """A pids cgroup of its own, where cgroupfs is writable (root, no container walls): at
+    most `max_pids` processes and threads, root's included (RLIMIT_NPROC does not bind
+    root), and a list of every process in it, however it left the process group."""
+    name = f"minibert-grade-{os.getpid()}"
+    for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
+        if not os.path.exists(os.path.join(base, "cgroup.procs")):
+            continue  # not a cgroup hierarchy (or not mounted)
+        path = os.path.join(base, name)
+        try:
+            os.mkdir(path)
+        except OSError:
+            continue
+        try:
+            if os.path.exists(os.path.join(path, "pids.max")):  # made by the kernel
+                with open(os.path.join(path, "pids.max"), "w") as f:
+                    f.write(str(max_pids))
+                return path
+        except OSError:
+            pass
+        remove_cgroup(path)
+    return None
+
+
+def cgroup_members(path: str | None) -> list[int]:
+    try:
+        with open(os.path.join(path, "cgroup.procs"), encoding="ascii") as f:
+            return [int(line) for line in f if line.strip()]
+    except (OSError, TypeError, ValueError):
+        return []
+
+
+def remove_cgroup(path: str | None) -> None:
+    for _ in range(100):  # killed members take a moment to leave
+        try:
+            os.rmdir(path)
+            return
+        except (OSError, TypeError):
+            if path is None or not os.path.exists(path):
+                return
+            time.sleep(0.02)
+
+
 LIMITS = {"cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS,
           "fsize": resource.RLIMIT_FSIZE, "nproc": getattr(resource, "RLIMIT_NPROC", None),
           "core": resource.RLIMIT_CORE}
@@ -133,6 +179,12 @@ def _child_setup(config: dict):
 
     def setup():
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        if config.get("cgroup"):  # first: the read-only world below includes cgroupfs
+            try:
+                with open(os.path.join(config["cgroup"], "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            except OSError:
+                pass
         if config.get("writable") is not None:
             readonly_world(config["writable"], bool(config.get("no_network")))
         for name, value in config.get("limits", {}).items():
@@ -166,7 +218,8 @@ def _processes():
             continue  # it ended while we looked
 
 
-def kill_everything(group: int, uid: int | None, statuses: dict) -> int:
+def kill_everything(group: int, uid: int | None, statuses: dict,
+                    cgroup: str | None = None) -> int:
     """Kill the process group, the sandbox user's processes and every child of this
     supervisor (re-parented orphans included), then reap them; repeat until none is left.
     Returns how many processes were killed besides the group leader; `statuses` gets the
@@ -179,6 +232,7 @@ def kill_everything(group: int, uid: int | None, statuses: dict) -> int:
             pass
         targets = [pid for pid, ppid, puid in _processes()
                    if pid != me and (ppid == me or (uid is not None and puid == uid))]
+        targets += [pid for pid in cgroup_members(cgroup) if pid != me]
         for pid in targets:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -208,6 +262,8 @@ def supervise(config: dict) -> dict:
         signal.signal(sig, lambda *_: stop.append(True))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     parent = os.getppid()
+    if os.getuid() == 0 and config.get("pids_max"):
+        config["cgroup"] = make_cgroup(config["pids_max"])
     with open(config["output"], "ab") as out:
         child = subprocess.Popen(
             config["argv"], cwd=config["cwd"], env=config["env"], stdin=subprocess.DEVNULL,
@@ -215,7 +271,7 @@ def supervise(config: dict) -> dict:
             start_new_session=True, preexec_fn=_child_setup(config))
     for fd in config.get("pass_fds", ()):
         os.close(fd)  # the child holds them now; the grader sees the event pipe end with it
-    print(json.dumps({"started": child.pid}), flush=True)
+    print(json.dumps({"started": child.pid, "cgroup": config.get("cgroup")}), flush=True)
     deadline = time.monotonic() + config["deadline"]
     reason = "exited"
     while child.poll() is None:
@@ -230,10 +286,11 @@ def supervise(config: dict) -> dict:
             continue
         break
     statuses: dict[int, int] = {}
-    killed = kill_everything(child.pid, config.get("uid"), statuses)
+    killed = kill_everything(child.pid, config.get("uid"), statuses, config.get("cgroup"))
+    remove_cgroup(config.get("cgroup"))
     returncode = child.returncode if child.returncode is not None else statuses.get(child.pid)
     return {"returncode": returncode, "reason": reason, "killed": killed,
-            "subreaper": subreaper}
+            "subreaper": subreaper, "cgroup": bool(config.get("cgroup"))}
 
 
 if __name__ == "__main__":
