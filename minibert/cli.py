@@ -588,9 +588,9 @@ def _exercises_progress(args, root: Path) -> int:
     if args.action == "status":
         if len(args.target) > 1:
             raise ValueError("minibert exercises status: takes one folder (grade takes many)")
-        rows = progress.progress(Path(args.target[0]) if args.target else root, args.timeout,
-                                 exercise=args.exercise)
-        print(progress.format_status(rows))
+        status = progress.progress(Path(args.target[0]) if args.target else root,
+                                   args.timeout, exercise=args.exercise)
+        print(progress.format_status(status))
         return 0
     if not args.target:
         raise ValueError("minibert exercises grade: give the learner copies, e.g. copies/*")

@@ -26,6 +26,10 @@ import hmac
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
 
 MESSAGE_CHARS = 300  # one event stays far below PIPE_BUF (4096 bytes): each write is atomic
 
@@ -60,25 +64,23 @@ class Reporter:
             import _pytest
             import pluggy
 
-            self._allowed = tuple(os.path.dirname(m.__file__) + os.sep
+            self._allowed = tuple(os.path.dirname(str(m.__file__)) + os.sep
                                   for m in (_pytest, pluggy)) + (os.path.abspath(__file__),)
             self._original = {name: getattr(owner, attr).__code__
                               for name, (owner, attr) in _guarded().items()}
-            self._tests = None
 
-    def _check(self, config) -> None:
+    def _check(self, config: pytest.Config) -> None:
         """Report hooks from outside pytest and the project's tests, and patched internals."""
         if not self._strict:
             return
-        if self._tests is None:
-            self._tests = os.path.join(str(config.rootpath), "tests") + os.sep
+        tests = os.path.join(str(config.rootpath), "tests") + os.sep  # the project's tests
         found = []
         for name in dir(config.hook):
             caller = getattr(config.hook, name)
             for impl in getattr(caller, "get_hookimpls", list)():
                 code = getattr(impl.function, "__code__", None)
                 where = code.co_filename if code else repr(impl.function)
-                if not where.startswith((*self._allowed, self._tests)):
+                if not where.startswith((*self._allowed, tests)):
                     found.append(f"{name} from {where}")
         for name, (owner, attr) in _guarded().items():
             if getattr(getattr(owner, attr, None), "__code__", None) is not self._original[name]:
@@ -97,21 +99,21 @@ class Reporter:
         except OSError:
             pass  # the grader stopped reading (or the pipe was closed): it sees that itself
 
-    def pytest_collection_finish(self, session):
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._check(session.config)
         for item in session.items:
             tags = sorted({m.args[0] for m in item.iter_markers("exercise") if m.args})
             self._send(event="collected", nodeid=item.nodeid, exercises=tags)
         self._send(event="collection done", count=len(session.items))
 
-    def pytest_configure(self, config):
+    def pytest_configure(self, config: pytest.Config) -> None:
         self._config = config
 
-    def pytest_runtest_logstart(self, nodeid, location):
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple) -> None:
         self._check(self._config)
         self._send(event="start", nodeid=nodeid)
 
-    def pytest_runtest_logreport(self, report):
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" or report.outcome != "passed":  # a failed setup counts too
             message = ""
             if report.outcome != "passed":
@@ -121,7 +123,7 @@ class Reporter:
             self._send(event="result", nodeid=report.nodeid, when=report.when,
                        outcome=report.outcome, message=message)
 
-    def pytest_sessionfinish(self, session, exitstatus):
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self._check(session.config)
         self._send(event="finished", exitstatus=int(exitstatus))
 

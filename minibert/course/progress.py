@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .exercises import ExerciseError, course_order, project_root
 
@@ -195,7 +196,8 @@ def _in_place(project: Path, tmp: Path, exercise: str) -> _How:
 def run_tests(project: Path, timeout: float = DEFAULT_TIMEOUT,
               collect_timeout: float = COLLECT_TIMEOUT, *, exercise: str = "all",
               how: _How | None = None, expected: dict | None = None,
-              deadline: float | None = None, stop=None, guard=None) -> list[TestResult]:
+              deadline: float | None = None, stop: threading.Event | None = None,
+              guard: Callable[[], None] | None = None) -> list[TestResult]:
     """Run the exercise tests of `project` (its own minibert first on the path), each at most
     `timeout` seconds; returns one result per test, in collection order.
 
@@ -289,7 +291,8 @@ def _pytest_once(how: _How, extra: list[str], results: dict, fixed: bool, timeou
     finally:
         os.close(events_w)
         os.close(key_r)
-    state = {"seq": 0, "buffer": b"", "running": None, "collected": False, "finished": None}
+    state: dict[str, Any] = {"seq": 0, "buffer": b"", "running": None, "collected": False,
+                             "finished": None}
     started = None  # the supervisor's first line: {"started": pid, "cgroup": path or None}
 
     def take(chunk: bytes) -> None:
@@ -367,7 +370,7 @@ def _event(e: dict, results: dict, fixed: bool, state: dict) -> None:
     """Apply one event of the reporter to the results."""
     kind, nodeid = e.get("event"), e.get("nodeid")
     if kind == "collected" and not fixed:
-        results.setdefault(nodeid, TestResult(nodeid, list(e["exercises"])))
+        results.setdefault(nodeid, TestResult(str(nodeid), list(e["exercises"])))
     elif kind == "collection done":
         state["collected"] = True
     elif kind == "start":
@@ -626,7 +629,7 @@ class _GradingFolder:
                     for name in names:
                         os.chmod(os.path.join(d, name), files_mode)
                     os.chmod(d, dirs)
-            if as_uid:
+            if self.uid is not None and self.gid is not None:
                 os.chown(self.top, 0, self.gid)
                 os.chmod(self.top, 0o750)
                 for path in (self.home, self.home / "tmp"):

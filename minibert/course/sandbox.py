@@ -150,20 +150,24 @@ def make_cgroup(max_pids: int) -> str | None:
 
 
 def cgroup_members(path: str | None) -> list[int]:
+    if path is None:
+        return []
     try:
         with open(os.path.join(path, "cgroup.procs"), encoding="ascii") as f:
             return [int(line) for line in f if line.strip()]
-    except (OSError, TypeError, ValueError):
+    except (OSError, ValueError):
         return []
 
 
 def remove_cgroup(path: str | None) -> None:
+    if path is None:
+        return
     for _ in range(100):  # killed members take a moment to leave
         try:
             os.rmdir(path)
             return
-        except (OSError, TypeError):
-            if path is None or not os.path.exists(path):
+        except OSError:
+            if not os.path.exists(path):
                 return
             time.sleep(0.02)
 
