@@ -5,7 +5,10 @@ Every command has --help, sensible defaults and -q/--quiet; those that run a mod
 to stderr (-q keeps only warnings). Errors that come from the user's input (a missing file, an
 unknown column, a model directory without labels, a bad MINIBERT_* environment variable) are
 printed as one clear line and exit with status 2, without a traceback; a closed pipe
-(`minibert quiz --list | head -2`) ends the command quietly.
+(`minibert quiz --list | head -2`) ends the command quietly. Ctrl-C (SIGINT) and SIGTERM stop
+every command cleanly: one line saying what was saved and how to go on (a training run: its
+last checkpoint and --resume), exit status 130, no traceback (files are written atomically:
+a stop never leaves a half-written one).
 """
 
 from __future__ import annotations
@@ -122,12 +125,16 @@ def non_negative_float(text: str) -> float:
 
 
 def input_file(text: str) -> str:
-    """An existing file (not a folder): checked now, not after a model has loaded."""
+    """An existing file (not a folder) or a named pipe (`--train <(zcat f.gz)`; each file is
+    read once): checked now, not after a model has loaded."""
     path = Path(text)
     if not path.exists():
         raise argparse.ArgumentTypeError(f"{text!r} not found")
-    if not path.is_file():
+    if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+    if not (path.is_file() or path.is_fifo()):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a file nor a pipe (a device "
+                                         "or a socket?)")
     return text
 
 
@@ -396,16 +403,18 @@ def _finetune_tokens(args) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .pipeline import Classifier, format_predictions, is_token_classifier
+    from .pipeline import Classifier, Prediction, format_predictions, is_token_classifier
 
     _setup(args)
     texts = list(args.texts)
     if args.file == "-" or (not texts and not args.file and not _is_terminal(sys.stdin)):
         texts += _read_stdin()  # `--file -`, or texts piped in: `cat texts.txt | minibert predict`
     elif args.file:
-        from .data import read_text_corpus
+        from .data import read_lines
 
-        texts += read_text_corpus(args.file)  # invalid UTF-8: an error naming file and line
+        # every line, blank ones too: output row n is input line n (a blank line's row says
+        # it had no text); invalid UTF-8 is an error naming file and line
+        texts += read_lines(args.file)
     if not texts:
         raise ValueError("no texts to classify: give them as arguments, with --file, or on "
                          "standard input (--file -)")
@@ -413,18 +422,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_tags(args, texts)
     classifier = Classifier.from_pretrained(args.model, labels=args.labels,
                                             rename_labels=args.rename_labels)
-    predictions = classifier.predict(texts, batch_size=args.batch_size,
-                                     progress=not args.no_progress)
+    keep = [i for i, text in enumerate(texts) if text.strip()]  # a blank text has no class
+    predicted = dict(zip(keep, classifier.predict([texts[i] for i in keep],
+                                                  batch_size=args.batch_size,
+                                                  progress=not args.no_progress), strict=True))
+    predictions = [predicted.get(i, Prediction(text, None, {})) for i, text in enumerate(texts)]
     if args.json:
         for p in predictions:
             print(json.dumps({"text": p.text, "label": p.label,
-                              "probabilities": p.probabilities}))
+                              "probabilities": p.probabilities or None}))
     else:
         print(format_predictions(predictions))
     return 0
 
 
-def _no_labels_for_tags(args) -> None:
+def _no_labels_for_tags(args: argparse.Namespace) -> None:
     if args.labels or args.rename_labels:
         raise ValueError("--labels names the classes of a sequence classifier; a token "
                          "classifier's tags are in its config.json")
@@ -437,9 +449,9 @@ def _is_terminal(stream: TextIO | None) -> bool:
 
 def _read_stdin() -> list[str]:
     """The texts on standard input, one per line, as `--file` reads a file's."""
-    if sys.stdin is None:
-        return []
-    return [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+    from .data import split_lines
+
+    return [] if sys.stdin is None else split_lines(sys.stdin.read())
 
 
 def _predict_tags(args, texts: list[str]) -> int:
@@ -653,7 +665,7 @@ def _sigterm_as_interrupt():
     """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, while the block runs (so a command
     stops the same clean way for both); the previous handler comes back afterwards."""
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt("SIGTERM")  # _run's message tells the two apart
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)
@@ -873,7 +885,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="folder written by finetune (its final/)")
     p.add_argument("--file", type=input_file_or_stdin, default=None, help="a text file, one "
                    "text per line; - reads standard input (as do texts piped in without "
-                   "arguments)")
+                   "arguments); output row n is line n (a blank line gets a row without a "
+                   "prediction: label null in --json)")
     _label_flags(p)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -989,15 +1002,42 @@ def _run(argv: list[str] | None) -> int:
     set_verbosity("warning" if args.quiet else "info")
     np.set_printoptions(precision=4, suppress=True)
     try:
-        return args.func(args)
+        with _sigterm_as_interrupt():
+            return args.func(args)
     except BrokenPipeError:
         raise  # not the user's mistake: main ends quietly
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (see _sigterm_as_interrupt)
+        how = "SIGTERM" if stop.args == ("SIGTERM",) else "Ctrl-C"
+        print(printable(f"minibert {args.command}: stopped ({how}); {_after_stop(args)}"),
+              file=sys.stderr)
+        return 130
     except (OSError, DataError, CheckpointError, BackendError, ExerciseError, QuizError,
             StateDictError, TrainingDivergedError, ValueError) as e:
         # the message may quote a file's contents or a name from a model folder
         print(printable(f"minibert {args.command}: error: {e}", keep_newlines=True),
               file=sys.stderr)
         return 2
+
+
+def _after_stop(args: argparse.Namespace) -> str:
+    """What a stopped command leaves behind, and how to go on (one clause)."""
+    from .run_state import RunStateError, latest_run_state
+
+    out = getattr(args, "out", None)
+    if args.command in ("pretrain", "finetune") and out:
+        try:
+            folder = latest_run_state(out)
+        except (RunStateError, OSError):
+            folder = None
+        if folder is not None:
+            return (f"the last finished epoch is saved in {folder}; continue with the same "
+                    "command and --resume")
+        return f"no epoch had finished, so nothing was saved in {out}; run the command again"
+    if args.command == "demo":
+        return f"run `minibert demo` again to start over (it replaces its run in {out})"
+    if args.command == "exercises" and args.action == "build":
+        return "no learner copy was written (the partial one was removed); run it again"
+    return "nothing was written; run the command again"
 
 
 if __name__ == "__main__":

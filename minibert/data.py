@@ -175,11 +175,7 @@ def read_labelled(
     is never closed (the line where it opens), a row without text or label, a JSON value
     that is not a string (a text that is a list, ...).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"data file not found: {path}")
-    if not path.is_file():
-        raise DataError(f"{path} is not a file (a directory?); give a .tsv, .csv or .jsonl file")
+    path = check_data_file(path, "data file", "a .tsv, .csv or .jsonl file")
     fmt = _format_of(path, format)
     columns = {"text": text_column, "label": label_column}
     if text_pair_column is not None:
@@ -218,6 +214,38 @@ def read_labelled(
                         f"{' apart from its header' if header and fmt != 'jsonl' else ''})")
     return LabelledData(texts, labels, pairs if text_pair_column is not None else None,
                         str(path))
+
+
+def check_data_file(path, what: str = "file", expected: str = "a text file") -> Path:
+    """`path` as a Path, if it is something a reader can read once from start to end: a file,
+    or a named pipe (``--train <(zcat data.tsv.gz)``; every reader reads its input once).
+    FileNotFoundError when it is missing; DataError, saying what it is, for a folder, a
+    device or a socket."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a file; give {expected}")
+    if not (path.is_file() or path.is_fifo()):
+        raise DataError(f"{path} is neither a file nor a pipe (a device or a socket?); give "
+                        f"{expected}")
+    return path
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """Every line of a text file, in order, blank ones included (without their line ends):
+    one text a line, where line n of the input must stay row n of the output. Encodings as
+    ``read_labelled``."""
+    return split_lines(_read_text(check_data_file(path)))
+
+
+def split_lines(text: str) -> list[str]:
+    """'a\r\n\nb\n' -> ['a', '', 'b']: the lines of a text, blank ones kept, line ends
+    (\n or \r\n) dropped."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the line end of the last line
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _read_text(path: Path) -> str:
@@ -470,11 +498,7 @@ def count_truncated(tokenizer: Tokenizer, data: LabelledData, max_length: int,
 def read_text_corpus(path: str | os.PathLike) -> list[str]:
     """One document (or paragraph) per line; blank and whitespace-only lines are skipped.
     UTF-8 (a byte-order mark is skipped) or UTF-16 with a byte-order mark."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"corpus file not found: {path}")
-    if not path.is_file():
-        raise DataError(f"{path} is not a file (a directory?); give a text file")
+    path = check_data_file(path, "corpus file")
     lines = [line.strip() for line in _read_text(path).split("\n") if line.strip()]
     if not lines:
         raise DataError(f"{path}: no text (the file is empty or blank)")

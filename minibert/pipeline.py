@@ -75,10 +75,11 @@ def most_probable(probabilities: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Prediction:
-    """One text's result: the argmax label and the probability of every class."""
+    """One text's result: the argmax label and the probability of every class. (label None
+    and no probabilities: a blank text, given a row so that rows stay aligned with lines.)"""
 
     text: str
-    label: str
+    label: str | None
     probabilities: dict[str, float]
 
     @property
@@ -280,7 +281,7 @@ def format_predictions(predictions: list[Prediction], width: int = 48) -> str:
     Control characters in texts and names are shown escaped (console.printable)."""
     if not predictions:
         return "(no texts)"
-    labels = list(predictions[0].probabilities)
+    labels = next((list(p.probabilities) for p in predictions if p.probabilities), [])
     shown = {name: printable(name) for name in labels}
     cols = [max(len(shown[name]), 6) for name in labels]
     label_width = max(len("prediction"), *(len(shown[name]) for name in labels))  # names whole
@@ -290,6 +291,9 @@ def format_predictions(predictions: list[Prediction], width: int = 48) -> str:
     for p in predictions:
         text = printable(p.text)
         text = text if len(text) <= width else text[: width - 1] + "…"
+        if p.label is None:  # a blank line: its row, without a prediction
+            lines.append(f"{text:<{width}}  {'(no text)':<{label_width}}")
+            continue
         probs = "  ".join(f"{p.probabilities[name]:>{c}.3f}"
                           for name, c in zip(labels, cols, strict=True))
         lines.append(f"{text:<{width}}  {shown[p.label]:<{label_width}}  {probs}")

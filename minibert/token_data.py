@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import IGNORE_INDEX, DataError, json_records
+from .data import IGNORE_INDEX, DataError, check_data_file, json_records
 
 if TYPE_CHECKING:  # for type hints only (no import at run time)
     from .tokenizer import Tokenizer
@@ -110,9 +110,7 @@ def read_token_labelled(path: str | os.PathLike[str],
     first is the word and the last the tag. JSON lines: one object per sentence with a list of
     words under "tokens" (or "words") and one of tags under "tags" (or "ner_tags", as strings).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = check_data_file(path, "data file", "a .conll or .jsonl file")
     fmt = format or ("jsonl" if path.suffix.lower() in (".jsonl", ".json") else "conll")
     if fmt not in ("conll", "jsonl"):
         raise ValueError(f"format must be 'conll' or 'jsonl', got {format!r}")

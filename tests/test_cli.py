@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -424,3 +425,126 @@ def test_labels_that_disagree_with_the_models_names_need_rename_labels(tiny_pret
     assert "--labels NAME,NAME" in capsys.readouterr().err
     assert main(["evaluate", "--model", model, "--data", str(data), "--labels", "pos,neg"]) == 0
     assert "accuracy 0.5000" in capsys.readouterr().out
+
+
+# -- Ctrl-C and SIGTERM are a clean stop (issue 23) -------------------------------------------
+
+
+def _start(*argv, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
+           "PYTHONPATH": os.pathsep.join([str(minibert.__file__).rsplit(os.sep, 2)[0],
+                                          os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-m", "minibert", *argv], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _stopped(process, signum):
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    return err.strip().splitlines()[-1]  # the line that says what was saved (notes before)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX signals and named pipes")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_training_run_says_where_its_last_epoch_is(tmp_path, signum):
+    corpus = tmp_path / "corpus.txt"
+    lines = (TICKETS / "train.tsv").read_text(encoding="utf-8").splitlines()[1:120]
+    corpus.write_text("\n".join(line.split("\t")[0] for line in lines), encoding="utf-8")
+    out = tmp_path / "pre"
+    process = _start("pretrain", "--corpus", str(corpus), "--vocab-size", "300", "--hidden",
+                     "16", "--layers", "1", "--heads", "2", "--max-length", "32", "--epochs",
+                     "100000", "--out", str(out), tmp_path=tmp_path)
+    for line in process.stdout:  # wait until an epoch has been saved
+        if line.startswith("epoch 2:"):
+            break
+    err = _stopped(process, signum)
+    how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert f"minibert pretrain: stopped ({how}); the last finished epoch is saved in " in err
+    assert "checkpoint-epoch-" in err and "--resume" in err
+    assert not list(out.glob(".*"))  # no lock file, no temporary file left behind
+
+
+def _open_when_read(pipe, process) -> int:
+    """Open a named pipe for writing once `process` has opened it for reading."""
+    import errno
+    import time
+
+    while process.poll() is None:
+        try:
+            return os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:  # ENXIO: no reader yet
+            if e.errno != errno.ENXIO:
+                raise
+            time.sleep(0.05)
+    raise AssertionError(f"the command ended without reading {pipe}: {process.communicate()}")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX signals and named pipes")
+@pytest.mark.parametrize("command, signum", [("predict", signal.SIGTERM),
+                                             ("evaluate", signal.SIGINT),
+                                             ("finetune", signal.SIGTERM)])
+def test_every_command_stops_cleanly(tiny_pretrained, tmp_path, command, signum):
+    """Stopped while it reads its input (a named pipe that stays silent)."""
+    pipe = tmp_path / "data.tsv"
+    os.mkfifo(pipe)
+    argv = {"predict": ["--file", str(pipe)], "evaluate": ["--data", str(pipe)],
+            "finetune": ["--train", str(pipe), "--out", str(tmp_path / "run")]}[command]
+    process = _start(command, "--model", str(tiny_pretrained), *argv, tmp_path=tmp_path)
+    writer = _open_when_read(pipe, process)  # the command is running, waiting for its input
+    try:
+        err = _stopped(process, signum)
+    finally:
+        os.close(writer)
+    how = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert err.startswith(f"minibert {command}: stopped ({how}); "), err
+    if command == "finetune":
+        assert "no epoch had finished, so nothing was saved" in err
+    else:
+        assert "nothing was written" in err
+
+
+# -- inputs that are not plain files, blank lines, seeds (issue 23) ----------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_read_like_a_file(tiny_pretrained, tmp_path, capsys):
+    """`--train <(cat f)` said 'is a folder'; every reader reads its input once, so a pipe
+    works (a device or a socket is refused by name)."""
+    import threading
+
+    pipe = tmp_path / "train.tsv"
+    os.mkfifo(pipe)
+    data = (TICKETS / "train.tsv").read_text(encoding="utf-8").splitlines()[:33]
+    writer = threading.Thread(target=lambda: pipe.write_text("\n".join(data) + "\n"),
+                              daemon=True)  # a refused pipe is never opened: no hang
+    writer.start()
+    assert main(["finetune", "--model", str(tiny_pretrained), "--train", str(pipe),
+                 "--epochs", "1", "--max-length", "32", "--out", str(tmp_path / "run")]) == 0
+    writer.join()
+    assert (tmp_path / "run" / "final" / "config.json").is_file()
+    assert exit_code(["finetune", "--train", "/dev/null", "--out", str(tmp_path / "x")]) == 2
+    assert "neither a file nor a pipe" in capsys.readouterr().err
+    assert exit_code(["finetune", "--train", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "is a folder, not a file" in capsys.readouterr().err
+
+
+def test_predict_file_keeps_a_row_for_every_line(tiny_pretrained, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["finetune", "--model", str(tiny_pretrained), "--train",
+                 str(TICKETS / "train.tsv"), "--epochs", "1", "--max-length", "32",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    texts = tmp_path / "texts.txt"
+    texts.write_text("my card was charged twice\n\n   \nthe parcel never arrived\r\n")
+    assert main(["predict", "--model", str(out / "final"), "--file", str(texts),
+                 "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == ["my card was charged twice", "", "   ",
+                                         "the parcel never arrived"]
+    assert [r["label"] is None for r in rows] == [False, True, True, False]
+    assert rows[1]["probabilities"] is None and len(rows[3]["probabilities"]) == 4
+    assert main(["predict", "--model", str(out / "final"), "--file", str(texts)]) == 0
+    table = capsys.readouterr().out.splitlines()[2:]
+    assert len(table) == 4 and "(no text)" in table[1] and "(no text)" in table[2]

@@ -1,6 +1,7 @@
 """Data readers, label maps, splitting, batching, corpus chunking and the MLM collator."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -448,3 +449,37 @@ def test_mlm_collator_pads_and_never_masks_special_tokens(tokenizer):
     assert not np.isin(ids[chosen], list(tokenizer.special_ids)).any()
     assert (batch["attention_mask"][chosen] == 1).all()
     assert batch["input_ids"].shape == ids.shape == batch["token_type_ids"].shape
+
+
+# -- what a reader accepts as its input, and blank lines (issue 23) ---------------------------
+
+
+def test_read_lines_keeps_blank_lines_in_place(tmp_path):
+    from minibert.data import read_lines, split_lines
+
+    path = tmp_path / "texts.txt"
+    path.write_bytes("\ufeffone\r\n\n  \ntwo".encode())
+    assert read_lines(path) == ["one", "", "  ", "two"]
+    assert split_lines("a\n\nb\n") == ["a", "", "b"] and split_lines("") == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_readers_take_a_named_pipe_and_name_what_they_refuse(tmp_path):
+    import threading
+
+    from minibert.token_data import read_token_labelled
+
+    pipe = tmp_path / "data.tsv"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_text("text\tlabel\nhi\tx\n"), daemon=True)
+    writer.start()
+    assert read_labelled(pipe).texts == ["hi"]
+    writer.join()
+    for read in (read_labelled, read_text_corpus, read_token_labelled):
+        with pytest.raises(DataError, match="is a folder, not a file"):
+            read(tmp_path)
+        if os.path.exists("/dev/null"):
+            with pytest.raises(DataError, match="neither a file nor a pipe"):
+                read("/dev/null")
+        with pytest.raises(FileNotFoundError, match="not found"):
+            read(tmp_path / "missing.tsv")

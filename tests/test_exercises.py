@@ -78,3 +78,32 @@ def test_every_exercise_is_sound():
     """For each exercise: the solution passes its tagged tests, the stub fails them."""
     results = ex.verify(ROOT, log=lambda *_: None)
     assert set(results) == {e.id for e in ex.find_exercises(ROOT)}
+
+
+def _tiny_project(root):
+    for part in ("minibert/__init__.py", *ex.LOOP_PARTS):
+        (root / part).parent.mkdir(parents=True, exist_ok=True)
+        (root / part).write_text("")
+    return root
+
+
+def test_build_into_a_folder_inside_the_project_is_refused(tmp_path):
+    """It copied itself into itself, 240 levels deep."""
+    root = _tiny_project(tmp_path / "project")
+    for dest in (root / "exercises" / "copy", root / "mine", root):
+        with pytest.raises(ex.ExerciseError, match="inside the project"):
+            ex.build(dest, root)
+    assert not (root / "exercises" / "copy").exists() and not (root / "mine").exists()
+
+
+def test_a_stopped_build_leaves_no_half_copy(tmp_path, monkeypatch):
+    root = _tiny_project(tmp_path / "project")
+
+    def copy_then_stop(src, dest, stub=None):
+        (dest / "minibert").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ex, "copy_project", copy_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        ex.build(tmp_path / "learner", root)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]

@@ -21,6 +21,7 @@ and the tests that check each piece carry ``@pytest.mark.exercise("6.2")``.
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -166,10 +167,23 @@ def build(dest: Path, root: Path | None = None) -> list[Exercise]:
             "get the project's source (git clone the repository) and run `minibert exercises "
             "build DIR` inside it."
         )
+    if dest.resolve().is_relative_to(root.resolve()):  # the copy would copy itself, 240 deep
+        raise ExerciseError(f"{dest} is inside the project {root}, which is what gets copied; "
+                            "choose a folder outside it, e.g. ../my-minibert")
     if dest.exists() and any(dest.iterdir()):
         raise ExerciseError(f"{dest} exists and is not empty; choose a new folder")
     exercises = find_exercises(root)
-    copy_project(root, dest, stub=None)
+    # Built beside dest under a hidden name, then renamed: stopped half-way (Ctrl-C), it
+    # leaves no half copy under dest's name, and what it wrote is removed.
+    building = dest.absolute().parent / f".{dest.name}.building-{secrets.token_hex(6)}"
+    building.parent.mkdir(parents=True, exist_ok=True)
+    building.mkdir()  # the usual permissions (tempfile.mkdtemp's would be private)
+    try:
+        copy_project(root, building, stub=None)
+        building.replace(dest)  # an empty dest is replaced in one step
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     return exercises
 
 
