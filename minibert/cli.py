@@ -70,6 +70,15 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """--seed: what NumPy's generators take everywhere, 0 to 2**32 - 1 (a negative seed ended
+    in NumPy's 'expected non-negative integer', which named no flag)."""
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {2**32 - 1}, not {text}")
+    return value
+
+
 def sequence_length(text: str) -> int:
     """--max-length: room for [CLS], a token and [SEP] at least."""
     value = int(text)
@@ -682,7 +691,8 @@ def _sigterm_as_interrupt():
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32 - 1 "
+                   "(default 0)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                    help="cpu (NumPy, default) or gpu (CuPy on an NVIDIA GPU)")
 

@@ -229,12 +229,17 @@ class BertModel(BertPreTrainedModel):
         xp = get_array_module(self.embeddings.word_embeddings.weight.data)
         input_ids = _as_ids(xp, input_ids, "input_ids")
         B, T = input_ids.shape
+        if T == 0:  # caught here, not as an error from deep inside softmax
+            raise ValueError(f"BertModel: input_ids has shape {input_ids.shape}, no tokens; a "
+                             "sequence holds at least [CLS] (the tokenizer's encode adds it)")
         if T > self.config.max_position_embeddings:
             raise ValueError(
                 f"BertModel: input has {T} tokens but this model knows only "
                 f"{self.config.max_position_embeddings} positions (max_position_embeddings); "
                 "truncate the input (e.g. the tokenizer's max_length)"
             )
+        if attention_mask is not None:
+            _check_mask_values(attention_mask)
         attention_mask = (xp.ones((B, T), dtype=np.int64) if attention_mask is None
                           else _as_ids(xp, attention_mask, "attention_mask", (B, T)))
         token_type_ids = (xp.zeros((B, T), dtype=np.int64) if token_type_ids is None
@@ -280,6 +285,23 @@ def mean_pool(last_hidden_state: Tensor, attention_mask: ArrayLike | None) -> Te
     m = Tensor(mask[:, :, None].astype(last_hidden_state.dtype))  # (B, T, 1)
     counts = xp.maximum(mask.sum(axis=1, keepdims=True), 1e-9).astype(last_hidden_state.dtype)
     return (last_hidden_state * m).sum(axis=1) / Tensor(counts)
+
+
+def _check_mask_values(mask) -> None:
+    """attention_mask holds 1 (a real token) and 0 (padding) and nothing else: a 2 would give
+    its key a bias of −(2 − 1)·finfo.min, pushing every score up instead of masking. Checked
+    only where the mask is on the host (a NumPy array or a list, as the tokenizer makes it), so
+    that a mask already on the GPU costs no device-to-host copy."""
+    host = mask.data if isinstance(mask, Tensor) else mask
+    if not isinstance(host, np.ndarray | list | tuple):
+        return
+    values = np.asarray(host)
+    if values.dtype.kind not in "iub":
+        return  # _as_ids says what is wrong with it
+    wrong = (values != 0) & (values != 1)
+    if wrong.any():
+        raise ValueError(f"attention_mask must hold 1 (a real token) and 0 (padding) only; it "
+                         f"holds {np.unique(values[wrong])[:5].tolist()}")
 
 
 def _as_ids(xp, a, name: str, shape=None):

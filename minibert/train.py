@@ -154,6 +154,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer) \
+                or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not 0.0 < self.lr < math.inf:
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.weight_decay < math.inf:

@@ -548,3 +548,13 @@ def test_predict_file_keeps_a_row_for_every_line(tiny_pretrained, tmp_path, caps
     assert main(["predict", "--model", str(out / "final"), "--file", str(texts)]) == 0
     table = capsys.readouterr().out.splitlines()[2:]
     assert len(table) == 4 and "(no text)" in table[1] and "(no text)" in table[2]
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**32), "1.5"])
+def test_a_bad_seed_names_the_flag(value, capsys):
+    assert exit_code(["predict", "--model", "x", "--seed", value, "hi"]) == 2
+    assert "argument --seed" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        from minibert.train import TrainConfig
+
+        TrainConfig(seed=-1)

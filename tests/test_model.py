@@ -152,6 +152,22 @@ def test_bad_inputs_raise_clear_errors():
         model(IDS.astype(np.float32))
 
 
+def test_no_tokens_and_mask_values_other_than_0_and_1_are_refused():
+    """Shape (1, 0) ended in an error from softmax; a mask value 2 shifted every score."""
+    model = BertModel(tiny_config())
+    with pytest.raises(ValueError, match=r"shape \(1, 0\), no tokens"):
+        model(np.zeros((1, 0), dtype=np.int64))
+    for bad in (2, -1, 7):
+        mask = np.ones_like(IDS)
+        mask[0, 1] = bad
+        on_host = [Tensor(mask)] if isinstance(Tensor(mask).data, np.ndarray) else []
+        for given in (mask, mask.tolist(), *on_host):  # a mask on the GPU is not read back
+            with pytest.raises(ValueError, match=rf"1 \(a real token\) and 0 \(padding\) "
+                                                 rf"only; it holds \[{bad}\]"):
+                model(IDS, given)
+    model(IDS, np.ones_like(IDS, dtype=bool))  # booleans are 0 and 1
+
+
 def test_dropout_only_in_training():
     minibert.manual_seed(0)
     model = BertModel(tiny_config(hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3))
