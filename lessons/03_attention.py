@@ -98,5 +98,30 @@ path = out_dir() / "03_attention_heatmap.png"
 fig.savefig(path, dpi=100)
 print(f"saved the heatmap '{title}' to {path}: row i = where token i looks; the [PAD] columns "
       "are 0.")
-print("Next: scaled_dot_product_attention in minibert/model.py; exercise 3.1 is softmax in "
-      "minibert/functional.py.")
+
+banner("7. All heads together: concatenate their contexts, then the output projection W_O")
+with no_grad():
+    bias_row = Tensor(bias)  # the same padding mask for every head
+    contexts = []
+    for k in range(h):  # head k + 1 owns hidden units k·d … (k+1)·d − 1 of Q, K and V
+        c = slice(k * d, (k + 1) * d)
+        Qk, Kk, Vk = attn.query(x)[:, c], attn.key(x)[:, c], attn.value(x)[:, c]
+        Ak = F.softmax((Qk @ Kk.T) * (1.0 / math.sqrt(d)) + bias_row, axis=-1)
+        contexts.append((Ak @ Vk).numpy())
+    concat = np.concatenate(contexts, axis=-1)  # (T, h·d) = (T, H): head 1's units first
+    show(f"concat(head 1 … head {h})        (T, H)", concat)
+    mixed = attn.output(Tensor(concat))  # concat W_O + b_O: every output unit reads all heads
+    show("concat W_O + b_O              (T, H)", mixed)
+    W_O = attn.output.W.numpy()
+    print(f"W_O is ({W_O.shape[0]}, {W_O.shape[1]}): row block k·d … (k+1)·d − 1 multiplies head "
+          f"k + 1's context, so")
+    print("each output unit is a learned mix of all the heads' findings; without W_O the heads "
+          "would")
+    print("stay in separate slices and could not combine what they found.")
+    full_bias = Tensor(bias[None, None, None, :])  # (B, h, T, T) broadcast, for the module
+    module_out = attn(x[None], full_bias)[0].numpy()[0]
+    diff = float(np.abs(mixed.numpy() - module_out).max())
+    print(f"max |ours - MultiHeadSelfAttention's output| = {diff:.2e}")
+    print(f"concatenate-then-project matches the model's attention output: {diff < 1e-4}")
+print("\nNext: scaled_dot_product_attention and MultiHeadSelfAttention in minibert/model.py;")
+print("exercise 3.1 is softmax in minibert/functional.py, 3.2 the attention of one head.")

@@ -10,12 +10,13 @@ to show the shapes), then with the real MiniLM (H = 384), whose first layer we r
 """
 
 import numpy as np
-from _common import banner, minilm_dir, show
+from _common import banner, minilm_dir, out_dir, show
 
 import minibert
 from minibert import functional as F
 from minibert import no_grad
 from minibert.config import BertConfig
+from minibert.course.viz import encoder_block
 from minibert.model import BertModel
 from minibert.tokenizer import Tokenizer
 
@@ -87,5 +88,11 @@ for i, s in enumerate(states):
           f"                         {cls_fox:8.3f}")
 print("Each layer keeps most of a token's vector (the residual path) and mixes in context from")
 print("the other tokens: the vectors drift away from the embeddings as depth grows.")
+cfg = model.config
+fig = encoder_block(cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size,
+                    title=f"One MiniLM encoder layer (of {cfg.num_hidden_layers})")
+path = out_dir() / "04_encoder_block.png"
+fig.savefig(path, dpi=100)
+print(f"\nsaved a diagram of one layer, with MiniLM's sizes, to {path}")
 print("\nNext: BertLayer in minibert/model.py; exercises 4.1 (LayerNorm backward), 4.2 (GELU")
 print("backward) and 4.3 (dropout) in minibert/functional.py.")

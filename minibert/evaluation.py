@@ -83,8 +83,13 @@ def evaluate(model: BertForSequenceClassification, tokenizer: Tokenizer, data: L
 def _masked_lm_sum(logits, labels) -> tuple[float, int]:
     """One batch's MLM loss summed over its masked tokens (its mean loss × their number), and
     that number; (0.0, 0) for a batch with nothing masked."""
+    # BEGIN EXERCISE 16.1: n = the number of masked positions (labels != IGNORE_INDEX); the
+    #   batch's summed loss is its mean cross-entropy (F.cross_entropy skips IGNORE_INDEX) times
+    #   n, or 0.0 when n is 0 (a mean over nothing is not a number)
     n = int((labels != IGNORE_INDEX).sum())
-    return (F.cross_entropy(logits, labels).item() * n if n else 0.0), n
+    total = F.cross_entropy(logits, labels).item() * n if n else 0.0
+    # END EXERCISE
+    return total, n
 
 
 def _perplexity(mlm_loss: float) -> float:

@@ -282,9 +282,14 @@ def mean_pool(last_hidden_state: Tensor, attention_mask: ArrayLike | None) -> Te
     """
     xp = get_array_module(last_hidden_state.data)
     mask = xp.asarray(attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask)
+    # BEGIN EXERCISE 10.1: the masked mean. m = the mask as a (B, T, 1) Tensor of the hidden
+    #   states' dtype; counts = real tokens per row (B, 1), at least 1e-9; pooled = the sum
+    #   over T of last_hidden_state * m, divided by Tensor(counts) (Tensor ops: trainable)
     m = Tensor(mask[:, :, None].astype(last_hidden_state.dtype))  # (B, T, 1)
     counts = xp.maximum(mask.sum(axis=1, keepdims=True), 1e-9).astype(last_hidden_state.dtype)
-    return (last_hidden_state * m).sum(axis=1) / Tensor(counts)
+    pooled = (last_hidden_state * m).sum(axis=1) / Tensor(counts)
+    # END EXERCISE
+    return pooled
 
 
 def _check_mask_values(mask) -> None:

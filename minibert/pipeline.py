@@ -64,8 +64,13 @@ def class_probabilities(model: BertForSequenceClassification | BertForTokenClass
     the model's train/eval mode is left as it was.
     """
     with model.evaluating(), no_grad():
+        # BEGIN EXERCISE 5.1: run the model on the batch (input_ids, attention_mask,
+        #   token_type_ids) and turn its logits into probabilities `probs` with a softmax over
+        #   the classes (the last axis)
         logits = model(input_ids, attention_mask, token_type_ids).logits
-        return to_numpy(F.softmax(logits, axis=-1).data)
+        probs = F.softmax(logits, axis=-1)
+        # END EXERCISE
+    return to_numpy(probs.data)
 
 
 def most_probable(probabilities: np.ndarray) -> np.ndarray:
@@ -185,11 +190,16 @@ class Classifier:
         """The decision rule: the class with the highest probability, for each text."""
         probs = self.predict_proba(texts, text_pairs, batch_size, sort_by_length, progress)
         labels = self.labels
-        return [
+        # BEGIN EXERCISE 9.1: the decision rule. For each text and its row of probs, one
+        #   Prediction(text, label, probabilities): label = the name (labels) of the most
+        #   probable class (most_probable), probabilities = {class name: float probability}
+        predictions = [
             Prediction(text, labels[int(best)],
                        {name: float(q) for name, q in zip(labels, p, strict=True)})
             for text, p, best in zip(texts, probs, most_probable(probs), strict=True)
         ]
+        # END EXERCISE
+        return predictions
 
     def __call__(self, inputs: str | dict[str, str] | Sequence[str | dict[str, str]],
                  top_k: int | None = 1, batch_size: int = 32) -> Any:

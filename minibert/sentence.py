@@ -155,9 +155,14 @@ class SentenceEncoder:
                    b: str | Sequence[str] | np.ndarray) -> np.ndarray:
         """Cosine similarities (n_a, n_b) between texts or embeddings (rows of `encode`)."""
         A, B = (self.encode(x) if _is_text(x) else np.atleast_2d(np.asarray(x)) for x in (a, b))
+        # BEGIN EXERCISE 15.1: cosine similarity. Scale every row of A and of B to length 1
+        #   (divide by its norm, at least 1e-12); then sim[i, j] is the dot product of row i of
+        #   A and row j of B: one matrix product, (n_a, H) times (H, n_b)
         A = A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
         B = B / np.maximum(np.linalg.norm(B, axis=1, keepdims=True), 1e-12)
-        return A @ B.T
+        sim = A @ B.T
+        # END EXERCISE
+        return sim
 
 
 def sentence_transformers_recipe(model_dir: str | os.PathLike[str]

@@ -7,7 +7,8 @@ import minibert
 from minibert import functional as F
 from minibert import no_grad
 from minibert.config import BertConfig
-from minibert.evaluation import pseudo_log_likelihood
+from minibert.data import IGNORE_INDEX
+from minibert.evaluation import evaluate_mlm, pseudo_log_likelihood
 from minibert.model import BertForMaskedLM
 from minibert.tokenizer import Tokenizer
 
@@ -52,3 +53,26 @@ def test_pseudo_log_likelihood_keeps_the_mode_and_refuses_an_empty_text(tok):
     assert model.training
     with pytest.raises(ValueError, match="no ordinary token"):
         pseudo_log_likelihood(model, tok, "")
+
+
+@pytest.mark.exercise("16.1")
+def test_evaluate_mlm_weights_each_batch_by_its_masked_tokens(tok):
+    model = tiny_mlm(tok).eval()
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, tok.vocab_size, size=(4, 8))
+    labels = np.full((4, 8), IGNORE_INDEX)
+    labels[0, 1], labels[1, 2:5], labels[3, 6] = ids[0, 1], ids[1, 2:5], ids[3, 6]
+    batches = [{"input_ids": ids[:2], "attention_mask": np.ones((2, 8), dtype=np.int64),
+                "token_type_ids": np.zeros((2, 8), dtype=np.int64), "labels": labels[:2]},
+               {"input_ids": ids[2:], "attention_mask": np.ones((2, 8), dtype=np.int64),
+                "token_type_ids": np.zeros((2, 8), dtype=np.int64), "labels": labels[2:]}]
+    with no_grad():  # by hand: -log P of every masked token, averaged over all five of them
+        logp = F.log_softmax(model(ids).logits, axis=-1).numpy()
+    rows, cols = np.nonzero(labels != IGNORE_INDEX)
+    expected = -logp[rows, cols, labels[rows, cols]].mean()
+    result = evaluate_mlm(model, batches)
+    assert result["masked_tokens"] == 5
+    assert np.isclose(result["loss"], expected, atol=1e-5)  # 4 + 1 tokens: not a mean of means
+    assert np.isclose(result["perplexity"], np.exp(expected), rtol=1e-5)
+    nothing = dict(batches[0], labels=np.full((2, 8), IGNORE_INDEX))
+    assert evaluate_mlm(model, [nothing, batches[1]])["masked_tokens"] == 1

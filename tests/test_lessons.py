@@ -29,7 +29,9 @@ LESSONS = [
     ("03_attention", True, ["every row sums to 1: True",
                             "our attention map matches the model's: True",
                             "    0 on the 9 real keys", "[PAD] query rows are computed too",
-                            "saved the heatmap 'MiniLM layer 1, head 1'"]),
+                            "saved the heatmap 'MiniLM layer 1, head 1'",
+                            "concatenate-then-project matches the model's attention output: "
+                            "True"]),
     ("04_encoder_layer", True, ["15 tokens", "hidden_states[2]        (1, T, H)      shape "
                                 "(1, 15, 768)", "matches the model's layer 1: True"]),
     ("05_prediction_network", True, ["same as by hand: True",
@@ -64,6 +66,10 @@ LESSONS = [
     ("15_adapting_without_training", True, ["with 0 labelled tickets; it cost 4 sentence "
                                             "embeddings"]),
     ("16_two_stages", False, ["corpus: the shipped ticket texts", "loss curve saved to"]),
+    ("17_forgetting_and_partial_unfreezing", False, [
+        "each model finds text like its own training text more probable: True",
+        "A frozen encoder forgets nothing: True", "  last 2 of 3 layers",
+        "forgetting = MLM loss after"]),
 ]
 # Lessons whose full run takes longer than the suite should: the tests run a shortened version
 # (the lesson's .md gives the measured numbers of the full run and the command).
@@ -95,7 +101,8 @@ def test_lesson_runs(script, needs_weights, expected, tmp_path):
                                    f"{result.stderr[-3000:]}"
     for line in expected:
         assert line in result.stdout, f"{script}.py did not print {line!r}:\n{result.stdout}"
-    picture = {"03_attention": "03_attention_heatmap.png",
+    picture = {"03_attention": "03_attention_heatmap.png", "08_finetuning": "08_schedule.png",
+               "04_encoder_layer": "04_encoder_block.png",
                "15_adapting_without_training": "15_learning_curve.png"}.get(script)
     if picture:
         png = tmp_path / "out" / picture

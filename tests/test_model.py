@@ -298,6 +298,7 @@ def test_masked_lm_decoder_is_tied_to_word_embeddings():
                                atol=1e-5)
 
 
+@pytest.mark.exercise("5.1")
 def test_predict_proba_and_predict():
     minibert.manual_seed(0)
     model = BertForSequenceClassification(tiny_config(hidden_dropout_prob=0.5)).train()
@@ -336,6 +337,7 @@ def test_tiny_model_overfits_a_few_examples():
 # sentence embeddings
 
 
+@pytest.mark.exercise("10.1")
 def test_mean_pool_ignores_padding_and_normalize():
     h = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
     pooled = mean_pool(Tensor(h), MASK).numpy()
@@ -420,6 +422,18 @@ def test_sentence_encoder_batches_by_length_and_returns_input_order():
     encoder.encode(texts, batch_size=3)
     assert [len(b) for b in batches] == [3, 3, 1]
     assert batches[0] == [texts[1], texts[5], texts[3]]  # the longest three, longest first
+
+
+@pytest.mark.exercise("15.1")
+def test_similarity_is_the_cosine_of_every_pair():
+    encoder = SentenceEncoder.__new__(SentenceEncoder)  # similarity of given vectors: no model
+    a = np.array([[3.0, 4.0], [1.0, 0.0]])
+    b = np.array([[6.0, 8.0], [0.0, 2.0], [-1.0, 0.0]])
+    sim = encoder.similarity(a, b)
+    assert sim.shape == (2, 3)
+    expected = [[1.0, 0.8, -0.6], [0.6, 0.0, -1.0]]  # cos = a·b / (|a| |b|)
+    np.testing.assert_allclose(sim, expected, atol=1e-12)
+    np.testing.assert_allclose(encoder.similarity(a[0], a[0]), [[1.0]])  # one vector: a row
 
 
 def test_sentence_encoder_matches_reference_embeddings(reference):

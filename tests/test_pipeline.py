@@ -25,6 +25,7 @@ def classifier():
     return Classifier(BertForSequenceClassification(config), tok, ["a", "b", "c"])
 
 
+@pytest.mark.exercise("9.1")
 def test_probabilities_are_distributions_and_the_label_is_the_argmax(classifier):
     texts = ["the card", "my parcel is late and the card was charged twice", ""]
     probs = classifier.predict_proba(texts, batch_size=2)

@@ -119,3 +119,14 @@ def test_training_schedule_plots_the_learning_rate_and_the_clipped_norm():
     assert list(ax_norm.lines[1].get_ydata()) == [1.0, 1.0]  # the threshold
     with pytest.raises(ValueError, match="no steps"):
         training_schedule({"steps": []})
+
+
+def test_encoder_block_names_every_step_with_the_configs_sizes():
+    from minibert.course.viz import encoder_block
+
+    fig = encoder_block(384, 12, 1536)
+    texts = " | ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "12 heads of 32" in texts and "384 → 1536 → 384" in texts
+    assert texts.count("LayerNorm") == 2 and texts.count("residual") >= 2
+    with pytest.raises(ValueError, match="multiple"):
+        encoder_block(100, 12, 400)

@@ -136,6 +136,47 @@ def training_schedule(history: dict, max_grad_norm: float | None = None,
     return fig
 
 
+def encoder_block(hidden_size: int, num_heads: int, intermediate_size: int,
+                  title: str = "One encoder layer (BERT, post-LN)") -> Figure:
+    """A diagram of one encoder layer, bottom to top, with the shapes of one sequence of T
+    tokens: multi-head attention, add & norm, the GELU feed-forward network, add & norm. The
+    residual paths go around each sub-layer."""
+    H, h, F_ = hidden_size, num_heads, intermediate_size
+    if H % h:
+        raise ValueError(f"encoder_block: hidden size {H} is not a multiple of {h} heads")
+    steps = [  # (text, y) from the input at the bottom to the output at the top
+        (f"x   (T × {H})", 0.0),
+        (f"multi-head self-attention\n{h} heads of {H // h}: concat, then W_O ({H} × {H})", 1.2),
+        ("+  (residual: x + attention)", 2.4),
+        (f"LayerNorm   (T × {H})", 3.3),
+        (f"feed-forward: GELU(a W₁ + b₁) W₂ + b₂\n{H} → {F_} → {H}, each token alone", 4.5),
+        ("+  (residual)", 5.7),
+        (f"LayerNorm → h   (T × {H})", 6.6),
+    ]
+    fig = _figure(5.5, 7.0)
+    ax = fig.add_subplot()
+    for text, y in steps:
+        big = "\n" in text
+        ax.text(0.5, y, text, ha="center", va="center", fontsize=9,
+                bbox={"boxstyle": "round", "facecolor": "#dde8f5" if big else "#f2f2f2",
+                      "edgecolor": "#4a6fa5"})
+    for (_, y0), (_, y1) in zip(steps, steps[1:], strict=False):
+        ax.annotate("", xy=(0.5, y1 - 0.35), xytext=(0.5, y0 + 0.35),
+                    arrowprops={"arrowstyle": "->"})
+    red = "#b05030"
+    for start, end in ((0.0, 2.4), (3.3, 5.7)):  # the residual paths go around the sub-layers
+        ax.plot([0.66, 1.0, 1.0], [start, start, end], color=red)
+        ax.annotate("", xy=(0.74, end), xytext=(1.0, end),
+                    arrowprops={"arrowstyle": "->", "color": red})
+        ax.text(1.03, (start + end) / 2, "residual", color=red, fontsize=8, va="center",
+                rotation=90)
+    ax.set_xlim(-0.1, 1.25)
+    ax.set_ylim(-0.6, 7.2)
+    ax.axis("off")
+    ax.set_title(title)
+    return fig
+
+
 def probability_bars(probs: npt.ArrayLike, labels: Sequence[str],
                      title: str = "P(class | text)") -> Figure:
     """The class probability distribution of one prediction; the argmax bar is highlighted."""
