@@ -1042,7 +1042,7 @@ def _after_stop(args: argparse.Namespace) -> str:
         if folder is not None:
             return (f"the last finished epoch is saved in {folder}; continue with the same "
                     "command and --resume")
-        return f"no epoch had finished, so nothing was saved in {out}; run the command again"
+        return f"no checkpoint had been saved yet in {out}; run the command again"
     if args.command == "demo":
         return f"run `minibert demo` again to start over (it replaces its run in {out})"
     if args.command == "exercises" and args.action == "build":
