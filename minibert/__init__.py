@@ -3,7 +3,9 @@
 Read it in the order data flows:
     tokenizer.py     text -> token ids (words and punctuation, then WordPiece subwords)
     backend.py       NumPy or CuPy, chosen in one place
-    parallel.py      large elementwise work in cache-sized blocks on all CPU cores
+    process_settings.py  what `import minibert` changes for the whole process, and how to
+                     turn it off
+    parallel.py      threads: large elementwise work in cache-sized blocks on all CPU cores
     autograd.py      Tensor and reverse-mode autodiff, each op's backward beside its forward
     functional.py    the neural-network ops (linear, embedding, gelu, softmax, layer_norm, ...)
     nn.py            Module and layers
@@ -16,16 +18,11 @@ Read it in the order data flows:
     pipeline.py      inference: text -> probabilities -> argmax (Tagger: a tag per word)
 """
 
-import os
-
-# Before anything imports NumPy: OpenBLAS's worker threads spin for ~0.1 s after each matmul,
-# waiting for the next one, and so hold a core that minibert's elementwise blocks
-# (parallel.py) want next. Ask them to sleep at once (measured: MiniLM 32 x 128 on 2 cores,
-# ~10 % faster). OpenBLAS reads this once, when NumPy is first imported: if your script
-# imports NumPy before minibert, set it yourself. A value you set is kept.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
-
-from . import backend, functional, parallel
+# First, before anything imports NumPy: importing process_settings sets OpenBLAS's thread
+# timeout (it is read when NumPy is first imported). What `import minibert` changes for the
+# whole process, and how to turn it off: process_settings.py.
+from . import process_settings  # noqa: I001 (must stay first)
+from . import backend, functional
 from .autograd import ShapeError, Tensor, concatenate, masked_fill, no_grad, tensor, where
 from .backend import (
     BackendError,
@@ -70,12 +67,12 @@ from .version import __version__ as __version__  # re-exported: minibert.__versi
 #   MINIBERT_BACKEND=cupy          the active backend (backend.py)
 #   MINIBERT_KEEP_FREED_MEMORY=0   glibc's malloc gives each large freed array back to the
 #       system, and the next one then costs a page fault per 4 KB page: by default it keeps
-#       them for reuse (~10 % of a training step; see parallel.keep_freed_memory)
+#       them for reuse (~10 % of a training step; see process_settings.py)
 # A bad value stops the import with an error that says what is wrong. In the `minibert` command,
 # that error is one line and exit status 2, as for any other mistake, not a traceback.
 try:
     backend.use_backend_from_environment()
-    parallel.keep_freed_memory()
+    process_settings.keep_freed_memory()
 except (ValueError, BackendError) as e:
     from .cli import exit_if_command
 

@@ -7,21 +7,32 @@ very same lines run on either device. No other module imports cupy.
 
 Switch with ``minibert.use_backend("cupy")`` or the environment variable
 ``MINIBERT_BACKEND=cupy`` (read once, by ``import minibert``).
+
+It also decides *how* an op's formula runs (the last section, "How a formula runs"): the ops in
+functional.py are written as whole-array textbook math, and `elementwise` / `rows` run those
+lines in cache-sized blocks on all CPU cores under NumPy, or as fused GPU kernels under CuPy.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
+from . import parallel
+
 # In type hints: an array on the active backend (numpy.ndarray, or cupy.ndarray on a GPU: CuPy is
 # optional, so the type is spelled Any), and anything that becomes one (an array, nested lists).
 Array: TypeAlias = Any
 ArrayLike: TypeAlias = Any
+
+_KERNELS: dict = {}  # fused GPU kernels (cupy.fuse), by (array module, what they compute)
 
 BACKENDS = ("numpy", "cupy")
 
@@ -95,8 +106,13 @@ def xp() -> ModuleType:
 
 
 def get_array_module(*arrays: Any) -> ModuleType:
-    """The array module that owns these arrays: cupy if any is a CuPy array, else numpy."""
+    """The array module that owns these arrays: cupy if any is a CuPy array, else numpy.
+
+    (Inside a formula that `rows` runs on the GPU the arrays are recorded steps: then it is a
+    stand-in that records `xp.exp(...)` & co. as well.)"""
     for a in arrays:
+        if isinstance(a, _Lazy):
+            return _LAZY_MODULE
         if type(a).__module__.split(".")[0] == "cupy":
             return _import_cupy()
     return np
@@ -130,24 +146,27 @@ def scatter_add(target: Array, indices: Any, values: Array) -> None:
     On the GPU, `add.at` adds repeated indices with atomic operations whose order changes from
     run to run: float sums then differ in their last bits, and a seeded training run no longer
     repeats itself exactly. For rows picked by a 1-D array of ids (every embedding), the GPU
-    path sorts the ids and sums each run of equal ids in a fixed order instead.
+    path sorts the ids and sums each run of equal ids in a fixed order instead (a running sum,
+    in float64 so that differences of it keep full float32 precision). Each run's sum is then
+    added at its last position, zeros at the others: adding zeros changes nothing, in any
+    order, so the result is fixed; and no step needs the number of distinct ids on the host
+    (which would make it wait for the GPU).
     """
     xp = get_array_module(target)
     if xp is np or isinstance(indices, tuple) or getattr(indices, "ndim", 0) != 1 \
             or indices.dtype.kind not in "iu":
         xp.add.at(target, indices, values)
         return
-    ids = xp.asarray(indices)
-    rows = values.reshape((ids.size,) + target.shape[1:])
-    order = xp.argsort(ids)
-    ids, rows = ids[order], rows[order]
-    starts = xp.flatnonzero(xp.concatenate([xp.ones(1, dtype=bool), ids[1:] != ids[:-1]]))
-    # Sum of rows[a:b] = running_sum[b] - running_sum[a], with the running sum in float64 so
-    # that the differences keep full float32 precision.
+    indices = xp.asarray(indices)  # an index made on the host moves to the device
+    order = xp.argsort(indices)
+    ids = indices[order]  # equal ids now sit in runs
+    rows = values.reshape((ids.size,) + target.shape[1:])[order]
+    first = xp.searchsorted(ids, ids)  # where each position's run starts
+    last = xp.concatenate([ids[1:] != ids[:-1], xp.ones(1, dtype=bool)])  # a run's last one
     running = xp.cumsum(rows, axis=0, dtype=np.float64)
-    running = xp.concatenate([xp.zeros((1,) + running.shape[1:], dtype=np.float64), running])
-    ends = xp.concatenate([starts[1:], xp.asarray([ids.size])])
-    target[ids[starts]] += (running[ends] - running[starts]).astype(target.dtype)  # unique rows
+    sums = running - running[first] + rows[first]  # the run's sum, up to each position
+    last = last.reshape((-1,) + (1,) * (rows.ndim - 1))
+    xp.add.at(target, ids, xp.where(last, sums, 0).astype(target.dtype))
 
 
 def manual_seed(seed: int) -> None:
@@ -177,3 +196,304 @@ def use_backend_from_environment() -> None:
             use_backend(name)
         except (ValueError, BackendError) as e:  # say which setting asked for it
             raise type(e)(f"MINIBERT_BACKEND={name!r}: {e}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# The functions the formulas use, on the device of their argument: NumPy's or CuPy's (also
+# inside a fused kernel), so that a formula reads exp(x), not xp.exp(x)
+
+
+def exp(x: Array) -> Array:
+    return get_array_module(x).exp(x)
+
+
+def log(x: Array) -> Array:
+    return get_array_module(x).log(x)
+
+
+def sqrt(x: Array) -> Array:
+    return get_array_module(x).sqrt(x)
+
+
+def absolute(x: Array) -> Array:
+    return get_array_module(x).absolute(x)
+
+
+def copysign(x: Array, sign: Array) -> Array:
+    """|x| with the sign of `sign`."""
+    return get_array_module(x, sign).copysign(x, sign)
+
+
+def linear_map(x: Array, W: Array) -> Array:
+    """x @ W for rows x (n, in) and a matrix W (in, out), the fastest way the device has.
+
+    On the CPU a few rows (a sentence or two, n <= 64) go as (Wᵀ xᵀ)ᵀ: OpenBLAS is faster at
+    that shape (MiniLM, 1 x 32 tokens: -15 %), slower from ~128 rows."""
+    if isinstance(x, np.ndarray) and len(x) <= 64:
+        return (W.T @ x.T).T.copy()
+    return x @ W
+
+
+# ----------------------------------------------------------------------------------------------
+# How a formula runs: blocks of rows on the CPU, fused kernels on the GPU
+#
+# The ops in functional.py are written as their textbook formula on whole arrays, e.g.
+#
+#     @backend.elementwise
+#     def gelu_formula(x):
+#         return x * 0.5 * (1 + erf(x / sqrt(2)))
+#
+# and the decorator decides how those lines run:
+# - NumPy: on blocks of ~128k numbers (whole rows), on the thread pool of parallel.py. Every
+#   step of the formula then reads and writes a block that sits in the CPU cache, not the whole
+#   array in memory, and the blocks run on all cores at once.
+# - CuPy: elementwise formulas become one GPU kernel (cupy.fuse compiles the Python function):
+#   one launch and one pass over memory instead of one per step. Formulas over rows (softmax,
+#   layer_norm) become one kernel per row reduction and one for the rest (`rows`, below).
+
+
+def elementwise(formula: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `formula(*arrays_and_numbers)`, an elementwise formula, as fast as the device allows.
+
+    Every array argument has the shape of the first one, or broadcasts against it along the
+    last axis (a bias, gamma), or is a per-row value with a last axis of 1. The formula returns
+    an array, several (a tuple), or nothing when it works in place (`y += b`, on contiguous
+    arrays). On NumPy it runs on blocks of rows (parallel.for_blocks); on CuPy it is one fused
+    kernel (cupy.fuse). It may be defined inside the op that uses it: the kernel is compiled
+    once per formula (its code), so values must come in as arguments, not from the enclosing
+    function. `formula` itself stays reachable as `.formula`, so tests can compare the fast
+    path with the plain lines.
+    """
+    if formula.__closure__:
+        names = ", ".join(formula.__code__.co_freevars)
+        raise TypeError(f"backend.elementwise: {formula.__name__} reads {names} from the "
+                        "function around it; pass them as arguments (a compiled kernel would "
+                        "keep the first values)")
+
+    @functools.wraps(formula)
+    def run(*args: Any) -> Any:
+        xp = get_array_module(*args)
+        if xp is np:
+            return _on_blocks(formula, args)
+        kernel = _KERNELS.get((xp, formula.__code__))
+        if kernel is None:
+            kernel = _KERNELS[(xp, formula.__code__)] = xp.fuse(formula)
+        return kernel(*args)
+
+    run.formula = formula  # type: ignore[attr-defined]  # the plain lines, for tests
+    return run
+
+
+def rows(formula: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `formula(*arrays_and_numbers)`, a formula over the last axis (each row on its own,
+    with sums, means or maxima over the row: `row_sum`, `row_mean`, `row_max`), as fast as the
+    device allows.
+
+    The arguments are as for `elementwise`. On NumPy it runs on blocks of whole rows on the
+    thread pool. On CuPy the formula runs once on stand-ins that record its steps instead of
+    computing them (`_Lazy`): each row reduction becomes one fused kernel (the steps that lead
+    to it, then the reduction), and the arrays the formula returns one more; a softmax then
+    costs three launches instead of one per step. A row value the formula returns (a reduction's
+    result, shape (..., 1)) comes back as it is.
+    """
+
+    @functools.wraps(formula)
+    def run(*args: Any) -> Any:
+        xp = get_array_module(*args)
+        if xp is np:
+            return _on_blocks(formula, args)
+        result = formula(*(_Lazy(None, (a,)) if is_device_array(a) else a for a in args))
+        return _compute(xp, result)
+
+    run.formula = formula  # type: ignore[attr-defined]  # the plain lines, for tests
+    return run
+
+
+def row_sum(a: Array) -> Array:
+    """Σ over the last axis, keeping it (size 1): (..., n) -> (..., 1).
+
+    NumPy's a.sum(axis=-1) is slow over BERT's short rows (n = 128-1536: it reduces each row on
+    its own); the same sums as a matrix-vector product a @ ones run in BLAS, several times
+    faster. On the GPU (inside `rows`) it is one fused reduction kernel."""
+    if isinstance(a, _Lazy):
+        return a.reduce("sum")
+    if isinstance(a, np.ndarray):
+        return (a @ np.ones(a.shape[-1], dtype=a.dtype))[..., None]
+    return a.sum(axis=-1, keepdims=True)
+
+
+def row_mean(a: Array) -> Array:
+    """The mean over the last axis, keeping it (size 1): (..., n) -> (..., 1)."""
+    if isinstance(a, _Lazy):
+        return a.reduce("sum", mean=True)
+    return row_sum(a) / a.shape[-1]
+
+
+def row_max(a: Array) -> Array:
+    """The maximum over the last axis, keeping it (size 1): (..., n) -> (..., 1)."""
+    if isinstance(a, _Lazy):
+        return a.reduce("max")
+    return a.max(axis=-1, keepdims=True)
+
+
+def _on_blocks(formula, args):
+    """formula(*args) on NumPy arrays, a block of rows at a time on the thread pool."""
+    first = next((a for a in args if isinstance(a, np.ndarray) and a.ndim), None)
+    if first is None or first.size <= max(first.shape[-1], parallel.BLOCK):
+        return formula(*args)  # one block: no need to cut anything
+    lead, n = first.shape[:-1], first.shape[-1]
+    count = first.size // n  # rows
+
+    def cut(a):  # the arguments with one value (or a row) per row of `first` are cut up
+        if isinstance(a, np.ndarray) and a.ndim == first.ndim and a.shape[:-1] == lead:
+            return a.reshape(count, a.shape[-1])
+        return None
+
+    cuts = [cut(a) for a in args]
+    outputs, lock = [], threading.Lock()
+
+    def work(block):
+        result = formula(*(a if c is None else c[block] for a, c in zip(args, cuts, strict=True)))
+        if result is None:  # it worked in place
+            return None
+        parts = result if isinstance(result, tuple) else (result,)
+        with lock:  # the first block to finish makes the output arrays
+            if not outputs:
+                outputs.extend(np.empty((count,) + p.shape[1:], dtype=p.dtype) for p in parts)
+        for out, p in zip(outputs, parts, strict=True):
+            out[block] = p
+        return isinstance(result, tuple)
+
+    tuples = parallel.for_blocks(work, first.reshape(count, n))
+    if not outputs:
+        return None
+    outs = tuple(o.reshape(lead + o.shape[1:]) for o in outputs)
+    return outs if tuples[0] else outs[0]
+
+
+class _Lazy:
+    """A GPU array not computed yet: the formula step that makes it (`op`, None for an input),
+    and that step's arguments.
+
+    `rows` runs a formula on these: arithmetic and the array module's functions (`xp.exp`, ...)
+    record steps instead of launching a kernel for each. A row reduction then compiles the
+    recorded steps and the reduction into one fused kernel (cupy.fuse), and so does `_compute`
+    for what the formula returns."""
+
+    __slots__ = ("op", "args", "kwargs")
+    __array_priority__ = 200  # `array * lazy` is recorded too (CuPy defers to the higher one)
+
+    def __init__(self, op, args, kwargs=()):
+        self.op, self.args, self.kwargs = op, args, tuple(kwargs)
+
+    def reduce(self, name: str, mean: bool = False) -> _Lazy:
+        """One fused kernel: the steps up to here, then `name` ("sum", "max") over the last
+        axis (divided by its length for a mean); its result is an input of later steps."""
+        program, inputs = _program([self])
+        n = np.broadcast_shapes(*(a.shape for a in inputs))[-1]
+        kernel = _fused(get_array_module(*inputs), (name, n if mean else 1, program))
+        return _Lazy(None, (kernel(*inputs)[..., None],))
+
+    def astype(self, dtype, copy=True):
+        return _Lazy("astype", (self,), (("dtype", np.dtype(dtype).str),))
+
+    def __bool__(self):
+        raise TypeError("a formula run by backend.rows cannot branch on array values")
+
+
+for _method, _ufunc in {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
+                      "pow": "power"}.items():
+    setattr(_Lazy, f"__{_method}__", lambda self, o, _u=_ufunc: _Lazy(_u, (self, o)))
+    setattr(_Lazy, f"__r{_method}__", lambda self, o, _u=_ufunc: _Lazy(_u, (o, self)))
+for _method, _ufunc in {"neg": "negative", "abs": "absolute"}.items():
+    setattr(_Lazy, f"__{_method}__", lambda self, _u=_ufunc: _Lazy(_u, (self,)))
+for _method, _ufunc in {"ge": "greater_equal", "gt": "greater", "le": "less_equal",
+                      "lt": "less"}.items():
+    setattr(_Lazy, f"__{_method}__", lambda self, o, _u=_ufunc: _Lazy(_u, (self, o)))
+
+
+class _LazyModule(ModuleType):
+    """What `get_array_module` gives for recorded arrays: the array module's elementwise
+    functions (ufuncs), recording a step each."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: _Lazy(name, args, sorted(kwargs.items()))
+
+
+_LAZY_MODULE = _LazyModule("recorded")
+
+
+def _program(outputs):
+    """The recorded steps that make `outputs`, as a hashable program, and the arrays it reads.
+
+    program = (steps, outputs): each step is (op, argument refs, kwargs), a ref being ("in", i)
+    (the i-th array read), ("step", j) or ("num", value). Equal programs share one kernel; the
+    arrays are passed to it, so a cached kernel keeps none alive."""
+    steps, inputs, refs = [], [], {}
+
+    def visit(node):
+        if not isinstance(node, _Lazy):
+            return ("num", node)
+        if id(node) not in refs:
+            if node.op is None:
+                inputs.append(node.args[0])
+                refs[id(node)] = ("in", len(inputs) - 1)
+            else:
+                args = tuple(visit(a) for a in node.args)
+                steps.append((node.op, args, node.kwargs))
+                refs[id(node)] = ("step", len(steps) - 1)
+        return refs[id(node)]
+
+    outs = tuple(visit(o) for o in outputs)
+    return (tuple(steps), outs), inputs
+
+
+def _run(program, xp, inputs):
+    """The program's outputs, computed with `xp` from `inputs` (a tuple of them)."""
+    steps, outs = program
+    values = []
+
+    def get(ref):
+        kind, v = ref
+        return inputs[v] if kind == "in" else values[v] if kind == "step" else v
+
+    for op, args, kwargs in steps:
+        a = [get(r) for r in args]
+        kw = dict(kwargs)
+        values.append(a[0].astype(np.dtype(kw["dtype"])) if op == "astype"
+                      else getattr(xp, op)(*a, **kw))
+    return tuple(get(r) for r in outs)
+
+
+
+
+def _fused(xp, key):
+    """The fused kernel (cupy.fuse) for key = (reduction or None, divisor, program)."""
+    kernel = _KERNELS.get((xp, key))
+    if kernel is None:
+        reduction, n, program = key
+
+        def computed(*inputs):
+            out = _run(program, xp, inputs)
+            if reduction is None:
+                return out if len(out) > 1 else out[0]
+            reduced = getattr(xp, reduction)(out[0], axis=-1)
+            return reduced / n if n != 1 else reduced
+
+        computed.__name__ = f"minibert_{reduction or 'map'}"
+        kernel = _KERNELS[(xp, key)] = xp.fuse(computed)
+    return kernel
+
+
+def _compute(xp, result):
+    """The arrays a `rows` formula returned (recorded steps): one fused kernel computes all of
+    them; inputs and reductions' results come back as they are."""
+    parts = result if isinstance(result, tuple) else (result,)
+    pending = [p for p in parts if isinstance(p, _Lazy) and p.op is not None]
+    if pending:
+        program, inputs = _program(pending)
+        out = _fused(xp, (None, 1, program))(*inputs)
+        computed = iter(out if isinstance(out, tuple) else (out,))
+    done = tuple(p if not isinstance(p, _Lazy) else p.args[0] if p.op is None
+                 else next(computed) for p in parts)
+    return done if isinstance(result, tuple) else done[0]

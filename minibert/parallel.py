@@ -1,8 +1,9 @@
-"""Large elementwise work, cut into cache-sized blocks and spread over the CPU cores.
+"""Threads: large elementwise work, cut into cache-sized blocks and spread over the CPU cores.
 
 NumPy runs one ufunc call on one core, and streams a large array through memory once per call:
 a formula of ten passes (erf, softmax, layer norm, AdamW) reads and writes the array ten times.
-Two cheap fixes, used by the ops in functional.py and optim.py:
+Two cheap fixes, which backend.elementwise / backend.rows apply to the formulas of
+functional.py (and optim.py uses directly):
 
 - Work block by block. A block of ~128k floats (512 KB) stays in the CPU cache while every pass
   of the formula runs over it, so the array crosses memory once, not once per pass.
@@ -21,19 +22,19 @@ The same pool runs stacks of small matrix products (attention's B·h products, `
 BLAS threads one product at a time, which pays for a big product but not for a (128 x 32) one.
 
 On the GPU (CuPy arrays) none of this applies: one kernel over the whole array is what is fast,
-so `for_blocks` then makes a single call.
+so `for_blocks` then makes a single call. (Process-wide settings that help these threads, such
+as OpenBLAS's thread timeout, are in process_settings.py.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-from . import backend
+import numpy as np
 
 BLOCK = 1 << 17  # elements per block: 512 KB of float32. The same on any number of threads,
 # so that results never depend on it (a row sum's rounding depends on the block it ran in).
@@ -88,7 +89,7 @@ def for_blocks(work: Callable, a: Any, block: int = BLOCK) -> list:
     n = a.shape[0] if a.ndim else 1
     row = max(1, a.size // max(n, 1))
     step = max(1, block // row)
-    if backend.is_device_array(a) or n <= step:
+    if not isinstance(a, np.ndarray) or n <= step:
         return [work(...)]  # on the GPU, or small: one call over everything (a[...] is all)
     slices = [slice(i, i + step) for i in range(0, n, step)]
     threads = min(get_num_threads(), len(slices))
@@ -129,14 +130,13 @@ def matmul(a: Any, b: Any) -> Any:
     product is the same BLAS call with or without threads, so the numbers do not change.
     Anything else (a plain matrix, broadcast stacks) goes to `a @ b` unchanged.
     """
-    xp = backend.get_array_module(a)
-    if (get_num_threads() == 1 or backend.is_device_array(a) or a.ndim < 3
+    if (get_num_threads() == 1 or not isinstance(a, np.ndarray) or a.ndim < 3
             or a.shape[:-2] != b.shape[:-2] or a.shape[0] == 1):
         return a @ b
-    out = xp.empty(a.shape[:-1] + b.shape[-1:], dtype=xp.result_type(a, b))
+    out = np.empty(a.shape[:-1] + b.shape[-1:], dtype=np.result_type(a, b))
 
     def products(s):  # whole products: a block of the stack's first axis
-        xp.matmul(a[s], b[s], out=out[s])
+        np.matmul(a[s], b[s], out=out[s])
 
     with _blas_on_one_thread():
         for_blocks(products, out)
@@ -157,34 +157,3 @@ def _blas_on_one_thread():
         _blas = ThreadpoolController().select(user_api="blas")
     with _blas.limit(limits=1):
         yield
-
-
-# ----------------------------------------------------------------------------------------------
-# Memory: reuse freed arrays instead of fresh pages
-
-
-def keep_freed_memory() -> bool:
-    """Ask the C library's malloc to keep freed memory for the next arrays (Linux, glibc).
-
-    NumPy takes each array's memory from malloc. glibc hands a freed block of more than
-    ~128 KB straight back to the system, so the next large array is made of fresh pages, and
-    the kernel stops the program at the first touch of every 4 KB page to give it a zeroed
-    one: ~29,000 stops and ~10 % of the time in a training step of a 4-layer BERT (L4/H256,
-    32 x 128). Told to keep freed blocks of up to 32 MB, malloc reuses them: the peak memory
-    is the same (measured), but the process keeps what it has reached until it exits.
-    `import minibert` calls this; MINIBERT_KEEP_FREED_MEMORY=0 turns it off. Returns whether
-    the setting took (not on macOS or Windows, whose malloc has no such switch).
-    """
-    setting = os.environ.get("MINIBERT_KEEP_FREED_MEMORY", "").strip() or "1"
-    if setting not in ("0", "1"):
-        raise ValueError(f"MINIBERT_KEEP_FREED_MEMORY={setting!r}: use 1 (keep freed memory "
-                         "for reuse, the default) or 0 (leave malloc as it is)")
-    if setting == "0":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library this Python runs on
-    except (OSError, AttributeError, TypeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
-    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)  # up to 32 MB: from the heap, reusable
-                and mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1))  # never shrink the heap back

@@ -34,9 +34,11 @@ a GPU, and carries it into the processes the tests start (``simulated_gpu/sitecu
 
 from __future__ import annotations
 
+import collections
 import functools
 import numbers
 import operator
+import os
 import sys
 import types
 
@@ -280,9 +282,22 @@ class Counts:
     def __init__(self):
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, sites: bool = False) -> None:
+        """Start counting from 0; `sites=True` also records where in minibert each launch and
+        sync comes from (`counts.sites`: {"file.py:line function": n}), to see where they go."""
         self.launches = 0  # kernels a real CuPy would start (a fused function: one)
         self.syncs = 0  # device->host copies: the host waits for the GPU each time
+        self.sites = collections.Counter() if sites else None
+
+    def _record(self, kind: str) -> None:
+        if self.sites is None:
+            return
+        frame = sys._getframe(2)
+        while frame is not None and f"{os.sep}minibert{os.sep}" not in frame.f_code.co_filename:
+            frame = frame.f_back
+        if frame is not None:
+            where = os.path.basename(frame.f_code.co_filename)
+            self.sites[f"{kind} {where}:{frame.f_lineno} {frame.f_code.co_name}"] += 1
 
     def __repr__(self):
         return f"Counts(launches={self.launches}, syncs={self.syncs})"
@@ -301,6 +316,7 @@ _NO_KERNEL = {"empty", "empty_like", "shape", "ndim", "size", "result_type", "ge
 def _launch() -> None:
     if not _fuse.depth:  # inside a fused function the whole call counts once
         counts.launches += 1
+        counts._record("launch")
 
 
 def _sync(what: str) -> None:
@@ -308,6 +324,7 @@ def _sync(what: str) -> None:
         raise TypeError(f"Cannot convert to Python scalar in cupy.fuse ({what} on a value "
                         "inside a fused function; simulated)")
     counts.syncs += 1
+    counts._record("sync")
 
 
 # -- cupy.fuse: the Python function, checked for what CuPy can compile, counted once ------------
@@ -372,9 +389,15 @@ class _Fused:
         _fuse.depth, _fuse.reduced, _fuse.postmap = 1, False, set()
         try:
             out = self._fn(*args)
+            reduced = _fuse.reduced
         finally:
             _fuse.depth, _fuse.reduced, _fuse.postmap = 0, False, set()
         _launch()
+        if not reduced and out is not None:  # elementwise: outputs take the broadcast shape
+            shape = np.broadcast_shapes(*(a._a.shape for a in args if isinstance(a, ndarray)))
+            out = _wrap(tuple(np.broadcast_to(o._a, shape).copy() if o._a.shape != shape
+                              else o._a for o in (out if isinstance(out, tuple) else (out,))))
+            out = out if len(out) > 1 else out[0]
         return out
 
 

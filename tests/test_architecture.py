@@ -17,8 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minibert"
 # Lowest first. A module may import from its own layer (without a cycle) and from any below.
 LAYERS = [
     # text, arrays and files: nothing of the package below them but each other
-    {"tokenizer", "wordpiece_trainer", "backend", "parallel", "fileio", "safetensors_io",
-     "datasets", "version", "console"},
+    {"tokenizer", "wordpiece_trainer", "backend", "parallel", "process_settings", "fileio",
+     "safetensors_io", "datasets", "version", "console"},
     {"autograd"},  # Tensor and reverse-mode autodiff
     {"functional", "gradcheck"},  # neural-network ops; checking a backward numerically
     {"nn"},  # Module and layers

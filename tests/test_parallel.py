@@ -11,7 +11,7 @@ import pytest
 
 import minibert
 import minibert.functional as F
-from minibert import parallel
+from minibert import parallel, process_settings
 
 
 @pytest.fixture
@@ -178,6 +178,6 @@ def test_freed_arrays_are_reused_not_refaulted(keep):
 def test_a_keep_freed_memory_setting_other_than_0_or_1_is_refused(monkeypatch):
     monkeypatch.setenv("MINIBERT_KEEP_FREED_MEMORY", "off")
     with pytest.raises(ValueError, match="MINIBERT_KEEP_FREED_MEMORY='off': use 1 .* or 0"):
-        parallel.keep_freed_memory()
+        process_settings.keep_freed_memory()
     monkeypatch.setenv("MINIBERT_KEEP_FREED_MEMORY", "0")
-    assert parallel.keep_freed_memory() is False  # off: nothing asked of malloc
+    assert process_settings.keep_freed_memory() is False  # off: nothing asked of malloc

@@ -1,0 +1,176 @@
+"""How a formula runs (backend.elementwise / backend.rows): the same numbers as its plain lines,
+on CPU blocks and threads, and as fused kernels on the (simulated) GPU, with the launches a
+fused kernel saves counted."""
+
+import math
+
+import numpy as np
+import pytest
+
+import cupy_sim
+import minibert
+from minibert import backend
+from minibert import functional as F
+from minibert.backend import exp, row_max, row_mean, row_sum, sqrt
+
+
+@backend.elementwise
+def gelu_like(x, cdf, dy):  # several inputs, numbers inside
+    return dy * (cdf + x * exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+
+
+@backend.elementwise
+def two_outputs(x, gamma):  # a vector broadcast along the rows, two results
+    return x * gamma, x + 1
+
+
+@backend.elementwise
+def add_in_place(y, b):
+    y += b
+
+
+@backend.rows
+def softmax_rows(x):
+    e = exp(x - row_max(x))
+    return e / row_sum(e)
+
+
+@backend.rows
+def layer_norm_rows(x, gamma, beta, eps):  # a row value (var) among the results
+    mean = row_mean(x)
+    var = row_mean((x - mean) ** 2)
+    xhat = (x - mean) / sqrt(var + eps)
+    return xhat * gamma + beta, xhat, var
+
+
+@pytest.fixture
+def threads():
+    before = minibert.get_num_threads()
+    yield minibert.set_num_threads
+    minibert.set_num_threads(before)
+
+
+def _args(rng, shape=(300, 7, 96)):  # 201,600 numbers: two blocks of rows and a bit
+    x = rng.standard_normal(shape).astype(np.float32)
+    return x, rng.random(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_on_the_cpu_blocks_give_the_plain_formula(rng, threads, n):
+    threads(n)
+    x, cdf, dy = _args(rng)
+    gamma = rng.standard_normal(x.shape[-1]).astype(np.float32)
+    np.testing.assert_array_equal(gelu_like(x, cdf, dy), gelu_like.formula(x, cdf, dy))
+    for a, b in zip(two_outputs(x, gamma), two_outputs.formula(x, gamma), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # row sums are BLAS matrix-vector products (backend.row_sum), whose rounding depends on how
+    # many rows they get: a block's rows agree with the whole array's to float32's precision
+    # (and never depend on the number of threads: the blocks are the same, test_parallel.py)
+    for a, b in zip(layer_norm_rows(x, gamma, gamma, 1e-12),
+                    layer_norm_rows.formula(x, gamma, gamma, 1e-12), strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(softmax_rows(x), softmax_rows.formula(x), rtol=1e-5, atol=1e-7)
+    y = x.copy()
+    assert add_in_place(y, gamma) is None
+    np.testing.assert_array_equal(y, x + gamma)
+
+
+def counted(fn):
+    cupy_sim.counts.reset()
+    result = fn()
+    return result, cupy_sim.counts.launches, cupy_sim.counts.syncs
+
+
+@pytest.fixture
+def sim():
+    """The simulated CuPy as the active backend (the fused paths run its Python bodies)."""
+    previous = backend.get_backend()
+    cupy_sim.install()
+    backend.use_backend("cupy")
+    yield backend.xp()
+    cupy_sim.uninstall()
+    backend.use_backend(previous)
+
+
+def test_an_elementwise_formula_is_one_kernel_on_the_gpu(rng, sim):
+    host = _args(rng, (4, 5, 6))
+    out, launches, syncs = counted(lambda: gelu_like(*(sim.asarray(a) for a in host)))
+    assert (launches, syncs) == (1, 0)  # unfused: 9 kernels
+    np.testing.assert_allclose(out.get(), gelu_like.formula(*host), rtol=1e-6)
+    y = sim.asarray(host[0])
+    assert counted(lambda: add_in_place(y, sim.asarray(host[1][0, 0])))[1:] == (1, 0)
+    np.testing.assert_array_equal(y.get(), host[0] + host[1][0, 0])
+
+
+def test_a_row_formula_is_one_kernel_per_reduction_and_one_for_the_rest(rng, sim):
+    x = rng.standard_normal((4, 5, 6))
+    gamma, beta = rng.standard_normal((2, 6))
+    y, launches, syncs = counted(lambda: softmax_rows(sim.asarray(x)))
+    assert (launches, syncs) == (3, 0)  # max; Σ exp(x − max); exp(x − max) / Σ (unfused: 5)
+    np.testing.assert_allclose(y.get(), softmax_rows.formula(x), rtol=1e-12)
+    out, launches, syncs = counted(lambda: layer_norm_rows(
+        sim.asarray(x), sim.asarray(gamma), sim.asarray(beta), 1e-5))
+    assert (launches, syncs) == (3, 0)  # mean; variance; x̂ and y together (unfused: 11)
+    for a, b in zip(out, layer_norm_rows.formula(x, gamma, beta, 1e-5), strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a.get(), b, rtol=1e-12, atol=1e-12)
+
+
+def test_recorded_kernels_are_compiled_once_per_formula_and_constant(rng, sim):
+    x = sim.asarray(rng.standard_normal((3, 4)))
+    gamma = sim.asarray(np.ones(4))
+    layer_norm_rows(x, gamma, gamma, 1e-5)
+    before = len(backend._KERNELS)
+    for _ in range(3):
+        layer_norm_rows(x, gamma, gamma, 1e-5)
+    assert len(backend._KERNELS) == before  # compiled once, then reused
+    layer_norm_rows(x, gamma, gamma, 1.5e-3)  # another eps: a constant of the last kernel
+    assert len(backend._KERNELS) == before + 1
+    np.testing.assert_allclose(layer_norm_rows(x, gamma, gamma, 1e-3)[1].get(),
+                               layer_norm_rows.formula(x.get(), 1.0, 0.0, 1e-3)[1], rtol=1e-12)
+
+
+def test_a_formula_may_not_read_values_of_the_function_around_it():
+    scale = 2.0
+    with pytest.raises(TypeError, match="reads scale .* pass them as arguments"):
+        @backend.elementwise
+        def scaled(x):
+            return x * scale
+
+
+@pytest.mark.parametrize("op,launches", [
+    (lambda x: F.gelu(x), (1, 1)),  # forward x·Φ(x) and Φ(x); backward
+    (lambda x: F.softmax(x), (3, 2)),
+    (lambda x: F.log_softmax(x), (3, 2)),
+    (lambda x: F.layer_norm(x, minibert.tensor(np.ones(6)), minibert.tensor(np.zeros(6))),
+     (3, 3)),
+    (lambda x: F.dropout(x, 0.3), (3, 1)),  # random numbers, >= p, the mask; the mask again
+])
+def test_each_op_launches_what_its_fused_formulas_say_and_never_syncs(rng, sim, op, launches):
+    x = minibert.tensor(rng.standard_normal((4, 5, 6)), requires_grad=True)
+    out, forward, syncs = counted(lambda: op(x))
+    dy = sim.asarray(rng.standard_normal(out.shape))
+    _, backward, syncs_back = counted(lambda: out.backward(dy))
+    # layer_norm's backward also sums dy·x̂ and dy over the rows for gamma and beta (+2)
+    assert (forward, backward - (2 if backward == 5 else 0)) == launches
+    assert syncs == syncs_back == 0
+
+
+def test_embedding_and_cross_entropy_need_no_sync_on_the_gpu(rng, sim):
+    W = minibert.tensor(rng.standard_normal((10, 4)), requires_grad=True)
+    ids = sim.asarray(np.array([[1, 1, 5], [0, 9, 1]]))  # on the device already: not read back
+    M = rng.standard_normal((4, 3))
+    z = F.embedding(W, ids) @ minibert.tensor(M)
+    target = sim.asarray(np.array([[0, -100, 2], [1, 1, -100]]))
+    loss, _, syncs = counted(lambda: F.cross_entropy(z, target))
+    _, _, syncs_back = counted(loss.backward)
+    assert syncs == syncs_back == 0
+    # and the same numbers as on the CPU, where only the counted rows are computed
+    backend.use_backend("numpy")
+    W_cpu = minibert.tensor(W.numpy(), requires_grad=True)
+    z_cpu = F.embedding(W_cpu, ids.get()) @ minibert.tensor(M)
+    loss_cpu = F.cross_entropy(z_cpu, target.get())
+    loss_cpu.backward()
+    np.testing.assert_allclose(loss.item(), loss_cpu.item(), rtol=1e-12)
+    np.testing.assert_allclose(backend.to_numpy(W.grad), W_cpu.grad, rtol=1e-12, atol=1e-15)
