@@ -40,7 +40,7 @@ from minibert.train import finetune, pretrain_mlm
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--general", type=Path, default=None, help="a text file of general text, "
                     "one paragraph or sentence per line (default: the course's own prose)")
-parser.add_argument("--pretrain-steps", type=int, default=240, help="MLM steps for each model")
+parser.add_argument("--pretrain-steps", type=int, default=600, help="MLM steps for each model")
 parser.add_argument("--finetune-epochs", type=int, default=4)
 parser.add_argument("--finetune-lr", type=float, default=1e-3)
 parser.add_argument("--max-train", type=int, default=None, help="labelled tickets to fine-tune "

@@ -79,7 +79,10 @@ SHORT_ARGS = {"12_token_classification": ["--epochs", "1", "--max-train", "32"],
               "15_adapting_without_training": ["--sizes", "2,4", "--full-up-to", "2",
                                                "--max-test", "40"],
               "16_two_stages": ["--epochs", "2", "--finetune-epochs", "2", "--per-class", "4",
-                                "--seeds", "2"]}
+                                "--seeds", "2"],
+              "17_forgetting_and_partial_unfreezing": ["--pretrain-steps", "200",
+                                                       "--finetune-epochs", "1",
+                                                       "--max-train", "128"]}
 
 
 def _run(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
