@@ -28,7 +28,7 @@ import numpy as np
 
 from . import backend
 from .checkpoint import load_config, resolve_model_dir
-from .console import get_verbosity, note, printable, set_verbosity
+from .console import get_verbosity, note, printable, printable_json, set_verbosity
 from .data import FORMATS
 from .version import __version__
 
@@ -539,7 +539,7 @@ def _json_line(obj: dict) -> str:
         if isinstance(x, list | tuple):
             return [finite(v) for v in x]
         return x
-    return json.dumps(finite(obj), allow_nan=False, ensure_ascii=False)
+    return printable_json(json.dumps(finite(obj), allow_nan=False, ensure_ascii=False))
 
 
 def _check_default_names(classifier, data, args) -> None:

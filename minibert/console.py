@@ -68,6 +68,17 @@ def printable(text: object, keep_newlines: bool = False) -> str:
     return str(text).translate(_ESCAPES_KEEP_LINES if keep_newlines else _ESCAPES)
 
 
+# In JSON text a character may always be written as \uXXXX: the same string to a reader, and
+# nothing a terminal obeys (json.dumps escapes C0 itself, but not C1, DEL or bidi controls).
+_JSON_ESCAPES = {cp: f"\\u{cp:04x}" for cp in _ESCAPES}
+
+
+def printable_json(text: str) -> str:
+    """JSON text (json.dumps's output) with every terminal control written as a \\u escape:
+    still the same JSON, and safe to print."""
+    return text.translate(_JSON_ESCAPES)
+
+
 class _StderrHandler(logging.Handler):
     """minibert's default handler: the bare message on stderr (looked up at each message, so
     that a redirected or captured stderr gets it), written without tearing a progress bar."""

@@ -108,3 +108,12 @@ def test_notes_results_and_the_prediction_table_show_controls_escaped(capsys):
     console.result("result \x1b]0;t\x07")
     out, err = capsys.readouterr()
     assert "\x1b" not in out + err and "\\x1b[2J" in err and "\\x07" in out
+
+
+def test_printable_json_is_the_same_json_without_terminal_controls():
+    import json
+
+    value = {"label": "a\x9b31m\u202eb\x7f\x1b[2J é"}
+    text = console.printable_json(json.dumps(value, ensure_ascii=False))
+    assert json.loads(text) == value
+    assert not set("\x9b\u202e\x7f\x1b") & set(text) and "é" in text
