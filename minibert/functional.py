@@ -123,9 +123,20 @@ def erf(x: Array) -> Array:
     return copysign(y, x)
 
 
+# Φ(x) = ½(1 + erf(x/√2)) is the same formula with the 1/√2 and the ½ folded into its constants
+# (p/√2 and b_i = a_i/2), which spares GELU three passes over its input:
+#   Φ(x) ≈ ½ + sign(x)·(½ − (b1·t + … + b5·t⁵)·exp(−x²/2)),  t = 1/(1 + (p/√2)·|x|)
+_CDF_P = _ERF_P / math.sqrt(2.0)
+_CDF_B = tuple(a / 2.0 for a in _ERF_A)
+
+
 def normal_cdf(x: Array) -> Array:
-    """Φ(x) = ½(1 + erf(x/√2)), the standard normal CDF, on arrays."""
-    return 0.5 * (1 + erf(x / math.sqrt(2)))
+    """Φ(x) = ½(1 + erf(x/√2)), the standard normal CDF, on arrays: |error| <= 7.5e-8 (erf's,
+    halved). The formula above, Horner's form for the polynomial."""
+    b1, b2, b3, b4, b5 = _CDF_B
+    t = 1 / (1 + _CDF_P * absolute(x))
+    return 0.5 + copysign(0.5 - t * (b1 + t * (b2 + t * (b3 + t * (b4 + t * b5))))
+                          * exp(-0.5 * x * x), x)
 
 
 def gelu(x: Tensor) -> Tensor:
@@ -224,8 +235,9 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Te
     @backend.rows
     def forward(x, gamma, beta, eps):  # x̂ = (x − mean) / √(var + ε),  y = x̂·γ + β
         mean = row_mean(x)
-        var = row_mean((x - mean) ** 2)
-        xhat = (x - mean) / sqrt(var + eps)
+        xc = x - mean  # centred
+        var = row_mean(xc * xc)
+        xhat = xc / sqrt(var + eps)
         return xhat * gamma + beta, xhat, var
 
     @backend.rows
