@@ -297,6 +297,9 @@ def hostile(tmp_path_factory):
         "threader": _at_import(learner_copy(base / "threader", ALL - {"1.1"}), THREAD),
         "badline": _at_import(learner_copy(base / "badline", ALL - {"1.1"}), BAD_LINES),
         "rewriter": _at_import(learner_copy(base / "rewriter", stubbed), REWRITE_TESTS),
+        "hooker": _at_import(learner_copy(base / "hooker", stubbed),  # the conftest, pasted
+                             "import sys as _sys\n"
+                             f"exec({FORGING_CONFTEST!r}, vars(_sys.modules['conftest']))\n"),
         "linker": learner_copy(base / "linker", stubbed),
         "class1/alice": learner_copy(base / "class1" / "alice", ALL - {"1.1"}),
         "class2/alice": learner_copy(base / "class2" / "alice", stubbed),
@@ -318,14 +321,17 @@ def hostile(tmp_path_factory):
 
 
 def test_grade_reads_results_the_copy_cannot_forge(hostile):
-    """A root conftest.py rewriting every report to 'passed', tests rewritten at import, a
-    symlink to the teacher's solution: none earns a point."""
+    """A root conftest.py rewriting every report to 'passed', the same hook pasted into an
+    exercise file, tests rewritten at import, a symlink to the teacher's solution: none earns
+    a point."""
     totals = hostile["totals"]
     assert totals["honest"]["points"] == totals["honest"]["max_points"] == 2
     assert totals["forger"]["points"] == 0 and totals["forger"]["max_points"] == 2
     assert totals["rewriter"]["points"] == 0
     assert totals["linker"]["points"] == 0
     assert "symbolic link" in totals["linker"]["first_failure"]
+    assert totals["hooker"]["points"] == 0
+    assert "changed how pytest reports" in totals["hooker"]["first_failure"]
 
 
 def test_grade_leaves_no_process_behind(hostile):

@@ -88,8 +88,8 @@ class Reporter:
         if found:
             self._send(event="tampered", what=sorted(set(found))[:5])
 
-    def _send(self, **event) -> None:
-        if "nodeid" in event and len(event["nodeid"]) > 1000:
+    def _send(self, **event: object) -> None:
+        if len(str(event.get("nodeid", ""))) > 1000:
             return  # a node id too long to send atomically: the grader counts it as not run
         text = json.dumps(event, ensure_ascii=True)
         line = f"{sign(self._key, self._seq, text)} {text}\n".encode()

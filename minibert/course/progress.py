@@ -173,6 +173,7 @@ class _How:
                   "pass_fds": list(pass_fds), "output": str(self.output), "uid": self.uid,
                   "gid": self.gid, "limits": self.limits, "no_network": self.no_network,
                   "writable": self.writable, "pids_max": self.pids_max,
+                  "reveal": _private_folders() if self.uid is not None else None,
                   "deadline": max(1.0, seconds)}
         return subprocess.Popen(
             [sys.executable, "-I", "-S", str(SANDBOX_SCRIPT), json.dumps(config)],
@@ -356,6 +357,10 @@ def _pytest_once(how: _How, extra: list[str], results: dict, fixed: bool, timeou
     final = {}
     for line in supervisor.stdout.read().decode("utf-8", "replace").splitlines():
         final = json.loads(line)
+    if started and started.get("cgroup"):  # the supervisor removes it; if it could not yet:
+        from .sandbox import remove_cgroup
+
+        remove_cgroup(started["cgroup"])
     if "returncode" not in final:  # the supervisor was killed: end what it could not
         _kill_leftovers(started["started"], started.get("cgroup"))
         raise Tampered("the sandbox's supervisor was killed before it could report (by the "
@@ -585,6 +590,32 @@ def _tasks_of(uid: int) -> int:
         except (OSError, KeyError, ValueError):
             continue
     return count
+
+
+def _private_folders() -> dict[str, list[str]]:
+    """{private folder: [folders to keep below it]}: the first folder on the way to this
+    Python (its executable, prefixes and site-packages) that other users cannot enter, and the
+    folder below it on that way. The sandbox covers the private one and puts back only those
+    (sandbox.reveal()), so that a user of the copy's own can start Python."""
+    import site
+
+    wanted = {os.path.realpath(p) for p in (sys.executable, sys.prefix, sys.base_prefix,
+                                            *site.getsitepackages())}
+    found: dict[str, list[str]] = {}
+    for path in sorted(wanted):
+        parts = Path(path).parts
+        for i in range(1, len(parts) - 1):
+            folder = Path(*parts[: i + 1])
+            try:
+                private = not os.stat(folder).st_mode & stat.S_IXOTH
+            except OSError:
+                break
+            if private:
+                keep = found.setdefault(str(folder), [])
+                if str(Path(*parts[: i + 2])) not in keep:
+                    keep.append(str(Path(*parts[: i + 2])))
+                break
+    return found
 
 
 def _exercise_test_files(project: Path) -> list[str]:

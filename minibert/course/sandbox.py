@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -60,7 +61,7 @@ def _prctl(option: int, value: int) -> bool:
     return bool(libc) and hasattr(libc, "prctl") and libc.prctl(option, value, 0, 0, 0) == 0
 
 
-def _mount(source, target, flags: int) -> bool:
+def _mount(source: str | None, target: str | None, flags: int) -> bool:
     enc = lambda p: None if p is None else os.fsencode(p)  # noqa: E731
     return _libc().mount(enc(source), enc(target), None, flags, None) == 0
 
@@ -73,7 +74,33 @@ def _mount_points() -> list[str]:
     return [unescape(p) for p in points]
 
 
-def readonly_world(writable: list[str], no_network: bool) -> bool:
+def reveal(paths: dict[str, list[str]]) -> bool:
+    """For each private folder (such as /root, mode 700, which a user of the sandbox's own
+    cannot enter): cover it with an empty tmpfs that anyone may enter and put back only the
+    folders to keep below it (where Python lives, say); the rest of it is hidden. Root only,
+    in a new mount namespace."""
+    libc = _libc()
+    for private, keep in paths.items():
+        try:
+            fds = [os.open(k, os.O_PATH) for k in keep]  # opened before the tmpfs covers them
+        except OSError:
+            return False
+        try:
+            if libc.mount(b"tmpfs", os.fsencode(private), b"tmpfs", 2 | 4,  # nosuid, nodev
+                          b"mode=0755") != 0:
+                return False
+            for k, fd in zip(keep, fds, strict=True):
+                os.makedirs(k, exist_ok=True)
+                if not _mount(f"/proc/self/fd/{fd}", k, MS_BIND | MS_REC):
+                    return False
+        finally:
+            for fd in fds:
+                os.close(fd)
+    return True
+
+
+def readonly_world(writable: list[str], no_network: bool,
+                   hidden: dict[str, list[str]] | None = None) -> bool:
     """In a new mount namespace (and, without root, a new user namespace mapping only our own
     ids), make every mount read-only except the folders in `writable`; with `no_network`, a
     new network namespace too (no interface but a down loopback). False when the kernel does
@@ -92,6 +119,8 @@ def readonly_world(writable: list[str], no_network: bool) -> bool:
             with open(f"/proc/self/{name}", "w") as f:
                 f.write(text)
     if not _mount(None, "/", MS_REC | MS_PRIVATE):
+        return False
+    if hidden and (uid != 0 or not reveal(hidden)):
         return False
     for path in writable:
         if not _mount(path, path, MS_BIND | MS_REC):
@@ -162,7 +191,7 @@ def cgroup_members(path: str | None) -> list[int]:
 def remove_cgroup(path: str | None) -> None:
     if path is None:
         return
-    for _ in range(100):  # killed members take a moment to leave
+    for _ in range(250):  # killed members take a moment to leave (seconds, after a fork bomb)
         try:
             os.rmdir(path)
             return
@@ -177,11 +206,11 @@ LIMITS = {"cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS,
           "core": resource.RLIMIT_CORE}
 
 
-def _child_setup(config: dict):
+def _child_setup(config: dict) -> Callable[[], None]:
     """What the child does between fork and exec (this supervisor has a single thread, so
     running Python here is safe)."""
 
-    def setup():
+    def setup() -> None:
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
         if config.get("cgroup"):  # first: the read-only world below includes cgroupfs
             try:
@@ -190,7 +219,8 @@ def _child_setup(config: dict):
             except OSError:
                 pass
         if config.get("writable") is not None:
-            readonly_world(config["writable"], bool(config.get("no_network")))
+            readonly_world(config["writable"], bool(config.get("no_network")),
+                           config.get("reveal"))
         for name, value in config.get("limits", {}).items():
             which = LIMITS.get(name)
             if which is not None and value is not None:
