@@ -390,8 +390,11 @@ def test_html_to_a_named_pipe_or_a_link_is_refused_without_blocking(tiny_models,
     os.mkfifo(fifo)
     run = subprocess.run([sys.executable, "-m", "minibert", "explain", TEXT, "--model",
                           str(folder), "--html", str(fifo)], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "PYTHONPATH": str(Path(minibert.__file__)
-                                                                          .parents[1])})
+                         timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             # the checkout first, then what the test run set (under --cupy: the
+                             # simulated GPU's sitecustomize)
+                             [str(Path(minibert.__file__).parents[1]),
+                              os.environ.get("PYTHONPATH", "")])})
     assert run.returncode == 2 and "not a regular file" in run.stderr, run.stderr
     target = tmp_path / "victim.html"
     target.write_text(explain.GENERATOR, encoding="utf-8")
