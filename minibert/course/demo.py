@@ -95,10 +95,11 @@ def run(out_dir: str | Path = "minibert-demo", epochs: int = 3, seed: int = 0,
             model = BertForSequenceClassification.from_pretrained(
                 model_dir, id2label=dict(enumerate(labels)))
         tokenizer = Tokenizer.from_pretrained(model_dir)
-        say(f"Encoder θ: {PRETRAINED} ({model.bert.num_parameters() / 1e6:.1f}M parameters, "
-            f"{model.config.num_hidden_layers} layers, hidden size {model.config.hidden_size}); "
-            f"new prediction network ω: {model.num_parameters() - model.bert.num_parameters()} "
-            "parameters")
+        pooler = model.bert.pooler.num_parameters()  # part of ω (lessons/README.md, Notation)
+        say(f"Encoder θ: {PRETRAINED} ({(model.bert.num_parameters() - pooler) / 1e6:.1f}M "
+            f"parameters, {model.config.num_hidden_layers} layers, hidden size "
+            f"{model.config.hidden_size}); prediction network ω: pooler + new classifier, "
+            f"{model.num_parameters() - model.bert.num_parameters() + pooler:,} parameters")
     else:
         model, tokenizer = _small_model_from_scratch(train.texts, labels, out, seed, epochs,
                                                      say, progress)
