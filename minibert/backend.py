@@ -497,3 +497,31 @@ def _compute(xp, result):
     done = tuple(p if not isinstance(p, _Lazy) else p.args[0] if p.op is None
                  else next(computed) for p in parts)
     return done if isinstance(result, tuple) else done[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Many arrays as one: flat buffers (the optimizer's, on the GPU)
+
+
+def flatten(arrays: list[Array]) -> tuple[Array, list[Array]]:
+    """(flat, views): one 1-D array holding `arrays` one after the other, and each of them
+    again, as a view of `flat` with its own shape.
+
+    A GPU starts a kernel for every call: an optimizer that updates BERT-base's 201 parameter
+    tensors one by one starts hundreds, one flat array of them all takes one. Whoever makes
+    the views their arrays (parameters, gradients, optimizer state) reads and writes `flat`.
+    """
+    xp = get_array_module(*arrays)
+    flat = xp.concatenate([a.reshape(-1) for a in arrays])
+    return flat, views(flat, [a.shape for a in arrays])
+
+
+def views(flat: Array, shapes: list[tuple[int, ...]]) -> list[Array]:
+    """Consecutive pieces of the 1-D array `flat`, as views with the given shapes."""
+    out: list[Array] = []
+    start = 0
+    for shape in shapes:
+        size = int(np.prod(shape, dtype=np.int64))
+        out.append(flat[start:start + size].reshape(shape))
+        start += size
+    return out

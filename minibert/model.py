@@ -35,7 +35,7 @@ import numpy as np
 
 from . import functional as F
 from .autograd import Tensor
-from .backend import Array, ArrayLike, get_array_module
+from .backend import Array, ArrayLike, get_array_module, is_device_array
 from .checkpoint import load_pretrained, save_pretrained
 from .config import BertConfig
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, Parameter
@@ -240,6 +240,7 @@ class BertModel(BertPreTrainedModel):
             )
         if attention_mask is not None:
             _check_mask_values(attention_mask)
+        mask = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
         attention_mask = (xp.ones((B, T), dtype=np.int64) if attention_mask is None
                           else _as_ids(xp, attention_mask, "attention_mask", (B, T)))
         token_type_ids = (xp.zeros((B, T), dtype=np.int64) if token_type_ids is None
@@ -247,9 +248,12 @@ class BertModel(BertPreTrainedModel):
 
         # Padding mask as an additive bias on the attention scores: 0 where key j is a real
         # token, the most negative float where it is padding (exp of it is exactly 0).
-        # Without padding there is nothing to mask, and we skip the work.
+        # Without padding there is nothing to mask, and we skip the work. Whether there is
+        # padding is asked of the mask where it came from: a GPU would have to send the answer
+        # back and the host to wait for it, so a mask already on the GPU is always applied.
+        padded = mask is not None and (is_device_array(mask) or not np.all(np.asarray(mask)))
         mask_bias = None
-        if not bool(attention_mask.all()):
+        if padded:
             dtype = self.embeddings.word_embeddings.weight.dtype
             mask_bias = (1 - attention_mask[:, None, None, :]).astype(dtype) * xp.finfo(dtype).min
 

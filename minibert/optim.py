@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from functools import partial
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import backend, parallel
+from .backend import Array
 
 if TYPE_CHECKING:  # for type hints only (no import at run time)
     from .nn import Parameter
@@ -68,6 +69,65 @@ def weight_decay_groups(named_parameters: Iterable[tuple[str, Parameter]],
     return [decay, no_decay]
 
 
+@dataclass
+class _Buffer:
+    """What one run of an update formula works on: parameters θ, their gradient g, the state
+    arrays by name, the step count t and the group's weight decay (one parameter, or on the
+    GPU a whole group laid out flat)."""
+
+    theta: object
+    g: object
+    state: dict
+    t: int
+    weight_decay: float
+
+
+class _FlatGroup:
+    """A group's parameters and their state arrays, each kind as views of one flat array.
+
+    Made once; the parameters' ``.data`` and the optimizer state's arrays are then views of
+    the flat arrays, so that one update over the flat arrays updates them all. Whoever
+    replaces one of them (model.to, load_state_dict) makes `holds` false, and the next step
+    lays the group out again from what the parameters and the state hold then.
+    """
+
+    def __init__(self, moving: list, state: dict, names: tuple[str, ...]):
+        self.params = [p for _, p in moving]
+        self.index = [i for i, _ in moving]
+        self.theta, self.theta_views = backend.flatten([p.data for p in self.params])
+        for p, view in zip(self.params, self.theta_views, strict=True):
+            p.data = view
+        self.state, self.state_views = {}, {}
+        for name in names:
+            if all(name in state.get(i, {}) for i in self.index):
+                flat, views = backend.flatten([state[i][name] for i in self.index])
+            else:  # no state yet: zeros
+                xp = backend.get_array_module(self.theta)
+                flat = xp.zeros_like(self.theta)
+                views = backend.views(flat, [p.shape for p in self.params])
+            self.state[name], self.state_views[name] = flat, views
+            for i, view in zip(self.index, views, strict=True):
+                state.setdefault(i, {"step": 0})[name] = view
+
+    def holds(self, moving: list, state: dict) -> bool:
+        """Are these the parameters, and their data and state still the views, made here?"""
+        return (len(moving) == len(self.params)
+                and all(p is q for (_, p), q in zip(moving, self.params, strict=True))
+                and all(p.data is view for p, view in zip(self.params, self.theta_views,
+                                                          strict=True))
+                and all(state.get(i, {}).get(name) is view
+                        for name, views in self.state_views.items()
+                        for i, view in zip(self.index, views, strict=True)))
+
+    def buffer(self, state: dict, weight_decay: float) -> _Buffer:
+        """The flat arrays for one step (the gradients copied into one), every step count
+        advanced by one."""
+        for i in self.index:
+            state[i]["step"] += 1
+        g, _ = backend.flatten([p.grad for p in self.params])
+        return _Buffer(self.theta, g, self.state, state[self.index[0]]["step"], weight_decay)
+
+
 class Optimizer:
     """Base class: holds parameter groups, the learning rate and per-parameter state.
 
@@ -95,6 +155,7 @@ class Optimizer:
         # state[i] holds the buffers of the i-th parameter (counting through all groups);
         # an index (not the object) so that state_dict() can be saved and loaded elsewhere.
         self.state: dict[int, dict] = {}
+        self._flat: dict[int, _FlatGroup] = {}  # on the GPU: group k laid out flat
 
     def _indexed_params(self):
         """(index, parameter, group) for every parameter, trainable or not, in fixed order."""
@@ -109,6 +170,44 @@ class Optimizer:
         for i, p, group in self._indexed_params():
             if p.requires_grad and p.grad is not None:
                 yield i, p, group
+
+    def _buffers(self, names: tuple[str, ...]):
+        """What the update formula runs on, one `_Buffer` at a time, its step count t advanced.
+
+        On the CPU: each parameter that takes a step, with its state arrays `names` (zeros at
+        first). On the GPU, where every call starts a kernel: each group's parameters at
+        once, as one flat array of parameters, of gradients and of each state (`_FlatGroup`),
+        when they can move together (all have a gradient, one dtype, the same step count);
+        otherwise one parameter at a time there too.
+        """
+        for k, group in enumerate(self.param_groups):
+            start = sum(len(g["params"]) for g in self.param_groups[:k])
+            trainable = [(start + j, p) for j, p in enumerate(group["params"]) if p.requires_grad]
+            moving = [(i, p) for i, p in trainable if p.grad is not None]
+            if not moving:
+                continue
+            if len(moving) > 1 and backend.is_device_array(moving[0][1].data) \
+                    and len(moving) == len(trainable) and self._same_steps(moving):
+                flat = self._flat.get(k)
+                if flat is None or not flat.holds(moving, self.state):
+                    flat = self._flat[k] = _FlatGroup(moving, self.state, names)
+                yield flat.buffer(self.state, group["weight_decay"])
+                continue
+            for i, p in moving:
+                state = self.state.setdefault(i, {})
+                if not state:
+                    state["step"] = 0
+                    for name in names:
+                        state[name] = backend.get_array_module(p.data).zeros_like(p.data)
+                state["step"] += 1
+                yield _Buffer(p.data, p.grad, {n: state[n] for n in names}, state["step"],
+                              group["weight_decay"])
+
+    def _same_steps(self, moving) -> bool:
+        """One dtype, and the same step count for all (no state yet counts as 0)."""
+        dtypes = {p.dtype for _, p in moving}
+        steps = {self.state.get(i, {}).get("step", 0) for i, _ in moving}
+        return len(dtypes) == 1 and len(steps) == 1
 
     def zero_grad(self) -> None:
         """Forget the gradients (backward *adds* into .grad, so clear it before each step)."""
@@ -189,16 +288,11 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         for i, p, group in self._params_to_update():
-            g = p.grad
-            if group["weight_decay"]:
-                g = g + group["weight_decay"] * p.data
+            g = p.grad + group["weight_decay"] * p.data
             if self.momentum:
                 state = self.state.setdefault(i, {})
-                if "velocity" not in state:
-                    state["velocity"] = g.copy()
-                else:
-                    state["velocity"] = self.momentum * state["velocity"] + g
-                g = state["velocity"]
+                v = state.get("velocity")
+                g = state["velocity"] = g if v is None else self.momentum * v + g
             p.data -= (self.lr * g).astype(p.dtype, copy=False)
 
 
@@ -206,17 +300,38 @@ class SGD(Optimizer):
 # AdamW
 
 
+def adamw_update(theta: Array, g: Array, m: Array, v: Array, lr: float, beta1: float,
+                 beta2: float, eps: float, weight_decay: float, t: int
+                 ) -> tuple[Array, Array, Array]:
+    """AdamW's update of parameters θ with gradient g at step t (1, 2, ...): the new (θ, m, v).
+
+    m and v are Adam's running means of g and g² (zeros before the first step). Whole arrays
+    of any one shape in, whole arrays out; the scalars are numbers (or 0-d arrays on the GPU).
+    """
+    xp = backend.get_array_module(theta)
+    # BEGIN EXERCISE 8.1: AdamW's five lines (see the AdamW class): m = β1·m + (1 − β1)·g;
+    #   v = β2·v + (1 − β2)·g²; m̂ = m/(1 − β1^t); v̂ = v/(1 − β2^t);
+    #   θ = θ − lr·(m̂/(√v̂ + eps) + weight_decay·θ)  (xp.sqrt for the square root)
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g**2
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    theta = theta - lr * (m_hat / (xp.sqrt(v_hat) + eps) + weight_decay * theta)
+    # END EXERCISE
+    return theta, m, v
+
+
 class AdamW(Optimizer):
     """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as in PyTorch and BERT.
 
-    For each parameter θ with gradient g, at its step t = 1, 2, ...:
+    For each parameter θ with gradient g, at its step t = 1, 2, ... (`adamw_update`):
 
         m ← β1·m + (1 − β1)·g          running mean of the gradient       (first moment)
         v ← β2·v + (1 − β2)·g²         running mean of its square         (second moment)
         m̂ = m / (1 − β1^t)             bias correction: m and v start at 0, so early
         v̂ = v / (1 − β2^t)             averages are too small by exactly these factors
-        θ ← θ − lr·λ·θ                 decoupled weight decay (not through m and v)
-        θ ← θ − lr·m̂ / (√v̂ + ε)
+        θ ← θ − lr·(m̂ / (√v̂ + ε) + λ·θ)   the Adam step, and decoupled weight decay λ
+                                       (applied to θ directly, not through m and v)
 
     Each coordinate gets its own step size lr/(√v̂ + ε): large for rarely-moving weights,
     small for noisy ones.
@@ -230,47 +345,17 @@ class AdamW(Optimizer):
         self.eps = float(eps)
 
     def step(self) -> None:
-        for i, p, group in self._params_to_update():
-            self._update(p, self.state.setdefault(i, {}), group)
+        """`adamw_update` on every parameter that has a gradient, its results written back.
 
-    def _update(self, p, state: dict, group: dict) -> None:
-        """One AdamW update of parameter p, with its state {"step", "m", "v"}."""
-        xp = backend.get_array_module(p.data)
+        How that runs is `_run`'s choice: on the CPU in cache-sized blocks on all cores; on
+        the GPU once per parameter group (`_buffers` lays a group's parameters, gradients and
+        moments out as one flat array each), not once per tensor.
+        """
         beta1, beta2 = self.betas
-        if not state:
-            state["step"] = 0
-            state["m"] = xp.zeros_like(p.data)
-            state["v"] = xp.zeros_like(p.data)
-        # BEGIN EXERCISE 8.1: one AdamW update of p. t += 1; m = β1·m + (1-β1)·g and
-        #   v = β2·v + (1-β2)·g² (in place); m̂ = m/(1-β1^t), v̂ = v/(1-β2^t); decoupled decay
-        #   p *= 1 - lr·weight_decay (if the group decays); then p -= lr·m̂/(√v̂ + eps).
-        state["step"] += 1
-        t = state["step"]
-        decay = 1 - self.lr * group["weight_decay"]
-
-        # In place, a block of rows at a time on all cores (parallel.py): m, v and θ are as
-        # large as the model, and so would be every temporary of a whole-array formula. Each
-        # block makes one scratch array, `work`, and every step writes into it (out=, *=).
-        def update(rows):
-            g, m, v, theta = p.grad[rows], state["m"][rows], state["v"][rows], p.data[rows]
-            work = g * (1 - beta1)
-            m *= beta1
-            m += work  # m ← β1·m + (1 − β1)·g
-            xp.multiply(g, g, out=work)
-            work *= 1 - beta2
-            v *= beta2
-            v += work  # v ← β2·v + (1 − β2)·g²
-            xp.sqrt(v, out=work)
-            work *= 1 / math.sqrt(1 - beta2**t)  # √v̂ = √v / √(1 − β2^t)
-            work += self.eps
-            xp.divide(m, work, out=work)
-            work *= self.lr / (1 - beta1**t)  # lr·m̂ / (√v̂ + ε), with m̂ = m / (1 − β1^t)
-            if group["weight_decay"]:
-                theta *= decay  # decoupled weight decay: θ ← θ·(1 − lr·λ)
-            theta -= work
-
-        parallel.for_blocks(update, p.data)
-        # END EXERCISE
+        for b in self._buffers(("m", "v")):
+            _run(adamw_update, (b.theta, b.state["m"], b.state["v"]), b.theta, b.g,
+                 b.state["m"], b.state["v"], self.lr, beta1, beta2, self.eps, b.weight_decay,
+                 b.t)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,33 +378,239 @@ def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def global_grad_norm(params: Iterable) -> float:
-    """‖g‖ = sqrt(Σ over all parameters of Σ g²): the length of the whole gradient vector."""
-    total = 0.0
-    for p in params:
-        if p.requires_grad and p.grad is not None:
-            total += sum(parallel.for_blocks(partial(_sum_of_squares, p.grad), p.grad))
-    return math.sqrt(total)
+def global_grad_norm(params: Iterable[Parameter]) -> float | Array:
+    """‖g‖ = sqrt(Σ over all parameters of Σ g²): the length of the whole gradient vector.
+
+    A float; on the GPU a 0-d array that stays there (reading it, ``float(norm)``, waits for
+    the GPU: the training loop does that only when it logs).
+    """
+    return _norm(_gradients([p for p in params if p.requires_grad and p.grad is not None]))
 
 
-def _sum_of_squares(g, rows) -> float:
-    """Σ g² over some rows of g, in float64: the sum of squares of a whole model is long."""
-    b = g[rows].astype(np.float64)
-    return float((b * b).sum())
-
-
-def clip_grad_norm(params: Iterable, max_norm: float) -> float:
+def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float | Array:
     """Scale all gradients by one factor so that their global L2 norm is at most `max_norm`.
 
     Clipping the norm (not each value) keeps the gradient's direction and only shortens it,
     which protects training from the occasional huge gradient. Returns the norm *before*
-    clipping (worth logging). A non-finite norm is returned as is, gradients untouched: the
-    training loop decides what to do about it.
+    clipping (worth logging; see `global_grad_norm` for its type). A non-finite norm leaves
+    the gradients untouched: the training loop decides what to do about it.
     """
     params = [p for p in params if p.requires_grad and p.grad is not None]
-    norm = global_grad_norm(params)
-    if math.isfinite(norm) and norm > max_norm:
-        scale = max_norm / (norm + 1e-6)  # the 1e-6 (as in PyTorch) guards against norm ≈ 0
-        for p in params:
-            p.grad = p.grad * p.grad.dtype.type(scale)  # a scalar of the grad's dtype
+    grads = _gradients(params)
+    norm = _norm(grads)
+    if backend.is_device_array(norm):  # the GPU decides, and scales by 1 if not clipping
+        (flat,) = grads
+        _rebind_grads(params, _fused(clipped, flat)(flat, norm, max_norm))
+    elif math.isfinite(norm) and norm > max_norm:
+        for p in params:  # new arrays: a gradient array may be shared by two parameters
+            p.grad = clipped(p.grad, norm, max_norm)
     return norm
+
+
+def clipped(g: Array, norm: float | Array, max_norm: float) -> Array:
+    """g · max_norm / ‖g‖ if the norm ‖g‖ is finite and above max_norm, else g as it is
+    (the 1e-6, as in PyTorch, guards against ‖g‖ ≈ 0)."""
+    xp = backend.get_array_module(g)
+    scale = xp.where(xp.isfinite(norm) & (norm > max_norm), max_norm / (norm + 1e-6), 1.0)
+    return g * scale.astype(g.dtype)
+
+
+def sum_of_squares(g: Array) -> Array:
+    """Σ g², in float64: the sum of squares of a whole model is long."""
+    g = g.astype(np.float64)
+    return (g * g).sum()
+
+
+def _norm_of(g):
+    """sqrt(Σ g²), on the GPU in one kernel."""
+    return backend.get_array_module(g).sqrt(sum_of_squares(g))
+
+
+# ----------------------------------------------------------------------------------------------
+# How the formulas run: blocks on the CPU, all parameters at once on the GPU
+
+
+def _gradients(params: list) -> list:
+    """The gradients to work on: each parameter's on the CPU; on the GPU one flat array
+    holding them all (each parameter's gradient then a view of it), so that summing and
+    scaling are one kernel each, not one per parameter."""
+    grads = [p.grad for p in params]
+    if not grads or not backend.is_device_array(grads[0]):
+        return grads
+    flat, _ = backend.flatten(grads)
+    _rebind_grads(params, flat)
+    return [flat]
+
+
+def _rebind_grads(params: list, flat) -> None:
+    """Make the parameters' gradients the consecutive pieces of `flat`."""
+    for p, view in zip(params, backend.views(flat, [p.shape for p in params]), strict=True):
+        p.grad = view
+
+
+def _norm(grads: list):
+    """sqrt(Σ over the arrays of Σ g²): on the CPU a float, summed in blocks on all cores; on
+    the GPU a 0-d array there (one kernel over the one flat array of `_gradients`)."""
+    if not grads:
+        return 0.0
+    if backend.is_device_array(grads[0]):
+        (flat,) = grads
+        return _fused(_norm_of, flat)(flat)
+    return math.sqrt(sum(sum(parallel.for_blocks(
+        lambda rows, g=g: float(sum_of_squares(g[rows])), g)) for g in grads))
+
+
+def _fused(formula, like):
+    """`formula` as one GPU kernel (cupy.fuse compiles its Python lines) for arrays `like`
+    this one, made once."""
+    xp = backend.get_array_module(like)
+    kernel = _KERNELS.get((xp, formula))
+    if kernel is None:
+        kernel = _KERNELS[(xp, formula)] = xp.fuse(formula)
+    return kernel
+
+
+def _run(formula, out: tuple, *args) -> None:
+    """``out = formula(*args)``, elementwise: the results written into the arrays `out`.
+
+    On the CPU in cache-sized blocks of rows on the thread pool (parallel.py): every
+    temporary of the formula is then a block, not a whole parameter. On the GPU as one fused
+    kernel (cupy.fuse compiles the Python lines); its numbers come as 0-d arrays of the
+    parameters' dtype (one upload), as a fused kernel would compute a Python float in float64.
+    """
+    if backend.is_device_array(out[0]):
+        xp = backend.get_array_module(out[0])
+        numbers = [a for a in args if not hasattr(a, "shape")]
+        uploaded = iter(xp.asarray(numbers, dtype=out[0].dtype))
+        args = [a if hasattr(a, "shape") else next(uploaded) for a in args]
+        for target, result in zip(out, _fused(formula, out[0])(*args), strict=True):
+            target[...] = result
+        return
+
+    program = _programs.get(formula)
+    if program is None:
+        program = _programs[formula] = _Program(formula, args, out)
+    numbers = program.numbers(args)
+
+    def block(rows):
+        program.run([a[rows] if hasattr(a, "shape") else a for a in args], numbers,
+                    [target[rows] for target in out])
+
+    parallel.for_blocks(block, out[0])
+
+
+class _Program:
+    """An elementwise formula, recorded once, then run on the CPU without new arrays.
+
+    Written as whole-array math, each line of a formula makes a new array: for AdamW's five
+    lines, sixteen arrays per block of numbers, and the time goes into making and filling
+    them (twice the time of the same steps done in place). So `_run` records the formula's
+    steps once (calling it on stand-ins, `_Recorded`) and then runs the same ufuncs on each
+    block with ``out=``: into a few scratch arrays, each reused once its value has been read
+    for the last time, and each result straight into its target. The numbers (lr, β, t, ...)
+    may change from call to call: what is computed from numbers alone, once per call.
+    """
+
+    def __init__(self, formula, args, out):
+        self.steps = []  # (ufunc, refs); a ref: ("arg", i), ("step", j) or ("const", value)
+        self.scalar = []  # per step: computed from numbers alone
+        self.is_number = [not hasattr(a, "shape") for a in args]
+        results = formula(*(_Recorded(self, ("arg", i)) for i in range(len(args))))
+        self.outputs = [r.ref if isinstance(r, _Recorded) else ("const", r) for r in results]
+        inputs = [next((i for i, a in enumerate(args) if a is t), None) for t in out]
+        last = {}  # the step that reads each value for the last time
+        for j, (_, refs) in enumerate(self.steps):
+            for ref in refs:
+                last[ref] = j
+        # Where each array step writes: a "place" is ("out", k), the k-th result's array, or
+        # ("slot", i), a scratch array. Writing where a value that dies here was read (in
+        # place, as `m *= β1` would) is the cheapest; a result's array serves as scratch once
+        # its old value is read for the last time, until the result itself is written there.
+        done_with = [last.get(("arg", i), -1) if i is not None else -1 for i in inputs]
+        result_step = [ref[1] if ref[0] == "step" else len(self.steps) for ref in self.outputs]
+        self.place, holds, self.slots = {}, {}, 0  # holds: place -> the step whose value it has
+
+        def usable(place, j):
+            if place in holds and last.get(("step", holds[place]), -1) > j:
+                return False  # still holds a value read later
+            if place[0] == "slot":
+                return True
+            k = place[1]  # the k-th result's array: free from its old value's last reading
+            # on, and then either for the result itself or for a value read before it comes
+            return done_with[k] <= j and (result_step[k] == j or (
+                j < result_step[k] and last.get(("step", j), j) <= result_step[k]))
+
+        for j, (_, refs) in enumerate(self.steps):
+            if self.scalar[j]:
+                continue
+            dying = [self.place[r[1]] for r in dict.fromkeys(refs)
+                     if r[0] == "step" and r[1] in self.place and last[r] == j]
+            k = self.outputs.index(("step", j)) if ("step", j) in self.outputs else None
+            candidates = ([("out", k)] if k is not None else []) + dying + [
+                ("out", i) for i in range(len(self.outputs))] + [
+                ("slot", i) for i in range(self.slots)]
+            place = next((c for c in candidates if usable(c, j)), None)
+            if place is None:
+                place, self.slots = ("slot", self.slots), self.slots + 1
+            self.place[j], holds[place] = place, j
+
+    def record(self, ufunc, inputs) -> _Recorded:
+        refs = tuple(x.ref if isinstance(x, _Recorded) else ("const", x) for x in inputs)
+        self.scalar.append(all(r[0] == "const" or (r[0] == "arg" and self.is_number[r[1]])
+                               or (r[0] == "step" and self.scalar[r[1]]) for r in refs))
+        self.steps.append((ufunc, refs))
+        return _Recorded(self, ("step", len(self.steps) - 1))
+
+    def numbers(self, args) -> dict:
+        """The steps computed from numbers alone, for these arguments, as Python floats."""
+        values = {}
+        for j, (ufunc, refs) in enumerate(self.steps):
+            if self.scalar[j]:
+                values[j] = ufunc(*(self._value(r, args, values) for r in refs)).item()
+        return values
+
+    @staticmethod
+    def _value(ref, args, values):
+        kind, v = ref
+        return v if kind == "const" else args[v] if kind == "arg" else values[v]
+
+    def run(self, args, numbers: dict, out: list) -> None:
+        """The formula on one block: `args` cut to it, the results into the arrays `out`."""
+        slots = [np.empty_like(out[0]) for _ in range(self.slots)]
+        values = dict(numbers)
+        for j, (ufunc, refs) in enumerate(self.steps):
+            if j not in values:
+                kind, i = self.place[j]
+                values[j] = ufunc(*(self._value(r, args, values) for r in refs),
+                                  out=out[i] if kind == "out" else slots[i])
+        for k, ref in enumerate(self.outputs):
+            if ref[0] != "step" or self.place.get(ref[1]) != ("out", k):
+                out[k][...] = self._value(ref, args, values)
+
+
+class _Recorded:
+    """A value of a formula being recorded (`_Program`): every ufunc or operator applied to it
+    becomes a step of the program instead of a computation."""
+
+    __slots__ = ("program", "ref")
+
+    def __init__(self, program: _Program, ref: tuple):
+        self.program, self.ref = program, ref
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):  # np.sqrt(x) & co.
+        if method != "__call__" or kwargs:
+            return NotImplemented
+        return self.program.record(ufunc, inputs)
+
+
+for _name, _ufunc in {"add": np.add, "sub": np.subtract, "mul": np.multiply,
+                      "truediv": np.true_divide, "pow": np.power}.items():
+    setattr(_Recorded, f"__{_name}__", lambda a, b, _u=_ufunc: a.program.record(_u, (a, b)))
+    setattr(_Recorded, f"__r{_name}__", lambda a, b, _u=_ufunc: a.program.record(_u, (b, a)))
+_Recorded.__neg__ = lambda a: a.program.record(np.negative, (a,))
+# x**2 as NumPy's own operator does it: a square, not the general (far slower) power
+_Recorded.__pow__ = lambda a, b: a.program.record(np.square, (a,)) if isinstance(
+    b, int | float) and b == 2 else a.program.record(np.power, (a, b))
+
+_programs: dict = {}  # recorded formulas (CPU), by formula
+_KERNELS: dict = {}  # fused GPU kernels, by (array module, formula)

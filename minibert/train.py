@@ -29,7 +29,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import backend
+from .backend import Array
 from .console import note, progress_bar, result, warn
 from .data import (
     DataError,
@@ -328,21 +329,28 @@ class TrainingRun:
         batches = batch_indices(self.num_examples, cfg.batch_size, self.data_rng, self.lengths)
         bar = progress_bar(len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}", cfg.progress)
         start, tokens, padded, loss_sum = time.perf_counter(), 0, 0, 0.0
+        unread = []  # steps whose loss and gradient norm are still on the GPU (see read_steps)
         try:
-            for indices in batches:
+            for n, indices in enumerate(batches, 1):
                 batch = make_batch(indices)
                 loss, grad_norm = self.train_step(batch)
                 tokens += int(batch["attention_mask"].sum())  # real tokens
                 padded += int(batch["attention_mask"].size)  # what the model computed on
-                loss_sum += loss
                 tokens_per_s = tokens / max(time.perf_counter() - start, 1e-9)
-                record = {"event": "step", "epoch": self.epoch + 1, "step": self.step,
-                          "loss": loss, "lr": self.optimizer.lr, "grad_norm": grad_norm}
-                self.history["steps"].append({k: v for k, v in record.items() if k != "event"})
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}")
-                if self.log is not None:
-                    self.log(dict(record, tokens_per_s=tokens_per_s))
+                unread.append({"event": "step", "epoch": self.epoch + 1, "step": self.step,
+                               "loss": loss, "lr": self.optimizer.lr, "grad_norm": grad_norm,
+                               "tokens_per_s": tokens_per_s})
+                if not _on_device(loss) or n % READ_EVERY == 0 or n == len(batches):
+                    for record in self.read_steps(unread):
+                        loss_sum += record["loss"]
+                        self.history["steps"].append(
+                            {k: v for k, v in record.items() if k not in ("event", "tokens_per_s")})
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{record['loss']:.4f}",
+                                        tok_s=f"{record['tokens_per_s']:,.0f}")
+                        if self.log is not None:
+                            self.log(record)
+                    unread = []
         finally:
             bar.close()
         seconds = time.perf_counter() - start
@@ -359,20 +367,40 @@ class TrainingRun:
             self.log(dict(summary, event="epoch"))
         self.save(summary)
 
-    def train_step(self, batch: dict) -> tuple[float, float]:
+    def read_steps(self, records: list[dict]) -> Iterator[dict]:
+        """The step records, one by one, with their loss and gradient norm as Python floats,
+        checked.
+
+        On the CPU they are numbers already. On the GPU they are 0-d arrays there, and reading
+        one makes the host wait until the GPU has computed it: the loop reads READ_EVERY steps
+        at once (one copy), so that the host can queue the next steps meanwhile. A NaN or inf
+        is then found a few steps late, but still before anything is saved.
+        """
+        values = [r[k] for r in records for k in ("loss", "grad_norm")]
+        if any(_on_device(v) for v in values):
+            xp = backend.get_array_module(*values)
+            values = backend.to_numpy(xp.stack([xp.asarray(v, dtype=np.float64)
+                                                for v in values])).tolist()
+        for r, loss, grad_norm in zip(records, values[::2], values[1::2], strict=True):
+            self.check_finite("loss", float(loss), r["step"])
+            self.check_finite("gradient norm", float(grad_norm), r["step"])
+            yield dict(r, loss=float(loss), grad_norm=float(grad_norm))
+
+    def train_step(self, batch: dict) -> tuple[float | Array, float | Array]:
         """zero_grad -> forward -> loss -> backward -> clip -> AdamW step.
-        Returns (loss, gradient norm)."""
+        Returns (loss, gradient norm): floats, or on the GPU 0-d arrays there (see read_steps).
+        """
         self.optimizer.lr = self.cfg.lr * linear_warmup_decay(self.step, self.warmup_steps,
                                                               self.total_steps)
         # BEGIN EXERCISE 8.2: one training step. Zero the gradients; run the model on the batch
         #   with labels=batch["labels"] (and the batch's other labels: **self.extra_labels(batch));
-        #   check the loss is finite (self.check_finite); backward;
-        #   clip the gradient norm (clip_grad_norm, or global_grad_norm when max_grad_norm is
-        #   None) and check it; optimizer step; self.step += 1; set loss (a float) and grad_norm.
+        #   loss = the loss's array (out.loss.data); check it is finite (self.check_finite);
+        #   backward; clip the gradient norm (clip_grad_norm, or global_grad_norm when
+        #   max_grad_norm is None) and check it; optimizer step; self.step += 1.
         self.optimizer.zero_grad()
         out = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                          labels=batch["labels"], **self.extra_labels(batch))
-        loss = out.loss.item()
+        loss = out.loss.data
         self.check_finite("loss", loss)
         out.loss.backward()
         if self.cfg.max_grad_norm is not None:
@@ -391,10 +419,16 @@ class TrainingRun:
         BertForPreTraining's next-sentence prediction. Empty for every other batch."""
         return {k: batch[k] for k in ("next_sentence_label",) if k in batch}
 
-    def check_finite(self, what: str, value: float) -> None:
-        """Stop at the first NaN/inf, before it reaches the weights or the saved state."""
-        if math.isfinite(value):
+    def check_finite(self, what: str, value: float | Array, step: int | None = None) -> None:
+        """Stop at the first NaN/inf, before it reaches the weights or the saved state.
+
+        value: a number, or a 0-d array. On the GPU the check waits for `read_steps` (asking
+        the GPU now would make the host wait for it at every step); `step` is then the step
+        the value belongs to (default: the one being taken).
+        """
+        if _on_device(value) or math.isfinite(value):
             return
+        step = self.step + 1 if step is None else step
         if self.last_saved is not None:
             kept = f"the last good checkpoint, {self.last_saved} (after epoch " \
                    f"{self.epoch}), is kept; resume from it with a lower learning rate"
@@ -404,7 +438,7 @@ class TrainingRun:
         else:
             kept = "no checkpoint had been written yet"
         raise TrainingDivergedError(
-            f"training stopped: the {what} is {value} at step {self.step + 1} "
+            f"training stopped: the {what} is {float(value)} at step {step} "
             f"(epoch {self.epoch + 1}); {kept}"
         )
 
@@ -475,6 +509,16 @@ class TrainingRun:
         self.data_rng.bit_generator.state = state["data_rng"]
         self.last_saved = folder
         note(f"resumed from {folder} (epoch {self.epoch}, step {self.step})")
+
+
+# On the GPU, the loop reads the steps' losses and gradient norms this many steps at a time
+# (and at the end of each epoch): see TrainingRun.read_steps.
+READ_EVERY = 10
+
+
+def _on_device(value) -> bool:
+    """A value still on the GPU (a 0-d CuPy array), not yet read by the host."""
+    return backend.is_device_array(value)
 
 
 def _epoch_line(s: dict) -> str:

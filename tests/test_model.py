@@ -133,6 +133,33 @@ def test_padded_keys_get_no_attention_and_padding_changes_nothing():
                                out.last_hidden_state.numpy()[1, :3], atol=1e-6)
 
 
+def test_a_mask_on_the_gpu_is_applied_without_asking_the_gpu(gpu):
+    """Whether a batch has padding is decided where the mask comes from: a mask on the host
+    is looked at there; one already on the GPU is always applied (answering would make the
+    host wait for the GPU). Both give the numbers of the CPU."""
+    import cupy_sim
+
+    model = BertModel(tiny_config()).eval()
+    full = np.ones_like(MASK)
+    expected = {name: model(IDS, m, TYPES).last_hidden_state.numpy()
+                for name, m in (("padded", MASK), ("full", full))}
+    model.to("gpu")
+    xp = minibert.backend.xp()
+    for name, mask in (("padded", MASK), ("full", full)):
+        for where in (mask, xp.asarray(mask)):
+            cupy_sim.counts.reset()
+            got = model(IDS, where, TYPES).last_hidden_state.numpy()
+            np.testing.assert_allclose(got, expected[name], atol=1e-5)
+    if gpu == "cupy-sim":  # past the embeddings, the forward asks the GPU nothing
+        cupy_sim.counts.reset()
+        model.embeddings(xp.asarray(IDS), xp.asarray(TYPES))
+        embeddings = cupy_sim.counts.syncs
+        for mask in (None, full, MASK, xp.asarray(full), xp.asarray(MASK)):
+            cupy_sim.counts.reset()
+            model(IDS, mask, TYPES)
+            assert cupy_sim.counts.syncs == embeddings, mask
+
+
 def test_defaults_lists_and_token_types():
     model = BertModel(tiny_config()).eval()
     full = model(IDS, np.ones_like(IDS), np.zeros_like(IDS)).last_hidden_state.numpy()

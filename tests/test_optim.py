@@ -198,16 +198,16 @@ def test_schedule_without_warmup_starts_at_full_rate():
 
 def test_clip_grad_norm_scales_to_max_norm_and_returns_the_norm(backend_name):
     a, b = param([0.0, 0.0], grad=[3.0, 4.0]), param([0.0], grad=[12.0])  # norm √(9+16+144)=13
-    norm = clip_grad_norm([a, b], max_norm=6.5)
-    assert norm == pytest.approx(13.0)
+    norm = clip_grad_norm([a, b], max_norm=6.5)  # on the GPU a 0-d array there: float() reads it
+    assert float(norm) == pytest.approx(13.0)
     np.testing.assert_allclose(to_numpy(a.grad), [1.5, 2.0], rtol=1e-6)
     np.testing.assert_allclose(to_numpy(b.grad), [6.0], rtol=1e-6)
-    assert global_grad_norm([a, b]) == pytest.approx(6.5, rel=1e-6)
+    assert float(global_grad_norm([a, b])) == pytest.approx(6.5, rel=1e-6)
 
 
 def test_clip_grad_norm_leaves_small_and_nonfinite_gradients_alone(backend_name):
     a = param([0.0, 0.0], grad=[0.3, 0.4])
-    assert clip_grad_norm([a], max_norm=1.0) == pytest.approx(0.5)
+    assert float(clip_grad_norm([a], max_norm=1.0)) == pytest.approx(0.5)
     np.testing.assert_array_equal(to_numpy(a.grad), [0.3, 0.4])
     bad = param([0.0], grad=[np.nan])
     assert math.isnan(clip_grad_norm([a, bad], max_norm=1.0))
@@ -229,3 +229,124 @@ def test_adamw_matches_pytorch_over_several_steps(backend_name):
         tp.grad = torch.tensor(g.copy())
         topt.step()
     np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+# -- on the GPU: all parameters at once, nothing read back --------------------------------------
+
+
+def _counted(fn):
+    """(launches, syncs) of fn() on the simulated CuPy (tests/cupy_sim.py)."""
+    import cupy_sim
+
+    cupy_sim.counts.reset()
+    fn()
+    return cupy_sim.counts.launches, cupy_sim.counts.syncs
+
+
+def _params_and_grads(n: int, seed: int = 0):
+    """n parameters of assorted shapes (float32, as a model's) and three steps of gradients."""
+    rng = np.random.default_rng(seed)
+    shapes = [(3, 4), (4,), (2, 2, 3), (5,), (1,)] * (n // 5) + [(2, 3)] * (n % 5)
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
+    return values, grads
+
+
+def _adamw_run(values, grads, steps=3):
+    """Parameters after `steps` AdamW steps on the active backend, two groups as BERT's."""
+    xp = backend.xp()
+    params = [Parameter(v.copy()) for v in values]  # (on the CPU the update is in place)
+    groups = [{"params": params[::2], "weight_decay": 0.1},
+              {"params": params[1::2], "weight_decay": 0.0}]
+    opt = AdamW(groups, lr=0.01)
+    for step in range(steps):
+        for p, g in zip(params, grads[step], strict=True):
+            p.grad = xp.asarray(g)
+        opt.step()
+    return params, opt
+
+
+def test_adamw_on_the_gpu_steps_each_group_at_once_as_one_by_one(gpu):
+    values, grads = _params_and_grads(23)
+    backend.use_backend("numpy")  # one parameter at a time
+    expected = [p.numpy() for p in _adamw_run(values, grads)[0]]
+    backend.use_backend("cupy")  # each group's parameters as one flat array
+    params, opt = _adamw_run(values, grads)
+    for p, e in zip(params, expected, strict=True):
+        np.testing.assert_allclose(p.numpy(), e, rtol=1e-6, atol=1e-7)
+    assert all(s["step"] == 3 for s in opt.state.values()) and len(opt.state) == 23
+    if gpu == "cupy-sim":  # the number of kernels does not grow with the number of tensors
+        xp = backend.xp()
+        for p, g in zip(params, grads[0], strict=True):
+            p.grad = xp.asarray(g)
+        many = _counted(opt.step)
+        few_params, few = _adamw_run(values[:4], [g[:4] for g in grads])
+        for p, g in zip(few_params, grads[0][:4], strict=True):
+            p.grad = xp.asarray(g)
+        assert many == _counted(few.step) and many[1] == 0
+        assert many[0] <= 12, many  # two groups: a copy of the gradients and the update each
+
+
+def test_adamw_on_the_gpu_follows_replaced_parameters_and_loaded_state(gpu):
+    values, grads = _params_and_grads(7, seed=1)
+    backend.use_backend("cupy")
+    xp = backend.xp()
+    ref, _ = _adamw_run(values, grads)
+    params, opt = _adamw_run(values, grads, steps=2)
+    saved = opt.state_dict()
+    # a model's load_state_dict or .to() gives parameters new arrays: they are the ones moved
+    params2 = [Parameter(p.numpy()) for p in params]
+    groups = [{"params": params2[::2], "weight_decay": 0.1},
+              {"params": params2[1::2], "weight_decay": 0.0}]
+    opt2 = AdamW(groups, lr=0.01)
+    opt2.load_state_dict(saved)
+    for p, g in zip(params2, grads[2], strict=True):
+        p.grad = xp.asarray(g)
+    opt2.step()
+    for p, r in zip(params2, ref, strict=True):
+        np.testing.assert_array_equal(p.numpy(), r.numpy())
+    fresh = [xp.asarray(np.full(p.shape, 2.0, dtype=np.float32)) for p in params]
+    for p, new, g in zip(params, fresh, grads[2], strict=True):
+        p.data, p.grad = new, xp.asarray(g)
+    opt.step()
+    assert all(not np.any(p.numpy() == 2.0) for p in params)  # the new arrays took the step
+
+
+def test_clipping_on_the_gpu_reads_nothing_back_and_is_a_few_kernels(gpu):
+    if gpu != "cupy-sim":
+        pytest.skip("counts kernels on the simulated CuPy")
+    backend.use_backend("cupy")
+    xp = backend.xp()
+    for n in (3, 30):
+        params = [param(np.zeros(2)) for _ in range(n)]
+        for p in params:
+            p.grad = xp.asarray(np.array([3.0, 4.0]))  # each 5: the norm is 5·√n
+        launches, syncs = _counted(lambda params=params: clip_grad_norm(params, max_norm=1.0))
+        assert syncs == 0 and launches <= 8, (launches, syncs)
+        assert float(global_grad_norm(params)) == pytest.approx(1.0, rel=1e-6)
+        np.testing.assert_allclose(to_numpy(params[0].grad), [3 / 5 / math.sqrt(n),
+                                                             4 / 5 / math.sqrt(n)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_adamw_update_runs_on_the_cpu_exactly_as_its_formula(threads):
+    """The CPU runs the recorded formula in blocks, in place (optim._run): the same numbers,
+    bit for bit, as the plain whole-array lines, and the gradient is left as it was."""
+    import minibert
+    from minibert.optim import _run, adamw_update
+
+    rng = np.random.default_rng(3)
+    theta, g, m, v = (rng.standard_normal((700, 500)).astype(np.float32) for _ in range(4))
+    v = np.abs(v)
+    args = (0.01, 0.9, 0.999, 1e-8, 0.1, 3)
+    expected = adamw_update(theta, g, m, v, *args)
+    g_before = g.copy()
+    previous = minibert.get_num_threads()
+    minibert.set_num_threads(threads)
+    try:
+        _run(adamw_update, (theta, m, v), theta, g, m, v, *args)  # 350,000 numbers: 3 blocks
+    finally:
+        minibert.set_num_threads(previous)
+    for got, want in zip((theta, m, v), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(g, g_before)

@@ -13,7 +13,7 @@ from minibert.metrics import accuracy, confusion_matrix, macro_f1, per_class_f1
 from minibert.model import BertForMaskedLM, BertForSequenceClassification
 from minibert.run_state import latest_run_state
 from minibert.tokenizer import Tokenizer
-from minibert.train import TrainConfig, TrainingDivergedError, finetune, pretrain_mlm
+from minibert.train import TrainConfig, TrainingDivergedError, TrainingRun, finetune, pretrain_mlm
 
 TOPICS = {
     "fruit": "apple banana cherry grape lemon mango peach plum".split(),
@@ -175,15 +175,23 @@ def test_resume_without_checkpoint_starts_fresh(tokenizer, tmp_path):
     assert [s["loss"] for s in a["steps"]] == [s["loss"] for s in b["steps"]]
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tokenizer, tmp_path):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tokenizer, tmp_path, monkeypatch):
     model = tiny_classifier(tokenizer)
     after_epoch_1 = {}
 
     def log(record):
         if record["event"] == "epoch" and record["epoch"] == 1:
             after_epoch_1.update(model.state_dict())
-        if record["event"] == "step" and record["step"] == 5:  # early in epoch 2
+
+    train_step = TrainingRun.train_step
+
+    def step_then_break_the_model(run, batch):  # not in `log`: on a GPU it runs late
+        out = train_step(run, batch)
+        if run.step == 5:  # early in epoch 2
             model.classifier.W.data[:] = np.nan
+        return out
+
+    monkeypatch.setattr(TrainingRun, "train_step", step_then_break_the_model)
 
     with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 6 \(epoch 2\).*"
                                                     r"checkpoint-epoch-1"):
@@ -287,3 +295,42 @@ def test_pretraining_resumes_exactly(tokenizer, tmp_path, backend_name):
     pretrain_mlm(resumed, tokenizer, lines, out_dir=str(tmp_path / "b"), resume=True, **opts)
     for name, value in full.state_dict().items():
         np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
+
+
+def test_on_the_gpu_the_loop_reads_losses_every_few_steps(tokenizer, gpu, monkeypatch):
+    """The steps' losses and gradient norms stay on the GPU until the loop reads READ_EVERY
+    of them at once (one copy to the host) and at the end of the epoch; a NaN among them
+    still stops the run, naming its step."""
+    import cupy_sim
+    from minibert.train import READ_EVERY
+
+    model = tiny_classifier(tokenizer).to("gpu")
+    xp = minibert.backend.xp()
+    steps = 2 * READ_EVERY + 3
+    data = make_task(16 * steps, 1)
+    reads = []
+    losses = {}
+
+    def train_step(run, batch):  # the step's values, on the device as a real step leaves them
+        run.step += 1
+        losses[run.step] = xp.asarray(float(run.step))
+        reads.append(cupy_sim.counts.syncs)
+        return losses[run.step], xp.asarray(2.0 * run.step)
+
+    monkeypatch.setattr(TrainingRun, "train_step", train_step)
+    records = []
+    cupy_sim.counts.reset()
+    history = finetune(model, tokenizer, data, epochs=1, log=records.append, **FAST)
+    steps_logged = [r for r in records if r["event"] == "step"]
+    assert [r["loss"] for r in steps_logged] == [float(s) for s in range(1, steps + 1)]
+    assert [s["grad_norm"] for s in history["steps"]] == [2.0 * s for s in range(1, steps + 1)]
+    if gpu == "cupy-sim":  # a read before step 11, one before 21, none after that
+        assert reads[READ_EVERY] - reads[0] == 1 and reads[-1] - reads[0] == 2
+
+    def diverging(run, batch):
+        loss, norm = train_step(run, batch)
+        return (xp.asarray(float("nan")) if run.step == 4 else loss), norm
+
+    monkeypatch.setattr(TrainingRun, "train_step", diverging)
+    with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 4 \(epoch 1\)"):
+        finetune(model, tokenizer, data, epochs=1, **FAST)
