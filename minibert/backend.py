@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeAlias
@@ -337,7 +336,12 @@ def row_max(a: Array) -> Array:
 
 
 def _on_blocks(formula, args):
-    """formula(*args) on NumPy arrays, a block of rows at a time on the thread pool."""
+    """formula(*args) on NumPy arrays, a block of rows at a time on the thread pool.
+
+    The formula runs once on stand-ins that record its steps (`_Lazy`, as for the GPU); the
+    steps then run on each block with `out=`: each step writes into a block-sized buffer that an
+    earlier step is done with, and the last ones straight into the outputs. A block's passes stay
+    in the CPU cache, and no result is copied. (A formula that works in place runs as it is.)"""
     first = next((a for a in args if isinstance(a, np.ndarray) and a.ndim), None)
     if first is None or first.size <= max(first.shape[-1], parallel.BLOCK):
         return formula(*args)  # one block: no need to cut anything
@@ -350,25 +354,100 @@ def _on_blocks(formula, args):
         return None
 
     cuts = [cut(a) for a in args]
-    outputs, lock = [], threading.Lock()
-
-    def work(block):
-        result = formula(*(a if c is None else c[block] for a, c in zip(args, cuts, strict=True)))
-        if result is None:  # it worked in place
-            return None
-        parts = result if isinstance(result, tuple) else (result,)
-        with lock:  # the first block to finish makes the output arrays
-            if not outputs:
-                outputs.extend(np.empty((count,) + p.shape[1:], dtype=p.dtype) for p in parts)
-        for out, p in zip(outputs, parts, strict=True):
-            out[block] = p
-        return isinstance(result, tuple)
-
-    tuples = parallel.for_blocks(work, first.reshape(count, n))
-    if not outputs:
+    args = [a if c is None else c for a, c in zip(args, cuts, strict=True)]
+    recorded = formula(*(_Lazy(None, (a,)) if isinstance(a, np.ndarray) else a for a in args))
+    if recorded is None:  # it works in place: run it as it is on each block
+        parallel.for_blocks(lambda block: formula(*(
+            a if c is None else a[block] for a, c in zip(args, cuts, strict=True))),
+            first.reshape(count, n))
         return None
+    parts = recorded if isinstance(recorded, tuple) else (recorded,)
+    program, inputs = _program(parts)
+    is_cut = [any(x is c for c in cuts if c is not None) for x in inputs]
+    plan = _BlockPlan(program)
+    step = max(1, parallel.BLOCK // n)  # the rows of a block, as parallel.for_blocks cuts them
+    block0 = slice(0, step)
+    values = plan.run([x[block0] if c else x for x, c in zip(inputs, is_cut, strict=True)])
+    outputs = [np.empty((count,) + v.shape[1:], dtype=v.dtype) for v in values]
+    for out, v in zip(outputs, values, strict=True):
+        out[block0] = v
+
+    def work(rows):
+        block = slice(step, None) if rows is ... else slice(rows.start + step, rows.stop + step)
+        plan.run([x[block] if c else x for x, c in zip(inputs, is_cut, strict=True)],
+                 [o[block] for o in outputs])
+
+    parallel.for_blocks(work, first.reshape(count, n)[step:])
     outs = tuple(o.reshape(lead + o.shape[1:]) for o in outputs)
-    return outs if tuples[0] else outs[0]
+    return outs if isinstance(recorded, tuple) else outs[0]
+
+
+class _BlockPlan:
+    """A recorded formula (`_program`), run on NumPy blocks with as few new arrays as it can."""
+
+    def __init__(self, program):
+        steps, self.outs = program
+        self.shapes: list = []  # each step's result (shape, dtype, one row per row?), learnt
+        last = {v: j for j, (_, refs, _) in enumerate(steps) for kind, v in refs
+                if kind == "step"}  # the last step that reads each step's result
+        self.output_of: dict = {}
+        for k, (kind, v) in enumerate(self.outs):
+            if kind == "step":
+                last[v] = len(steps)  # outputs are read at the end
+                self.output_of.setdefault(v, k)
+        # per step: its function, arguments, keywords, and the results it is the last reader of
+        # (their buffers are free for it and the steps after it)
+        self.steps = [
+            (_ROW_STEPS.get(op) or (_astype if op == "astype" else getattr(np, op)),
+             op in _ROW_STEPS or op == "astype", refs, dict(kwargs),
+             sorted({v for kind, v in refs if kind == "step" and last[v] == j
+                     and v not in self.output_of}))
+            for j, (op, refs, kwargs) in enumerate(steps)]
+        self.copied = [k for k, (kind, v) in enumerate(self.outs)
+                       if kind != "step" or self.output_of[v] != k or self.steps[v][1]]
+
+    def run(self, inputs, outputs=None):
+        """The outputs' values on one block; with `outputs` (views of the block in the output
+        arrays) the steps write them there and the others reuse dead steps' buffers."""
+        learn, values, free = outputs is None, [], {}
+        rows = next((x.shape[0] for x in inputs if isinstance(x, np.ndarray) and x.ndim == 2), 0)
+        for j, (fn, plain, refs, kwargs, done) in enumerate(self.steps):
+            args = [inputs[v] if kind == "in" else values[v] if kind == "step" else v
+                    for kind, v in refs]
+            if learn or plain:
+                value = fn(*args, **kwargs)
+                if learn:
+                    self.shapes.append((value.shape, value.dtype,
+                                        value.ndim == 2 and value.shape[0] == rows))
+            else:
+                for v in done:  # buffers no later step reads: this one may write into them
+                    free.setdefault((values[v].shape, values[v].dtype), []).append(values[v])
+                k = self.output_of.get(j)
+                if k is not None:
+                    target = outputs[k]
+                else:
+                    shape, dtype, per_row = self.shapes[j]
+                    pool = free.get(((rows,) + shape[1:] if per_row else shape, dtype))
+                    target = pool.pop() if pool else None
+                value = fn(*args, **kwargs) if target is None else fn(*args, out=target, **kwargs)
+            values.append(value)
+        results = [inputs[v] if kind == "in" else values[v] if kind == "step" else v
+                   for kind, v in self.outs]
+        if not learn:  # what no step wrote in place: inputs, row values, astype results
+            for k in self.copied:
+                outputs[k][...] = results[k]
+        return results
+
+
+def _astype(a, dtype):
+    return a.astype(np.dtype(dtype))
+
+
+_ROW_STEPS = {
+    "row_sum": lambda a: row_sum(a),
+    "row_max": lambda a: row_max(a),
+    "row_mean": lambda a: row_mean(a),
+}
 
 
 class _Lazy:
@@ -390,6 +469,8 @@ class _Lazy:
         """One fused kernel: the steps up to here, then `name` ("sum", "max") over the last
         axis (divided by its length for a mean); its result is an input of later steps."""
         program, inputs = _program([self])
+        if isinstance(inputs[0], np.ndarray):  # recorded for NumPy blocks: a step like the others
+            return _Lazy("row_mean" if mean else f"row_{name}", (self,))
         n = np.broadcast_shapes(*(a.shape for a in inputs))[-1]
         kernel = _fused(get_array_module(*inputs), (name, n if mean else 1, program))
         return _Lazy(None, (kernel(*inputs)[..., None],))
