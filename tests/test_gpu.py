@@ -169,6 +169,9 @@ def test_gpu_benchmark_counts_launches_and_syncs_on_the_simulation(capsys):
     assert set(counts["train"]) == {"forward", "backward", "step"}
     # every part launches kernels; a deeper model launches more (the count is per layer)
     assert all(launches > 0 for launches, _ in counts["train"].values())
+    # and the host never waits for the GPU inside forward, backward or the optimizer step
+    assert [syncs for _, syncs in counts["train"].values()] == [0, 0, 0]
+    assert counts["minilm"]["forward"][1] == 0
     deeper = tiny_config()
     deeper.num_hidden_layers = 3
     more = bench_gpu.count_on_simulation(2, 8, configs=(deeper, deeper))
