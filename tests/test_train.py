@@ -334,3 +334,51 @@ def test_on_the_gpu_the_loop_reads_losses_every_few_steps(tokenizer, gpu, monkey
     monkeypatch.setattr(TrainingRun, "train_step", diverging)
     with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 4 \(epoch 1\)"):
         finetune(model, tokenizer, data, epochs=1, **FAST)
+
+
+def test_a_bert_base_shaped_training_step_asks_the_gpu_nothing(tokenizer):
+    """On the simulated CuPy: forward (with a padding mask on the device), backward, clipping
+    and AdamW over BERT's two weight-decay groups read nothing back, and the whole step stays
+    under 1,300 kernel launches. 12 layers as BERT-base; the launches do not depend on the
+    sizes, so small ones keep the test quick."""
+    import cupy_sim
+    from minibert.optim import AdamW, clip_grad_norm, weight_decay_groups
+
+    previous = minibert.backend.get_backend()
+    cupy_sim.install()
+    try:
+        minibert.use_backend("cupy")
+        xp = minibert.backend.xp()
+        minibert.manual_seed(0)
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=24,
+                            num_hidden_layers=12, num_attention_heads=12, intermediate_size=48,
+                            max_position_embeddings=32, num_labels=2)
+        model = BertForSequenceClassification(config).train()
+        opt = AdamW(weight_decay_groups(model.named_parameters(), 0.01), lr=1e-4)
+        rng = np.random.default_rng(0)
+        ids = xp.asarray(rng.integers(5, config.vocab_size, (2, 16)))
+        mask = xp.asarray(np.repeat([[1] * 16, [1] * 10 + [0] * 6], 1, axis=0))
+        labels = xp.asarray(np.array([0, 1]))
+        parts = {}
+
+        def counted(name, fn):
+            cupy_sim.counts.reset()
+            out = fn()
+            parts[name] = (cupy_sim.counts.launches, cupy_sim.counts.syncs)
+            return out
+
+        for _ in range(2):  # the first step makes the optimizer's state: count the second
+            opt.zero_grad()
+            loss = counted("forward", lambda: model(ids, mask, labels=labels).loss)
+            counted("backward", loss.backward)
+            counted("clip", lambda: clip_grad_norm(model.parameters(), 1.0))
+            counted("step", opt.step)
+    finally:
+        cupy_sim.uninstall()
+        minibert.use_backend(previous)
+    assert all(syncs == 0 for _, syncs in parts.values()), parts
+    assert sum(launches for launches, _ in parts.values()) <= 1300, parts
+    # not a few per tensor (BERT-base has 201): clipping is 3 kernels over one flat array of
+    # the gradients; AdamW 5 per weight-decay group (the gradients copied into one array, the
+    # fused update, its three results written back)
+    assert parts["clip"][0] <= 3 and parts["step"][0] <= 2 * 5, parts
