@@ -258,19 +258,20 @@ class TrainingRun:
         self.last_saved: Path | None = None
         self.tokenizer = None  # set by fit: saved beside the model in every epoch's folder
         self.fingerprint = {"data": fingerprint(data), "vocab": fingerprint(vocab)}
-        self.lock = None  # out_dir's run lock, held from here to the end of fit
-        if cfg.out_dir:
-            check_out_dir(cfg.out_dir, cfg.resume, cfg.overwrite)  # refused: nothing made
-            Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-            self.lock = lock_out_dir(cfg.out_dir)  # one writer: another run here is an error
-            try:
-                removed = prepare_out_dir(cfg.out_dir, cfg.resume, cfg.overwrite, locked=True)
-            except BaseException:
-                self.release()
-                raise
-            if removed:
-                note(f"note: removed from {cfg.out_dir}: {', '.join(removed)} "
-                     f"({'the earlier run' if cfg.overwrite else 'left by a stopped run'})")
+        self.lock = None  # out_dir's run lock, held while fit runs
+        if cfg.out_dir:  # refused now, before the caller prepares its data; nothing is made
+            check_out_dir(cfg.out_dir, cfg.resume, cfg.overwrite)
+
+    def take_out_dir(self) -> None:
+        """Lock out_dir for this run (another run there is an error naming it), then make it
+        ready: clear the earlier run when overwrite, remove what a killed run left."""
+        cfg = self.cfg
+        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+        self.lock = lock_out_dir(cfg.out_dir)  # one writer: another run here is an error
+        removed = prepare_out_dir(cfg.out_dir, cfg.resume, cfg.overwrite, locked=True)
+        if removed:
+            note(f"note: removed from {cfg.out_dir}: {', '.join(removed)} "
+                 f"({'the earlier run' if cfg.overwrite else 'left by a stopped run'})")
 
     def release(self) -> None:
         """Let another run use out_dir (fit does this when it ends, however it ends)."""
@@ -281,6 +282,8 @@ class TrainingRun:
         """Train (from the last saved state when cfg.resume), then leave the model in eval
         mode and save it with its tokenizer to out_dir/final. Returns the history."""
         try:
+            if self.cfg.out_dir:
+                self.take_out_dir()
             return self._fit(make_batch, evaluate, tokenizer)
         finally:
             self.release()

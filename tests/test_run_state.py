@@ -537,3 +537,14 @@ def test_a_link_as_the_lock_file_or_a_dangling_out_dir_is_refused(tokenizer, tmp
     with pytest.raises(SystemExit) as stop:
         main(["finetune", "--train", str(data), "--out", str(dangling)])
     assert stop.value.code == 2 and "which does not exist" in capsys.readouterr().err
+
+
+def test_a_run_that_never_fits_holds_no_lock(tokenizer, tmp_path):
+    """The lock is taken by fit, not by building the run: a notebook whose data step failed
+    after the run was built can try again in the same folder."""
+    from minibert.train import TrainingRun
+
+    built = TrainingRun(tiny_classifier(tokenizer), TrainConfig(**OPTS, out_dir=str(tmp_path)),
+                        len(TRAIN), {"task": "finetune"})
+    assert built.lock is None and not (tmp_path / run_state.LOCK).exists()
+    run(tokenizer, tmp_path, epochs=1)
