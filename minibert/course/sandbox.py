@@ -219,8 +219,11 @@ def _child_setup(config: dict) -> Callable[[], None]:
             except OSError:
                 pass
         if config.get("writable") is not None:
-            readonly_world(config["writable"], bool(config.get("no_network")),
-                           config.get("reveal"))
+            try:  # best effort: the grader's probe says what took effect
+                readonly_world(config["writable"], bool(config.get("no_network")),
+                               config.get("reveal"))
+            except OSError:
+                pass
         for name, value in config.get("limits", {}).items():
             which = LIMITS.get(name)
             if which is not None and value is not None:
