@@ -558,3 +558,11 @@ def test_a_bad_seed_names_the_flag(value, capsys):
         from minibert.train import TrainConfig
 
         TrainConfig(seed=-1)
+
+
+def test_error_messages_show_control_characters_escaped(tmp_path, capsys):
+    """A message that quotes a name (here a folder's) must not clear the screen."""
+    assert main(["predict", "--model", str(tmp_path / "gone\x1b[2J\x1b]0;title\x07"),
+                 "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "gone\\x1b[2J" in err
