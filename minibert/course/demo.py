@@ -29,6 +29,7 @@ from ..checkpoint import resolve_model_dir
 from ..config import BertConfig
 from ..data import class_names, read_labelled
 from ..datasets import support_tickets_dir
+from ..fileio import atomic_write
 from ..metrics import format_confusion
 from ..model import BertForMaskedLM, BertForSequenceClassification
 from ..pipeline import Classifier, format_predictions
@@ -122,10 +123,12 @@ def run(out_dir: str | Path = "minibert-demo", epochs: int = 3, seed: int = 0,
     right = sum(p.label == want for p, want in zip(predictions, fresh.labels, strict=True))
     say(f"{right} of {len(predictions)} new tickets got the label their writer intended")
 
-    fig = loss_curve(history, title="Fine-tuning loss on support tickets")
-    fig.savefig(out / "loss_curve.png", dpi=150)
-    confusion_matrix_plot(np.array(final["confusion_matrix"]), labels).savefig(
-        out / "confusion_matrix.png", dpi=150)
+    # written atomically, as every file of the run: never half a picture, never through a link
+    figures = {"loss_curve.png": loss_curve(history, title="Fine-tuning loss on support tickets"),
+               "confusion_matrix.png": confusion_matrix_plot(np.array(final["confusion_matrix"]),
+                                                             labels)}
+    for name, fig in figures.items():
+        atomic_write(out / name, lambda f, fig=fig: fig.savefig(f, format="png", dpi=150))
     say(f"\nSaved {out / 'loss_curve.png'}, {out / 'confusion_matrix.png'} and the model in "
         f"{out / 'final'} (try: minibert predict --model {out / 'final'} \"my card was charged "
         f"twice\"). Took {time.perf_counter() - started:.0f} s.")
