@@ -13,6 +13,7 @@ twice, without and with `--cupy`.
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from pathlib import Path
 _PROJECT = str(Path(__file__).resolve().parents[1])
 if _PROJECT not in sys.path[:1]:
     sys.path.insert(0, _PROJECT)
+
+# A shell starts a background job (`make test &`, a CI runner without a terminal) with Ctrl-C
+# ignored, and the processes the tests start would inherit that: Python then never raises
+# KeyboardInterrupt, and the tests that stop a command with SIGINT hang. Catching it here (the
+# default handler) means a started program gets SIGINT's default again, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
