@@ -227,7 +227,7 @@ class BertModel(BertPreTrainedModel):
         are real. Missing token_type_ids: all 0."""
         # the array module (numpy or cupy) where the parameters live: the ids must go there too
         xp = get_array_module(self.embeddings.word_embeddings.weight.data)
-        input_ids = _as_ids(xp, input_ids, "input_ids")
+        input_ids = _as_ids(xp, input_ids, "input_ids", size=self.config.vocab_size)
         B, T = input_ids.shape
         if T == 0:  # caught here, not as an error from deep inside softmax
             raise ValueError(f"BertModel: input_ids has shape {input_ids.shape}, no tokens; a "
@@ -244,7 +244,8 @@ class BertModel(BertPreTrainedModel):
         attention_mask = (xp.ones((B, T), dtype=np.int64) if attention_mask is None
                           else _as_ids(xp, attention_mask, "attention_mask", (B, T)))
         token_type_ids = (xp.zeros((B, T), dtype=np.int64) if token_type_ids is None
-                          else _as_ids(xp, token_type_ids, "token_type_ids", (B, T)))
+                          else _as_ids(xp, token_type_ids, "token_type_ids", (B, T),
+                                       size=self.config.type_vocab_size))
 
         # Padding mask as an additive bias on the attention scores: 0 where key j is a real
         # token, the most negative float where it is padding (exp of it is exactly 0).
@@ -313,9 +314,16 @@ def _check_mask_values(mask) -> None:
                          f"holds {np.unique(values[wrong])[:5].tolist()}")
 
 
-def _as_ids(xp, a, name: str, shape=None):
-    """An integer array (B, T) on the model's device, from an array, a Tensor or a list."""
-    a = xp.asarray(a.data if isinstance(a, Tensor) else a)
+def _as_ids(xp, a, name: str, shape=None, size=None):
+    """An integer array (B, T) on the model's device, from an array, a Tensor or a list. Ids
+    that arrive on the host are checked against `size` (an embedding table's rows) before they
+    go to the device: there, reading them back would make the host wait for the GPU."""
+    a = a.data if isinstance(a, Tensor) else a
+    if size is not None and not is_device_array(a):
+        host = np.asarray(a)
+        if host.dtype.kind in "iu":
+            F.check_ids(host, size, name)
+    a = xp.asarray(a)
     if a.dtype.kind not in "iub":
         raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
     if a.ndim != 2:
@@ -357,7 +365,9 @@ class _Head(BertPreTrainedModel):
 
 
 def _as_labels(xp, labels, shape):
-    labels = xp.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    # labels on the host stay there: cross_entropy checks their range before moving them
+    labels = labels if is_device_array(labels) else np.asarray(labels)
     if labels.shape != shape:
         raise ValueError(f"labels must have shape {shape}, got {labels.shape}")
     return labels.astype(np.int64, copy=False)

@@ -174,3 +174,23 @@ def test_embedding_and_cross_entropy_need_no_sync_on_the_gpu(rng, sim):
     loss_cpu.backward()
     np.testing.assert_allclose(loss.item(), loss_cpu.item(), rtol=1e-12)
     np.testing.assert_allclose(backend.to_numpy(W.grad), W_cpu.grad, rtol=1e-12, atol=1e-15)
+
+
+def test_the_model_checks_ids_and_labels_on_the_host_before_they_go_to_the_gpu(sim):
+    from minibert.config import BertConfig
+    from minibert.model import BertForTokenClassification
+
+    config = BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16, max_position_embeddings=8, num_labels=3)
+    model = BertForTokenClassification(config).to("gpu")
+    ids, labels = np.array([[1, 2, 3]]), np.array([[0, -100, 2]])
+    for bad_ids in (np.array([[1, 20, 3]]), np.array([[-1, 2, 3]])):
+        with pytest.raises(IndexError, match=r"input_ids: ids must lie in \[0, 20\)"):
+            model(bad_ids)
+    with pytest.raises(IndexError, match=r"token_type_ids: ids must lie in \[0, 2\)"):
+        model(ids, token_type_ids=np.array([[0, 2, 0]]))
+    with pytest.raises(IndexError, match=r"target ids must be in \[0, 3\)"):
+        model(ids, labels=np.array([[0, 3, -100]]))
+    cupy_sim.counts.reset()
+    model(sim.asarray(ids), labels=sim.asarray(labels)).loss.backward()  # on the device: no
+    assert cupy_sim.counts.syncs == 0  # check, no wait
