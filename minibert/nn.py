@@ -118,13 +118,13 @@ class Module:
         return missing, unexpected
 
     # -- modes and gradients --------------------------------------------------------------------
-    def train(self, mode: bool = True) -> Module:
+    def train(self, mode: bool = True) -> Self:
         """Training mode (dropout on). Returns self."""
         for _, m in self.named_modules():
             m.training = mode
         return self
 
-    def eval(self) -> Module:
+    def eval(self) -> Self:
         """Evaluation mode (dropout off). Returns self."""
         return self.train(False)
 
@@ -157,7 +157,7 @@ class Module:
         return self
 
     # -- device and precision -------------------------------------------------------------------
-    def to(self, device_or_dtype: str | npt.DTypeLike) -> Module:
+    def to(self, device_or_dtype: str | npt.DTypeLike) -> Self:
         """Move parameters to "cpu"/"gpu" (also "numpy"/"cupy"), or cast them to a float dtype.
 
         ``model.to("gpu")`` copies every parameter into GPU memory (CuPy must work, see
@@ -208,7 +208,7 @@ class Linear(Module):
     """y = x W + b, with W of shape (in_features, out_features) as in the math (x is a row)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 std: float | None = 0.02):
+                 std: float = 0.02):
         self.W = init_normal((in_features, out_features), std)
         self.b = Parameter(backend.xp().zeros(out_features, dtype=np.float32)) if bias else None
 
@@ -222,7 +222,7 @@ class Linear(Module):
 class Embedding(Module):
     """A lookup table: row i is the vector of id i.  ids (...) -> (..., dim)."""
 
-    def __init__(self, num_embeddings: int, dim: int, std: float | None = 0.02):
+    def __init__(self, num_embeddings: int, dim: int, std: float = 0.02):
         self.weight = init_normal((num_embeddings, dim), std)
 
     def forward(self, ids: Array) -> Tensor:

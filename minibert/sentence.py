@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
@@ -211,5 +211,5 @@ def _module_folder(model_dir: Path, module: dict, source: Path) -> Path:
     return model_dir / sub
 
 
-def _is_text(x) -> bool:
+def _is_text(x: object) -> TypeGuard[str | Sequence[str]]:
     return isinstance(x, str) or (isinstance(x, Sequence) and bool(x) and isinstance(x[0], str))

@@ -18,7 +18,7 @@ from ..backend import to_numpy
 from ..gradcheck import gradcheck
 
 
-def _fmt(a) -> str:
+def _fmt(a: object) -> str:
     return np.array2string(to_numpy(a), precision=4, suppress_small=True)  # host copy to print
 
 

