@@ -216,7 +216,8 @@ def read_labelled(
                         str(path))
 
 
-def check_data_file(path, what: str = "file", expected: str = "a text file") -> Path:
+def check_data_file(path: str | os.PathLike[str], what: str = "file",
+                    expected: str = "a text file") -> Path:
     """`path` as a Path, if it is something a reader can read once from start to end: a file,
     or a named pipe (``--train <(zcat data.tsv.gz)``; every reader reads its input once).
     FileNotFoundError when it is missing; DataError, saying what it is, for a folder, a
