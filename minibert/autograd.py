@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -54,7 +54,7 @@ class ShapeError(ValueError):
 # Helpers
 
 
-def _is_float(dtype) -> bool:
+def _is_float(dtype: npt.DTypeLike) -> bool:
     return np.dtype(dtype).kind == "f"
 
 
@@ -112,13 +112,13 @@ class Tensor:
             # Python numbers and lists become float32 unless they are integers or bools;
             # arrays keep their dtype (float64 stays float64, which gradcheck relies on).
             dtype = None if np.asarray(data).dtype.kind in "iub" else np.float32
-        self.data = backend.asarray(data, dtype=dtype)
+        self.data: Array = backend.asarray(data, dtype=dtype)
         if requires_grad and not _is_float(self.data.dtype):
             raise TypeError(
                 f"only floating-point tensors can require gradients, got dtype {self.data.dtype}"
             )
         self.requires_grad = bool(requires_grad)
-        self.grad = None
+        self.grad: Array = None  # dL/d self, once backward has reached it
         self._backward_fn = None
         self._parents = _parents
         self._op = _op
@@ -414,13 +414,14 @@ class Tensor:
         out._backward = lambda: accum_grad(self, out.grad.reshape(self.shape))
         return out
 
-    def transpose(self, *axes: int | tuple[int, ...]) -> Tensor:
-        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], tuple | list) else axes
-        axes = tuple(axes) or tuple(reversed(range(self.ndim)))
-        if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
-            raise ShapeError(f"transpose: axes {axes} are not a permutation for shape {self.shape}")
-        out = op_result(self.data.transpose(axes), (self,), "transpose")
-        inverse = tuple(np.argsort([a % self.ndim for a in axes]))
+    def transpose(self, *axes: int | Sequence[int]) -> Tensor:
+        given = axes[0] if len(axes) == 1 and isinstance(axes[0], tuple | list) else axes
+        order = tuple(cast("Sequence[int]", given)) or tuple(reversed(range(self.ndim)))
+        if sorted(a % self.ndim for a in order) != list(range(self.ndim)):
+            raise ShapeError(f"transpose: axes {order} are not a permutation for shape "
+                             f"{self.shape}")
+        out = op_result(self.data.transpose(order), (self,), "transpose")
+        inverse = tuple(np.argsort([a % self.ndim for a in order]))
         out._backward = lambda: accum_grad(self, out.grad.transpose(inverse))
         return out
 
@@ -488,12 +489,12 @@ def accum_grad(t: Tensor, grad: Array) -> None:
     t.grad = grad if t.grad is None else t.grad + grad
 
 
-def _is_basic_index(index) -> bool:
+def _is_basic_index(index: Any) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
     return all(isinstance(p, int | slice) or p is None or p is Ellipsis for p in parts)
 
 
-def _expand(a, axis, ndim: int):
+def _expand(a: Array, axis: int | tuple[int, ...], ndim: int) -> Array:
     """Put back the reduced axes (as size 1) so `a` broadcasts against the input again."""
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     xp = backend.get_array_module(a)

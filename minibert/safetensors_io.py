@@ -54,7 +54,7 @@ from .fileio import atomic_write, parse_json, short_repr
 # safetensors dtype name -> NumPy dtype of the stored bytes ("<" = little-endian).
 # Listed in the order the reference writer lays tensors out: widest first.
 # BF16 is stored as raw uint16 here, because NumPy has no bfloat16; see _bf16_to_f32.
-DTYPES = {
+DTYPES: dict[str, np.dtype] = {
     "U64": np.dtype("<u8"),
     "I64": np.dtype("<i8"),
     "F64": np.dtype("<f8"),
@@ -148,7 +148,7 @@ def _build_header(tensors, metadata):
 # reading
 
 
-def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any], int]:
+def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     Read and check the JSON header of a safetensors file, without reading tensor data.
 
@@ -162,7 +162,7 @@ def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any], int]:
     return header
 
 
-def load_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+def load_metadata(path: str | os.PathLike[str]) -> dict[str, str] | None:
     """Return the "__metadata__" dict {str: str} of a safetensors file, or None if it has none."""
     return read_header(path).get("__metadata__")
 
@@ -199,7 +199,7 @@ def load_file(path: str | os.PathLike[str], dtype: npt.DTypeLike | None = None,
             # read the bytes straight into a fresh array of the stored dtype: no extra copy
             a = np.empty(info["shape"], dtype=DTYPES[info["dtype"]])
             f.seek(data_start + begin)
-            if f.readinto(a.reshape(-1).view(np.uint8)) != end - begin:
+            if f.readinto(a.reshape(-1).view(np.uint8).data) != end - begin:
                 raise SafetensorsError(f"{path}: data of {name!r} is truncated")
             if info["dtype"] == "BF16":
                 a = _bf16_to_f32(a)

@@ -121,7 +121,10 @@ def read_token_labelled(path: str | os.PathLike[str],
 
 
 def _read_conll(path: Path) -> tuple[list, list]:
-    words, tags, w, t = [], [], [], []
+    words: list[list[str]] = []
+    tags: list[list[str]] = []
+    w: list[str] = []  # the sentence being read: its words and their tags
+    t: list[str] = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             line = line.rstrip("\r\n")
@@ -189,7 +192,8 @@ def encode_words(tokenizer: Tokenizer, words: list[str], max_length: int, where:
     of, None for [CLS] and [SEP]. Words that do not fit are left out (the caller can tell from
     word_ids). A word that gives no token at all (only control characters) is a DataError.
     """
-    ids, word_ids = [tokenizer.cls_token_id], [None]
+    ids = [tokenizer.cls_token_id]
+    word_ids: list[int | None] = [None]
     for i, word in enumerate(words):
         pieces = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word))
         if not pieces:

@@ -46,7 +46,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, overload
 
 import numpy as np
 
@@ -112,7 +112,7 @@ class _CleanTable(dict):
         super().__init__()
         self.split_cjk = split_cjk
 
-    def __missing__(self, cp: int):
+    def __missing__(self, cp: int) -> str | None:
         char = chr(cp)
         if cp == 0 or cp == 0xFFFD or is_control(char):
             out = None  # drop NUL, the replacement character and invisible control/format chars
@@ -338,7 +338,7 @@ def read_tokenizer_json(path: str | os.PathLike) -> tuple[list[str], dict]:
             raise VocabError(f"{path}: added_tokens[{n}] is {short_repr(added)}; expected "
                              "{\"id\": N, \"content\": \"token\", ...}")
         id_of.setdefault(added["content"], added["id"])
-    tokens = sorted(id_of, key=id_of.get)
+    tokens = sorted(id_of, key=id_of.__getitem__)
     if [id_of[t] for t in tokens] != list(range(len(tokens))):
         raise VocabError(f"{path}: the vocabulary's ids are not 0..{len(tokens) - 1}")
     _check_vocab(tokens, where=str(path))
@@ -365,11 +365,11 @@ def read_tokenizer_json(path: str | os.PathLike) -> tuple[list[str], dict]:
     return tokens, settings
 
 
-def _is_id(value) -> bool:
+def _is_id(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_text(text, name: str = "text") -> None:
+def _check_text(text: object, name: str = "text") -> None:
     if isinstance(text, str):
         return
     hint = " (decode the bytes first, e.g. b.decode('utf-8'))" if isinstance(text, bytes) else ""
@@ -685,6 +685,11 @@ class Tokenizer:
         _check_text(text)
         return self._tokens_and_ids(text)[0]
 
+    @overload  # (a str is an Iterable[str] too: the first that fits wins)
+    def convert_tokens_to_ids(self, tokens: str) -> int: ...  # type: ignore[overload-overlap]
+    @overload
+    def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]: ...
+
     def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
         """A token or list of tokens -> id(s); unknown tokens get the [UNK] id."""
         if isinstance(tokens, str):
@@ -782,7 +787,7 @@ class Tokenizer:
         ]
 
         longest = max((len(e) for e in encodings), default=0)
-        width = longest
+        width: int | None = longest
         if padding == "max_length":
             width = max_length if max_length is not None else self.model_max_length
             if width is None:
@@ -904,7 +909,8 @@ def _check_fits_model(tokenizer: Tokenizer, vocab_path: Path, config_path: Path)
             "model's own vocabulary file")
 
 
-def _iter_lines(lines_or_files) -> Iterable[str]:
+def _iter_lines(lines_or_files: Iterable[str] | str | os.PathLike[str]
+                | Sequence[str | os.PathLike[str]]) -> Iterable[str]:
     """Yield text lines from a file path, or from an iterable of lines and/or Path objects."""
     if isinstance(lines_or_files, (str, os.PathLike)):
         lines_or_files = [Path(lines_or_files)]
