@@ -120,7 +120,8 @@ def pytest_addoption(parser):
         "--exercise",
         default=None,
         metavar="ID",
-        help="run only the tests of learner exercise ID (e.g. 6.2), or 'all' for every one",
+        help="run only the tests of learner exercise ID (e.g. 6.2), of several (6.1,6.2), or "
+             "'all' for every one",
     )
 
 
@@ -147,10 +148,11 @@ def pytest_collection_modifyitems(config, items):
     wanted = config.getoption("--exercise")
     if not wanted:
         return
+    wanted = set(wanted.split(","))
     selected, deselected = [], []
     for item in items:
         tags = {m.args[0] for m in item.iter_markers("exercise") if m.args}
-        (selected if tags and (wanted == "all" or wanted in tags) else deselected).append(item)
+        (selected if tags and ("all" in wanted or tags & wanted) else deselected).append(item)
     config.hook.pytest_deselected(items=deselected)
     items[:] = selected
 

@@ -31,8 +31,9 @@ LAYERS = [
     {"data", "token_data", "optim", "metrics", "evaluation", "run_state", "train"},
     {"pipeline", "sentence"},  # using a trained model: inference, sentence embeddings
     # the course tools (minibert/course/): plots, the demo, quizzes, exercises, explain
-    # (course.sandbox and course.grade_plugin run as scripts beside the grader: stdlib only)
-    {"course", "course.viz", "course.sandbox", "course.grade_plugin"},
+    # (course.sandbox and course.grade_plugin run as scripts beside the grader, and
+    # course.outcome_log as a pytest plugin for exercises verify: stdlib only)
+    {"course", "course.viz", "course.sandbox", "course.grade_plugin", "course.outcome_log"},
     {"course.demo", "course.autograd_demo", "course.exercises", "course.progress", "course.quiz",
      "course.explain"},
     {"cli"},  # the command line: the framework's commands and the course's

@@ -73,6 +73,16 @@ def test_build_writes_an_importable_learner_copy(tmp_path):
         ex.build(tmp_path / "learner", ROOT)
 
 
+def test_several_exercises_run_in_one_pytest_with_each_tests_outcome(tmp_path):
+    """verify runs two exercises' tests in one pytest (--exercise 6.1,6.4) and reads every
+    test's outcome, with its exercise, from the log of minibert/course/outcome_log.py."""
+    outcomes = ex._tagged_outcomes(ROOT, ["6.1", "6.4"], tmp_path / "log")
+    assert set(outcomes) == {"6.1", "6.4"}
+    assert len(outcomes["6.1"]) >= 4 and len(outcomes["6.4"]) >= 10  # every tagged test ran
+    assert all(o in ("passed", "skipped") for o, _ in outcomes["6.1"] + outcomes["6.4"])
+    assert not (tmp_path / "log").exists()  # read, then removed
+
+
 @pytest.mark.slow
 def test_every_exercise_is_sound():
     """For each exercise: the solution passes its tagged tests, the stub fails them."""

@@ -233,17 +233,44 @@ def check(exercise_id: str, root: Path | None = None) -> int:
     return _pytest(root, exercise_id, quiet=False).returncode
 
 
+def _tagged_outcomes(project: Path, exercise_ids: list[str], log: Path) -> dict[str, list]:
+    """Run the tests of several exercises in `project` in one pytest; returns {id: [(outcome,
+    message) of each of its tests]} (outcome "passed", "failed", "skipped", ...; the message
+    of a failure's first line), read from the per-test log the outcome_log plugin writes."""
+    import json
+    import os
+
+    env = {**_env_first_on_path(project), "MINIBERT_OUTCOME_LOG": str(log)}
+    subprocess.run([sys.executable, "-m", "pytest", "tests", "--exercise",
+                    ",".join(exercise_ids), "-p", "no:cacheprovider", "-p",
+                    "minibert.course.outcome_log", "-q", "--tb=no"],
+                   cwd=project, capture_output=True, text=True, env=env)
+    tags: dict[str, set] = {}
+    outcome: dict[str, tuple[str, str]] = {}
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            event = json.loads(line)
+            if event["event"] == "collected":
+                tags[event["nodeid"]] = set(event["exercises"])
+            elif event["event"] == "result" and outcome.get(event["nodeid"], ("",))[0] != "failed":
+                # (a failed setup stays failed, whatever its teardown reports)
+                outcome[event["nodeid"]] = (event["outcome"], event["message"])
+        os.remove(log)
+    return {e: [outcome.get(n, ("not run", "")) for n, t in tags.items() if e in t]
+            for e in exercise_ids}
+
+
 def verify(root: Path | None = None, ids: list[str] | None = None,
            log: Callable[[str], object] = print,
            workers: int = 2) -> dict:
     """Prove each exercise sound and the path in order; returns {id: "ok"} or raises
     ExerciseError listing the failures.
 
-    The solved project must pass every exercise's tagged tests (one run). For each exercise,
-    in a copy where it and every later exercise are stubbed (the earlier ones solved), its
-    tests must fail: the stub is caught; and in a copy where only the later ones are stubbed,
-    they must pass: an exercise needs nothing a learner has not written yet, following the
-    course order. The runs go `workers` at a time. Finally a fully stubbed learner copy must
+    The solved project must pass every exercise's tagged tests (one run). Then, in the course
+    order e₁ … eₙ, copy k has e_k and every later exercise stubbed (the earlier ones solved):
+    there e_k's tests must fail (its stub is caught) and e_(k-1)'s must pass (it needs nothing
+    a learner has not written yet). One pytest per copy runs both, so n + 1 runs check all n
+    exercises; the runs go `workers` at a time. Finally a fully stubbed learner copy must
     still import.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -251,7 +278,7 @@ def verify(root: Path | None = None, ids: list[str] | None = None,
     root = root or project_root()
     everything = find_exercises(root)
     order = [e.id for e in everything]
-    exercises = [e for e in everything if ids is None or e.id in ids]
+    chosen = [e for e in everything if ids is None or e.id in ids]
     problems, results = [], {}
     with tempfile.TemporaryDirectory(prefix="minibert-exercises-") as tmp:
         solved = Path(tmp) / "solved"
@@ -259,35 +286,41 @@ def verify(root: Path | None = None, ids: list[str] | None = None,
         ok = _pytest(solved, "all")
         if ok.returncode != 0:
             problems.append(f"the solutions fail their own tests:\n{ok.stdout[-1500:]}")
+        # copy k stubs order[k:]; the last exercise's "passes" is the solved run above
+        copies = sorted({k for e in chosen for k in (order.index(e.id), order.index(e.id) + 1)
+                         if k < len(order)})
 
-        def sound_and_in_order(ex: Exercise) -> list[str]:
-            later = set(order[order.index(ex.id) + 1:])
-            found = []
-            for stub, must_pass in ((later | {ex.id}, False), (later, True)):
-                copy = Path(tmp) / f"{ex.id}-{'solved' if must_pass else 'stub'}"
-                copy_project(root, copy, stub=stub)
-                run = _pytest(copy, ex.id, extra=("-x",))
-                shutil.rmtree(copy)
-                if run.returncode == 5:
-                    return [f"{ex.id}: no test is tagged @pytest.mark.exercise({ex.id!r})"]
-                if not must_pass and run.returncode == 0:
-                    found.append(f"{ex.id}: its tests still pass with the region stubbed out")
-                if must_pass and run.returncode != 0:
-                    last = (run.stdout.strip().splitlines() or ["?"])[-1]
-                    needs = re.findall(r"Exercise (\d+\.\d+)", run.stdout)
-                    found.append(f"{ex.id}: its tests fail while only later exercises are "
-                                 f"stubbed (needs {needs[0] if needs else '?'} first): {last}")
-            return found
+        def run_copy(k: int) -> dict[str, list]:
+            copy = Path(tmp) / f"stub-from-{order[k]}"
+            copy_project(root, copy, stub=set(order[k:]))
+            outcomes = _tagged_outcomes(copy, order[max(k - 1, 0):k + 1], Path(tmp) / f"{k}.log")
+            shutil.rmtree(copy)
+            return outcomes
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for ex, found in zip(exercises, pool.map(sound_and_in_order, exercises),
-                                 strict=True):
-                if found:
-                    problems.extend(found)
-                else:
-                    results[ex.id] = "ok"
-                    log(f"exercise {ex.id}: stub fails its tests, and they pass with only "
-                        f"earlier exercises solved   ({ex.path})")
+            runs = dict(zip(copies, pool.map(run_copy, copies), strict=True))
+        for ex in chosen:
+            k = order.index(ex.id)
+            stubbed = runs[k][ex.id]
+            if not stubbed:
+                problems.append(f"{ex.id}: no test is tagged @pytest.mark.exercise({ex.id!r})")
+                continue
+            found = []
+            if all(o != "failed" for o, _ in stubbed):
+                found.append(f"{ex.id}: its tests still pass with the region stubbed out")
+            if k + 1 < len(order):
+                bad = [m for o, m in runs[k + 1][ex.id] if o not in ("passed", "skipped")]
+                if bad:
+                    needs = sorted({n for m in bad for n in re.findall(r"Exercise (\d+\.\d+)", m)})
+                    found.append(f"{ex.id}: its tests fail while only later exercises are stubbed"
+                                 f" (needs {', '.join(needs) or 'a later exercise'} first): "
+                                 f"{bad[0]}")
+            if found:
+                problems.extend(found)
+            else:
+                results[ex.id] = "ok"
+                log(f"exercise {ex.id}: stub fails its tests, and they pass with only earlier "
+                    f"exercises solved   ({ex.path})")
         learner = Path(tmp) / "learner"
         copy_project(root, learner, stub=None)
         modules = sorted({".".join(e.path.with_suffix("").parts) for e in find_exercises(root)})
