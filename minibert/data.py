@@ -278,7 +278,7 @@ def _any_field_size():
 
 
 def _delimited_rows(path: Path, text: str, columns: dict, delimiter: str, header: bool,
-                    quoting: bool):
+                    quoting: bool) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, {role: value or None}) for each non-blank row of a TSV/CSV file.
 
     The line number is where the row starts (a quoted field may span lines)."""
@@ -301,9 +301,9 @@ def _delimited_rows(path: Path, text: str, columns: dict, delimiter: str, header
                 ) from None
             yield start, row
 
-    rows = rows()
+    lines = rows()
     if header:
-        first = next(rows, None)
+        first = next(lines, None)
         if first is None:
             raise DataError(f"{path}: the file is empty (expected a header line)")
         index = {role: _column_index(col, first[1], path) for role, col in columns.items()}
@@ -313,7 +313,7 @@ def _delimited_rows(path: Path, text: str, columns: dict, delimiter: str, header
                 raise DataError(f"{path}: with header=False, columns are chosen by 0-based "
                                 f"index, but the {role} column is {col!r}")
         index = dict(columns)
-    for line, row in rows:
+    for line, row in lines:
         if not row or all(not field.strip() for field in row):
             continue
         yield line, {role: row[i] if i < len(row) else None for role, i in index.items()}
@@ -352,7 +352,7 @@ def json_records(path: Path, text: str | None = None) -> Iterator[tuple[int, Any
         yield line_no, record
 
 
-def _label_text_rows(path: Path, text: str):
+def _label_text_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, {"label", "text"}) for each non-blank "LABEL TEXT" line."""
     for line_no, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -364,7 +364,8 @@ def _label_text_rows(path: Path, text: str):
         yield line_no, {"label": parts[0], "text": parts[1]}
 
 
-def _jsonl_rows(path: Path, text: str, columns: dict):
+def _jsonl_rows(path: Path, text: str, columns: dict
+                ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, {role: value or None}) for each JSON object line of a JSONL file."""
     checked = False
     for line_no, record in json_records(path, text):

@@ -84,7 +84,7 @@ if TYPE_CHECKING:  # for type hints only (no import at run time)
 try:
     import fcntl
 except ImportError:  # Windows: no flock; a run folder is then not locked
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 from .safetensors_io import load_file, save_file
 
 LATEST = "latest.json"
@@ -108,7 +108,7 @@ class RunStateError(ValueError):
 
 def save_run_state(out_dir: str | os.PathLike[str], name: str, model: Model, optimizer: Optimizer,
                    trainer_state: dict,
-                   tokenizer: Tokenizer = None, score: tuple[str, float] | None = None,
+                   tokenizer: Tokenizer | None = None, score: tuple[str, float] | None = None,
                    save_total_limit: int | None = 2, save_only_model: bool = False) -> Path:
     """Write folder out_dir/name and point latest.json at it; folders no longer needed go.
 
@@ -124,7 +124,7 @@ def save_run_state(out_dir: str | os.PathLike[str], name: str, model: Model, opt
         raise ValueError(f"checkpoint folder name {name!r}; expected checkpoint-epoch-N")
     folder = own_folder(out_dir / name)
     model.save_pretrained(folder)  # config.json + model.safetensors (Hugging Face's names)
-    if hasattr(tokenizer, "save_pretrained"):
+    if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(folder)
     arrays, scalars = _split_optimizer_state(optimizer.state_dict())
     if not save_only_model:
@@ -133,7 +133,7 @@ def save_run_state(out_dir: str | os.PathLike[str], name: str, model: Model, opt
                                         save_only_model=save_only_model))
 
     pointer = read_latest(out_dir) or {}
-    latest = {"checkpoint": name}
+    latest: dict[str, Any] = {"checkpoint": name}
     best = pointer.get("best")
     if score is not None and _finite(score[1]) and save_total_limit != 1:
         if best is None or pointer.get("best_by") != score[0] or score[1] < pointer["best_value"]:
@@ -177,7 +177,7 @@ def _rotate(names: list[str], best: str | None, limit: int | None) -> list[str]:
     return sorted(keep | set(others), key=_epoch_number)
 
 
-def _finite(x) -> bool:
+def _finite(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
 
 
@@ -283,7 +283,7 @@ def read_trainer_state(folder: str | os.PathLike[str]) -> dict:
 
 
 def load_run_state(folder: str | os.PathLike[str], model: Model,
-                   optimizer: Optimizer | None) -> dict:
+                   optimizer: Optimizer) -> dict:
     """Load the parameters and the optimizer's state from `folder`; returns trainer_state.
 
     A run_state.json or optimizer state that is not what this code writes, or a folder saved
@@ -484,11 +484,11 @@ def lock_out_dir(out_dir: str | os.PathLike[str]) -> int | None:
         if _same_file(fd, path):
             break
         os.close(fd)  # the holder removed the file as we opened it: lock the new one
-    holder = {"pid": os.getpid(), "host": socket.gethostname(),
-              "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
-              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    this_run = {"pid": os.getpid(), "host": socket.gethostname(),
+                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
+                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(holder) + "\n").encode("utf-8"), 0)
+    os.pwrite(fd, (json.dumps(this_run) + "\n").encode("utf-8"), 0)
     return fd
 
 
@@ -539,7 +539,7 @@ def _holder(fd: int) -> str:
         return "a process that has not written its name yet"
 
 
-def _locked_error(out_dir, holder: str) -> RunStateError:
+def _locked_error(out_dir: str | os.PathLike[str], holder: str) -> RunStateError:
     return RunStateError(f"{out_dir} is in use by another training run ({holder[:300]}); one"
                          " folder takes one run at a time: wait for it to end, or choose another "
                          "output folder")
@@ -552,7 +552,8 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 def _split_optimizer_state(sd: dict) -> tuple[dict, dict]:
     """optimizer.state_dict() -> (arrays for safetensors, everything else for JSON)."""
-    arrays, numbers = {}, {}
+    arrays: dict[str, Any] = {}
+    numbers: dict[str, Any] = {}
     for i, entry in sd["state"].items():
         for k, v in entry.items():
             if isinstance(v, np.ndarray):
@@ -585,7 +586,7 @@ def fingerprint(value: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def _feed(h, value) -> None:
+def _feed(h: Any, value: object) -> None:
     if isinstance(value, np.ndarray):
         h.update(f"a{value.dtype.str}{value.shape}".encode())
         h.update(np.ascontiguousarray(value).tobytes())

@@ -414,8 +414,8 @@ class Encoding:
         return len(self.input_ids)
 
 
-def pad_sequences(sequences: Sequence[Sequence[int]], pad_token_id: int, width: int | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def pad_sequences(sequences: Sequence[Sequence[int] | np.ndarray], pad_token_id: int,
+                  width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pad rows of ids to one width (default: the longest row) so they stack into an array.
 
     pad_token_id: what fills the padding ([PAD]'s id; 0 for token_type_ids).
