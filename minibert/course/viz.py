@@ -9,16 +9,20 @@ works headless (the Agg canvas).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Annotation
+from matplotlib.transforms import Bbox
 
 from .. import backend
 
 
-def _host(a) -> np.ndarray:
+def _host(a: npt.ArrayLike) -> np.ndarray:
     return backend.to_numpy(a.data if hasattr(a, "data") and hasattr(a, "grad") else a)
 
 
@@ -199,10 +203,10 @@ def probability_bars(probs: npt.ArrayLike, labels: Sequence[str],
 
 def pca_2d(x: npt.ArrayLike) -> np.ndarray:
     """Project rows of x (n, d) onto their two main directions (PCA via SVD): (n, 2)."""
-    x = _host(x).astype(np.float64)
-    x = x - x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return x @ vt[:2].T
+    rows = _host(x).astype(np.float64)
+    rows = rows - rows.mean(axis=0)
+    _, _, vt = np.linalg.svd(rows, full_matrices=False)
+    return rows @ vt[:2].T
 
 
 def embedding_projection(embeddings: npt.ArrayLike, labels: Sequence[str] | None = None,
@@ -235,7 +239,8 @@ def embedding_projection(embeddings: npt.ArrayLike, labels: Sequence[str] | None
     return fig
 
 
-def _place_labels(fig: Figure, ax, xy: np.ndarray, texts: Sequence[str], width: int = 24):
+def _place_labels(fig: Figure, ax: Axes, xy: np.ndarray, texts: Sequence[str],
+                  width: int = 24) -> None:
     """Write each text beside its point where it overlaps no text placed before it.
 
     Greedy: for each point try positions around it, nearest first, and keep the first whose
@@ -245,13 +250,13 @@ def _place_labels(fig: Figure, ax, xy: np.ndarray, texts: Sequence[str], width: 
     import textwrap
 
     fig.draw_without_rendering()  # settle the layout, so pixel positions are final
-    renderer = fig.canvas.get_renderer()
+    renderer = cast(FigureCanvasAgg, fig.canvas).get_renderer()  # viz draws with Agg
     frame = ax.get_window_extent(renderer)
     offsets = [(dx * r, dy * r) for r in (1, 3, 5) for dx, dy in
                ((6, 4), (6, -4), (-6, 4), (-6, -4), (0, 8), (0, -8))]
-    placed = []
+    placed: list[Bbox] = []
     for (x, y), text in zip(xy, texts, strict=True):
-        best = None
+        best: tuple[float, Annotation, Bbox] | None = None
         for dx, dy in offsets:
             ann = ax.annotate(textwrap.fill(text, width), (x, y), xytext=(dx, dy),
                               textcoords="offset points", fontsize=7,
@@ -270,10 +275,11 @@ def _place_labels(fig: Figure, ax, xy: np.ndarray, texts: Sequence[str], width: 
                 ann.remove()
             if cost == 0:
                 break
+        assert best is not None  # offsets is not empty: one position was tried
         placed.append(best[2])
 
 
-def _overlap_area(a, b) -> float:
+def _overlap_area(a: Bbox, b: Bbox) -> float:
     """The area two pixel boxes (matplotlib Bbox) share."""
     w = min(a.x1, b.x1) - max(a.x0, b.x0)
     h = min(a.y1, b.y1) - max(a.y0, b.y0)
