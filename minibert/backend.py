@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeAlias
@@ -338,10 +339,11 @@ def row_max(a: Array) -> Array:
 def _on_blocks(formula, args):
     """formula(*args) on NumPy arrays, a block of rows at a time on the thread pool.
 
-    The formula runs once on stand-ins that record its steps (`_Lazy`, as for the GPU); the
-    steps then run on each block with `out=`: each step writes into a block-sized buffer that an
-    earlier step is done with, and the last ones straight into the outputs. A block's passes stay
-    in the CPU cache, and no result is copied. (A formula that works in place runs as it is.)"""
+    The formula runs once on stand-ins that record its steps (`_Lazy`, as for the GPU); a
+    `_BlockPlan` made once per recorded formula and input shapes then runs the steps on each
+    block with `out=`: into a few block-sized buffers that each thread keeps, and the last ones
+    straight into the outputs. A block's passes stay in the CPU cache, and no result is copied.
+    (A formula that works in place runs as it is.)"""
     first = next((a for a in args if isinstance(a, np.ndarray) and a.ndim), None)
     if first is None or first.size <= max(first.shape[-1], parallel.BLOCK):
         return formula(*args)  # one block: no need to cut anything
@@ -363,80 +365,201 @@ def _on_blocks(formula, args):
         return None
     parts = recorded if isinstance(recorded, tuple) else (recorded,)
     program, inputs = _program(parts)
-    is_cut = [any(x is c for c in cuts if c is not None) for x in inputs]
-    plan = _BlockPlan(program)
-    step = max(1, parallel.BLOCK // n)  # the rows of a block, as parallel.for_blocks cuts them
-    block0 = slice(0, step)
-    values = plan.run([x[block0] if c else x for x, c in zip(inputs, is_cut, strict=True)])
-    outputs = [np.empty((count,) + v.shape[1:], dtype=v.dtype) for v in values]
-    for out, v in zip(outputs, values, strict=True):
-        out[block0] = v
-
-    def work(rows):
-        block = slice(step, None) if rows is ... else slice(rows.start + step, rows.stop + step)
-        plan.run([x[block] if c else x for x, c in zip(inputs, is_cut, strict=True)],
-                 [o[block] for o in outputs])
-
-    parallel.for_blocks(work, first.reshape(count, n)[step:])
+    is_cut = tuple(any(x is c for c in cuts if c is not None) for x in inputs)
+    key = (program, is_cut, tuple((x.shape[1:] if c else x.shape, x.dtype.str)
+                                  for x, c in zip(inputs, is_cut, strict=True)))
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = _BlockPlan(program, inputs, is_cut)
+    outputs = [np.empty((count,) + shape, dtype=dtype) for shape, dtype in plan.out_shapes]
+    parallel.for_blocks(lambda rows: plan.run(inputs, outputs, rows), first.reshape(count, n))
     outs = tuple(o.reshape(lead + o.shape[1:]) for o in outputs)
     return outs if isinstance(recorded, tuple) else outs[0]
 
 
+_PLANS: dict = {}  # _BlockPlan by (recorded program, which inputs are cut, their row shapes)
+_scratch = threading.local()  # each thread's block-sized buffers, reused from block to block
+
+
+def _buffer(shape, dtype, k, rows):
+    """The calling thread's k-th scratch buffer for values of one row `shape` and `dtype`, as
+    `rows` rows. (A thread runs one block at a time, so its buffers are free between blocks.)"""
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    buf = buffers.get((shape, dtype, k))
+    if buf is None or len(buf) < rows:
+        buf = buffers[(shape, dtype, k)] = np.empty((rows,) + shape, dtype=dtype)
+    return buf[:rows]
+
+
+def _row_dot(a, b):  # Σ a·b over each row, without the (rows, n) product array
+    return np.einsum("ij,ij->i", a, b)[:, None]
+
+
+def _row_dot_mean(a, b):
+    return np.einsum("ij,ij->i", a, b)[:, None] / a.shape[-1]
+
+
+def _reciprocal(a):
+    return 1.0 / a
+
+
 class _BlockPlan:
-    """A recorded formula (`_program`), run on NumPy blocks with as few new arrays as it can."""
+    """A recorded formula (`_program`), compiled to run on NumPy blocks of rows with no new
+    arrays but its row values: every step writes (`out=`) into a slot — a thread's scratch
+    buffer that no later step still reads (`_buffer`), or the block of an output — worked out
+    once here from the shapes the steps give on two rows. Two rewrites spare passes over a
+    block, as hand-written NumPy would: a row sum of a product, `row_sum(a * b)`, is one
+    `einsum` (no product array), and a division by a row value is a multiplication by its
+    reciprocal (one division per row, not one per number; the last bit may differ)."""
 
-    def __init__(self, program):
-        steps, self.outs = program
-        self.shapes: list = []  # each step's result (shape, dtype, one row per row?), learnt
-        last = {v: j for j, (_, refs, _) in enumerate(steps) for kind, v in refs
-                if kind == "step"}  # the last step that reads each step's result
-        self.output_of: dict = {}
-        for k, (kind, v) in enumerate(self.outs):
-            if kind == "step":
-                last[v] = len(steps)  # outputs are read at the end
-                self.output_of.setdefault(v, k)
-        # per step: its function, arguments, keywords, and the results it is the last reader of
-        # (their buffers are free for it and the steps after it)
-        self.steps = [
-            (_ROW_STEPS.get(op) or (_astype if op == "astype" else getattr(np, op)),
-             op in _ROW_STEPS or op == "astype", refs, dict(kwargs),
-             sorted({v for kind, v in refs if kind == "step" and last[v] == j
-                     and v not in self.output_of}))
-            for j, (op, refs, kwargs) in enumerate(steps)]
-        self.copied = [k for k, (kind, v) in enumerate(self.outs)
-                       if kind != "step" or self.output_of[v] != k or self.steps[v][1]]
-
-    def run(self, inputs, outputs=None):
-        """The outputs' values on one block; with `outputs` (views of the block in the output
-        arrays) the steps write them there and the others reuse dead steps' buffers."""
-        learn, values, free = outputs is None, [], {}
-        rows = next((x.shape[0] for x in inputs if isinstance(x, np.ndarray) and x.ndim == 2), 0)
-        for j, (fn, plain, refs, kwargs, done) in enumerate(self.steps):
-            args = [inputs[v] if kind == "in" else values[v] if kind == "step" else v
+    def __init__(self, program, inputs, is_cut):
+        steps, outs = program
+        sample = [x[:2] if c else x for x, c in zip(inputs, is_cut, strict=True)]
+        rows = len(sample[is_cut.index(True)])
+        values: list = []  # each step's value on the two rows: its shape and dtype
+        for op, refs, kwargs in steps:
+            args = [sample[v] if kind == "in" else values[v] if kind == "step" else v
                     for kind, v in refs]
-            if learn or plain:
-                value = fn(*args, **kwargs)
-                if learn:
-                    self.shapes.append((value.shape, value.dtype,
-                                        value.ndim == 2 and value.shape[0] == rows))
+            values.append(_step_function(op)(*args, **dict(kwargs)))
+
+        def per_row(ref):  # (row shape, dtype) of a value with one row per row, else None
+            kind, v = ref
+            x = values[v] if kind == "step" else inputs[v] if kind == "in" and is_cut[v] \
+                else None
+            if x is None or (kind == "step" and (x.ndim != 2 or len(x) != rows)):
+                return None
+            return x.shape[1:], x.dtype
+
+        readers: dict = {}
+        for j, (_, refs, _) in enumerate(steps):
+            for kind, v in refs:
+                if kind == "step":
+                    readers.setdefault(v, set()).add(j)
+        out_steps = {v for kind, v in outs if kind == "step"}
+        # the steps, rewritten: (step it computes, function, argument refs, kwargs, in place?)
+        # where a ref ("new", i) is the i-th rewritten step
+        rewritten: list = []
+        skip = set()
+        for j, (op, refs, kwargs) in enumerate(steps):
+            fn = _step_function(op)
+            if op in ("row_sum", "row_mean") and refs[0][0] == "step":
+                m = refs[0][1]
+                op_m, refs_m, kw_m = steps[m]
+                if (op_m == "multiply" and not kw_m and readers[m] == {j} and m not in out_steps
+                        and per_row(refs_m[0]) is not None
+                        and per_row(refs_m[0]) == per_row(refs_m[1]) == per_row(("step", m))):
+                    skip.add(m)  # no product array: one einsum
+                    fn, refs = (_row_dot if op == "row_sum" else _row_dot_mean), refs_m
+            elif op == "divide" and not kwargs:
+                a, b = per_row(refs[0]), per_row(refs[1])
+                if (a is not None and b is not None and b[0] == (1,) and a[0] != (1,)
+                        and b[1].kind == "f"):
+                    rewritten.append((j, _reciprocal, (refs[1],), {}, False))
+                    fn, refs = np.multiply, (refs[0], ("new", len(rewritten) - 1))
+            in_place = (op not in _ROW_STEPS and op != "astype" and fn is not _row_dot
+                        and fn is not _row_dot_mean and per_row(("step", j)) is not None)
+            rewritten.append((j, fn, refs, dict(kwargs), in_place))
+        keep = [i for i, s in enumerate(rewritten) if s[0] not in skip]
+
+        # slots: the inputs, then one per kept step (its value), then the numbers
+        n_in = len(inputs)
+        slot_of_new = {i: n_in + p for p, i in enumerate(keep)}
+        slot_of_step = {rewritten[i][0]: slot_of_new[i] for i in keep}  # the last wins
+        self.template: list = [None if c else x for x, c in zip(inputs, is_cut, strict=True)]
+        self.template += [None] * len(keep)
+        self.cut = [i for i in range(n_in) if is_cut[i]]
+
+        def slot(ref):
+            kind, v = ref
+            if kind == "in":
+                return v
+            if kind == "step":
+                return slot_of_step[v]
+            if kind == "new":
+                return slot_of_new[v]
+            self.template.append(v)  # a number
+            return len(self.template) - 1
+
+        self.steps = [(rewritten[i][1], tuple(slot(r) for r in rewritten[i][2]),
+                       slot_of_new[i], rewritten[i][3], rewritten[i][4]) for i in keep]
+        last_read = {}
+        for p, (_, args, _, _, _) in enumerate(self.steps):
+            for a in args:
+                last_read[a] = p
+
+        # the outputs: an in-place step writes straight into its output's block, the rest
+        # (inputs, numbers, row values, einsums) is copied there after the steps
+        self.outputs, self.copies, self.out_shapes = [], [], []
+        owned: dict = {}
+        for k, ref in enumerate(outs):
+            kind, v = ref
+            s = slot(ref)
+            x = values[v] if kind == "step" else inputs[v] if kind == "in" else np.asarray(v)
+            self.out_shapes.append((x.shape[1:], x.dtype) if per_row(ref) is not None
+                                   or (kind == "in" and is_cut[v]) else (x.shape, x.dtype))
+            if kind == "step":
+                last_read[s] = len(self.steps)  # read at the end
+                if self.steps[s - n_in][4] and s not in owned:
+                    owned[s] = k
+                    self.outputs.append((s, k))
+                    continue
+            self.copies.append((k, s))
+
+        # every other in-place step writes into an output's block that is not needed yet (the
+        # output's own step comes at or after the value's last reader), as hand-written code
+        # would work in place in its result; else into a thread's scratch buffer of its (row
+        # shape, dtype) that no later step reads. It may be one that this step reads itself
+        # (ufuncs allow that).
+        defined = {s: p for p, (_, _, s, _, _) in enumerate(self.steps) if s in owned}
+        kind_of = {s: per_row(("step", rewritten[keep[p]][0])) for s, p in defined.items()}
+        busy = dict.fromkeys(owned, -1)  # an output's block is taken until this step
+        free: dict = {}
+        used: dict = {}  # slot -> (row shape, dtype, k): the k-th buffer of that kind
+        self.scratch, self.aliases = [], []
+        for p, (_, args, s, _, in_place) in enumerate(self.steps):
+            for a in set(args):
+                if a in used and last_read[a] == p:
+                    free.setdefault(used[a][:2], []).append(used[a][2])
+            if not in_place or s in owned:
+                continue
+            kind, end = per_row(("step", rewritten[keep[p]][0])), last_read.get(s, p)
+            fits = [o for o in owned if kind_of[o] == kind and defined[o] >= end
+                    and busy[o] <= p]
+            if fits:
+                o = min(fits, key=defined.get)
+                busy[o] = end
+                self.aliases.append((s, o))
+                continue
+            pool = free.get(kind)
+            k = pool.pop() if pool else sum(1 for u in used.values() if u[:2] == kind)
+            used[s] = kind + (k,)
+            self.scratch.append((s,) + used[s])
+
+    def run(self, inputs, outputs, rows):
+        """The formula on one block of rows (a slice; ... for all) of `inputs`, into `outputs`."""
+        block = slice(None) if rows is ... else rows
+        slots = self.template.copy()
+        for i in self.cut:
+            slots[i] = inputs[i][block]
+        size = len(slots[self.cut[0]])
+        for s, row_shape, dtype, k in self.scratch:
+            slots[s] = _buffer(row_shape, dtype, k, size)
+        for s, k in self.outputs:
+            slots[s] = outputs[k][block]
+        for s, o in self.aliases:
+            slots[s] = slots[o]
+        for fn, args, s, kwargs, in_place in self.steps:
+            if in_place:
+                fn(*[slots[a] for a in args], out=slots[s], **kwargs)
             else:
-                for v in done:  # buffers no later step reads: this one may write into them
-                    free.setdefault((values[v].shape, values[v].dtype), []).append(values[v])
-                k = self.output_of.get(j)
-                if k is not None:
-                    target = outputs[k]
-                else:
-                    shape, dtype, per_row = self.shapes[j]
-                    pool = free.get(((rows,) + shape[1:] if per_row else shape, dtype))
-                    target = pool.pop() if pool else None
-                value = fn(*args, **kwargs) if target is None else fn(*args, out=target, **kwargs)
-            values.append(value)
-        results = [inputs[v] if kind == "in" else values[v] if kind == "step" else v
-                   for kind, v in self.outs]
-        if not learn:  # what no step wrote in place: inputs, row values, astype results
-            for k in self.copied:
-                outputs[k][...] = results[k]
-        return results
+                slots[s] = fn(*[slots[a] for a in args], **kwargs)
+        for k, s in self.copies:
+            outputs[k][block] = slots[s]
+
+
+def _step_function(op):
+    """The NumPy function of a recorded step."""
+    return _ROW_STEPS.get(op) or (_astype if op == "astype" else getattr(np, op))
 
 
 def _astype(a, dtype):
