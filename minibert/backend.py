@@ -413,7 +413,7 @@ class _BlockPlan:
     reciprocal (one division per row, not one per number; the last bit may differ)."""
 
     def __init__(self, program, inputs, is_cut):
-        steps, outs = program
+        steps, outs = _reductions_first(program)
         sample = [x[:2] if c else x for x, c in zip(inputs, is_cut, strict=True)]
         rows = len(sample[is_cut.index(True)])
         values: list = []  # each step's value on the two rows: its shape and dtype
@@ -555,6 +555,28 @@ class _BlockPlan:
                 slots[s] = fn(*[slots[a] for a in args], **kwargs)
         for k, s in self.copies:
             outputs[k][block] = slots[s]
+
+
+def _reductions_first(program):
+    """The same program with each row reduction moved up to just after the steps it reads: the
+    arrays it reads are then done with sooner, and a later step can overwrite them in place
+    (layer_norm's backward needs one block-sized buffer less). The steps compute the same."""
+    steps, outs = program
+
+    def key(j):
+        op, refs, _ = steps[j]
+        if op not in _ROW_STEPS:
+            return j
+        return max((key(v) for kind, v in refs if kind == "step"), default=-1) + 0.5
+
+    order = sorted(range(len(steps)), key=key)
+    new = {j: i for i, j in enumerate(order)}
+
+    def renumber(refs):
+        return tuple((kind, new[v]) if kind == "step" else (kind, v) for kind, v in refs)
+
+    return (tuple((steps[j][0], renumber(steps[j][1]), steps[j][2]) for j in order),
+            renumber(outs))
 
 
 def _step_function(op):
