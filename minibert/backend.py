@@ -535,26 +535,36 @@ class _BlockPlan:
             used[s] = kind + (k,)
             self.scratch.append((s,) + used[s])
 
-    def run(self, inputs, outputs, rows):
-        """The formula on one block of rows (a slice; ... for all) of `inputs`, into `outputs`."""
-        block = slice(None) if rows is ... else rows
-        slots = self.template.copy()
-        for i in self.cut:
-            slots[i] = inputs[i][block]
-        size = len(slots[self.cut[0]])
+        self.run = self._compiled()
+
+    def _compiled(self):
+        """run(inputs, outputs, rows): the formula on one block of rows (a slice; ... for all)
+        of `inputs`, written into `outputs`, as straight-line Python made here: one line per
+        step, a name per slot (s0, s1, ...; `self.source` shows it). A block then pays no loop
+        over the steps and builds no argument lists: at ~1 µs a step, that was ~5 % of GELU
+        (48 blocks x 25 steps)."""
+        names: dict = {"buffer": _buffer}
+        names.update((f"s{i}", v) for i, v in enumerate(self.template) if v is not None)
+        lines = ["def run(inputs, outputs, rows):",
+                 "    block = slice(None) if rows is ... else rows"]
+        lines += [f"    s{i} = inputs[{i}][block]" for i in self.cut]
+        lines.append(f"    size = len(s{self.cut[0]})")
         for s, row_shape, dtype, k in self.scratch:
-            slots[s] = _buffer(row_shape, dtype, k, size)
-        for s, k in self.outputs:
-            slots[s] = outputs[k][block]
-        for s, o in self.aliases:
-            slots[s] = slots[o]
-        for fn, args, s, kwargs, in_place in self.steps:
-            if in_place:
-                fn(*[slots[a] for a in args], out=slots[s], **kwargs)
-            else:
-                slots[s] = fn(*[slots[a] for a in args], **kwargs)
-        for k, s in self.copies:
-            outputs[k][block] = slots[s]
+            names[f"kind{s}"] = (row_shape, dtype)
+            lines.append(f"    s{s} = buffer(*kind{s}, {k}, size)")
+        lines += [f"    s{s} = outputs[{k}][block]" for s, k in self.outputs]
+        lines += [f"    s{s} = s{o}" for s, o in self.aliases]
+        for p, (fn, args, s, kwargs, in_place) in enumerate(self.steps):
+            names[f"f{p}"] = fn
+            call = ", ".join(f"s{a}" for a in args)
+            if kwargs:
+                names[f"kw{p}"] = kwargs
+                call += f", **kw{p}"
+            lines.append(f"    f{p}({call}, out=s{s})" if in_place else f"    s{s} = f{p}({call})")
+        lines += [f"    outputs[{k}][block] = s{s}" for k, s in self.copies]
+        self.source = "\n".join(lines)
+        exec(compile(self.source, "<minibert block plan>", "exec"), names)  # noqa: S102
+        return names["run"]
 
 
 def _reductions_first(program):
