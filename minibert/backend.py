@@ -572,12 +572,25 @@ def _reductions_first(program):
     arrays it reads are then done with sooner, and a later step can overwrite them in place
     (layer_norm's backward needs one block-sized buffer less). The steps compute the same."""
     steps, outs = program
+    readers: dict = {}
+    for j, (_, refs, _) in enumerate(steps):
+        for kind, v in refs:
+            if kind == "step":
+                readers.setdefault(v, []).append(j)
+    for kind, v in outs:
+        if kind == "step":
+            readers.setdefault(v, []).append(None)
 
-    def key(j):
+    def key(j):  # a reduction, and a product only a row sum reads (an einsum later), move up
         op, refs, _ = steps[j]
-        if op not in _ROW_STEPS:
+        if op in _ROW_STEPS:
+            up = 0.5
+        elif op == "multiply" and [steps[r][0] if r is not None else None
+                                   for r in readers.get(j, [None])] in (["row_sum"], ["row_mean"]):
+            up = 0.25
+        else:
             return j
-        return max((key(v) for kind, v in refs if kind == "step"), default=-1) + 0.5
+        return max((key(v) for kind, v in refs if kind == "step"), default=-1) + up
 
     order = sorted(range(len(steps)), key=key)
     new = {j: i for i, j in enumerate(order)}
@@ -598,10 +611,19 @@ def _astype(a, dtype):
     return a.astype(np.dtype(dtype))
 
 
-_ROW_STEPS = {
-    "row_sum": lambda a: row_sum(a),
-    "row_max": lambda a: row_max(a),
-    "row_mean": lambda a: row_mean(a),
+def _ones(n, dtype):  # the vector of ones that row sums multiply by, made once per size
+    ones = _ONES.get((n, dtype))
+    if ones is None:
+        ones = _ONES[(n, dtype)] = np.ones(n, dtype=dtype)
+        ones.flags.writeable = False
+    return ones
+
+
+_ONES: dict = {}
+_ROW_STEPS = {  # row_sum & co. on NumPy blocks (2-D), as row_sum's a @ ones
+    "row_sum": lambda a: (a @ _ones(a.shape[-1], a.dtype))[..., None],
+    "row_max": lambda a: a.max(axis=-1, keepdims=True),
+    "row_mean": lambda a: (a @ _ones(a.shape[-1], a.dtype))[..., None] / a.shape[-1],
 }
 
 
@@ -623,9 +645,12 @@ class _Lazy:
     def reduce(self, name: str, mean: bool = False) -> _Lazy:
         """One fused kernel: the steps up to here, then `name` ("sum", "max") over the last
         axis (divided by its length for a mean); its result is an input of later steps."""
-        program, inputs = _program([self])
-        if isinstance(inputs[0], np.ndarray):  # recorded for NumPy blocks: a step like the others
+        first = self  # the first array read (as _program finds it), without visiting them all
+        while first.op is not None:
+            first = next(a for a in first.args if isinstance(a, _Lazy))
+        if isinstance(first.args[0], np.ndarray):  # recorded for NumPy blocks: a step as others
             return _Lazy("row_mean" if mean else f"row_{name}", (self,))
+        program, inputs = _program([self])
         n = np.broadcast_shapes(*(a.shape for a in inputs))[-1]
         kernel = _fused(get_array_module(*inputs), (name, n if mean else 1, program))
         return _Lazy(None, (kernel(*inputs)[..., None],))
