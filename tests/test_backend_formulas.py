@@ -194,3 +194,16 @@ def test_the_model_checks_ids_and_labels_on_the_host_before_they_go_to_the_gpu(s
     cupy_sim.counts.reset()
     model(sim.asarray(ids), labels=sim.asarray(labels)).loss.backward()  # on the device: no
     assert cupy_sim.counts.syncs == 0  # check, no wait
+
+
+def test_on_the_cpu_a_formula_run_again_reads_the_new_arrays(rng):
+    # The steps of a formula are worked out once per formula and shapes; the arrays that are not
+    # cut into blocks (gamma, beta: the same for every row) must still be this call's, not the
+    # first call's (each layer of a model has its own gamma)
+    x, _, _ = _args(rng)
+    for _ in range(2):
+        gamma, beta = (rng.standard_normal(x.shape[-1]).astype(np.float32) for _ in range(2))
+        np.testing.assert_array_equal(two_outputs(x, gamma)[0], x * gamma)
+        for a, b in zip(layer_norm_rows(x, gamma, beta, 1e-12),
+                        layer_norm_rows.formula(x, gamma, beta, 1e-12), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
