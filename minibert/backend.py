@@ -693,23 +693,28 @@ def _program(outputs):
     program = (steps, outputs): each step is (op, argument refs, kwargs), a ref being ("in", i)
     (the i-th array read), ("step", j) or ("num", value). Equal programs share one kernel; the
     arrays are passed to it, so a cached kernel keeps none alive."""
-    steps, inputs, refs = [], [], {}
-
-    def visit(node):
-        if not isinstance(node, _Lazy):
-            return ("num", node)
-        if id(node) not in refs:
-            if node.op is None:
-                inputs.append(node.args[0])
-                refs[id(node)] = ("in", len(inputs) - 1)
-            else:
-                args = tuple(visit(a) for a in node.args)
-                steps.append((node.op, args, node.kwargs))
-                refs[id(node)] = ("step", len(steps) - 1)
-        return refs[id(node)]
-
-    outs = tuple(visit(o) for o in outputs)
+    steps: list = []
+    inputs: list = []
+    refs: dict = {}
+    outs = tuple(_visit(o, steps, inputs, refs) for o in outputs)
     return (tuple(steps), outs), inputs
+
+
+def _visit(node, steps: list, inputs: list, refs: dict):
+    """The ref of `node`, after recording the steps that make it (for _program). A function of
+    the module, not a closure that calls itself: such a closure is a reference cycle, and the
+    arrays it holds would wait for the garbage collector instead of being freed at once."""
+    if not isinstance(node, _Lazy):
+        return ("num", node)
+    if id(node) not in refs:
+        if node.op is None:
+            inputs.append(node.args[0])
+            refs[id(node)] = ("in", len(inputs) - 1)
+        else:
+            args = tuple(_visit(a, steps, inputs, refs) for a in node.args)
+            steps.append((node.op, args, node.kwargs))
+            refs[id(node)] = ("step", len(steps) - 1)
+    return refs[id(node)]
 
 
 def _run(program, xp, inputs):

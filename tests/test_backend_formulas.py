@@ -207,3 +207,28 @@ def test_on_the_cpu_a_formula_run_again_reads_the_new_arrays(rng):
         for a, b in zip(layer_norm_rows(x, gamma, beta, 1e-12),
                         layer_norm_rows.formula(x, gamma, beta, 1e-12), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("on_gpu", [False, True], ids=["numpy", "cupy-sim"])
+def test_running_a_formula_leaves_no_reference_cycle(rng, on_gpu, request):
+    """The arrays a formula read are freed when it returns, not when the garbage collector
+    next runs: recording and running it make no reference cycle (a closure that called itself
+    did, and with many batches the arrays piled up)."""
+    import gc
+
+    xp = request.getfixturevalue("sim") if on_gpu else np
+    x = xp.asarray(rng.standard_normal((4, 5, 6)))
+    gamma, beta = (xp.asarray(v) for v in rng.standard_normal((2, 6)))
+    softmax_rows(x), layer_norm_rows(x, gamma, beta, 1e-5)  # compiled and cached first
+    gc.collect()
+    gc.disable()
+    try:
+        softmax_rows(x), layer_norm_rows(x, gamma, beta, 1e-5)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        cycles = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert cycles == [], f"{len(cycles)} objects in reference cycles"
