@@ -700,7 +700,7 @@ def _program(outputs):
     return (tuple(steps), outs), inputs
 
 
-def _visit(node, steps: list, inputs: list, refs: dict):
+def _visit(node: Any, steps: list, inputs: list, refs: dict) -> tuple:
     """The ref of `node`, after recording the steps that make it (for _program). A function of
     the module, not a closure that calls itself: such a closure is a reference cycle, and the
     arrays it holds would wait for the garbage collector instead of being freed at once."""
