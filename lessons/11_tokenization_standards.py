@@ -24,7 +24,7 @@ from _common import banner, minilm_dir
 
 from minibert.data import read_labelled, read_text_corpus
 from minibert.datasets import support_tickets_dir
-from minibert.tokenizer import UNK, BasicTokenizer, Tokenizer, wordpiece
+from minibert.tokenizer import UNK, BasicTokenizer, Tokenizer, vocabulary_coverage, wordpiece
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--corpus", type=Path, default=None,
@@ -80,38 +80,31 @@ SCHEMES = [
 ]
 
 
-def measure(tokenize, lines: list[str]) -> dict:
-    rows = [tokenize(line) for line in lines]
-    n_tokens = sum(len(r) for r in rows)
-    n_unk = sum(t == UNK for r in rows for t in r)
-    return {"tokens": n_tokens, "oov": n_unk / n_tokens,
-            "per_text": n_tokens / len(lines), "lost_lines": sum(UNK in r for r in rows)}
-
-
 banner("1. Vocabulary size, out-of-vocabulary rate and length, on text never seen")
 print(f"{'scheme':<26} {'vocabulary':>10} {'OOV rate':>9} {'tokens/text':>11} "
       f"{'texts with OOV':>15}")
 results = {}
-for name, size, tokenize in SCHEMES:
-    r = results[name] = measure(tokenize, test_lines)
-    print(f"{name:<26} {size:>10,} {r['oov']:>9.2%} {r['per_text']:>11.1f} "
-          f"{r['lost_lines']:>9} of {len(test_lines)}")
+for name, size, tokenize in SCHEMES:  # vocabulary_coverage: exercise 11.1, minibert/tokenizer.py
+    r = results[name] = vocabulary_coverage(tokenize, test_lines)
+    print(f"{name:<26} {size:>10,} {r['oov_rate']:>9.2%} {r['tokens_per_text']:>11.1f} "
+          f"{r['texts_with_oov']:>9} of {len(test_lines)}")
 
 words, wp_here, wp_bert, chars = (results[name] for name, _, _ in SCHEMES)
+length = {name: r["tokens_per_text"] for name, r in results.items()}  # tokens per text
+L_words, L_here, L_bert, L_chars = (length[name] for name, _, _ in SCHEMES)
 print()
-print(f"- Whole words: {words['oov']:.2%} of the unseen words are not in the {len(word_vocab):,}"
-      f"-word vocabulary; {words['lost_lines']} of {len(test_lines)} texts lose at least "
-      "one word to [UNK].")
-print(f"- Characters almost never fail ({chars['oov']:.2%} OOV) but a text is "
-      f"{chars['per_text'] / words['per_text']:.1f}x as many tokens as in words: "
+print(f"- Whole words: {words['oov_rate']:.2%} of the unseen words are not in the "
+      f"{len(word_vocab):,}-word vocabulary; {words['texts_with_oov']} of {len(test_lines)} "
+      "texts lose at least one word to [UNK].")
+print(f"- Characters almost never fail ({chars['oov_rate']:.2%} OOV) but a text is "
+      f"{L_chars / L_words:.1f}x as many tokens as in words: "
       "longer inputs, and each token means little on its own.")
-print(f"- WordPiece sits in between: OOV {wp_here['oov']:.2%} (trained here) and "
-      f"{wp_bert['oov']:.2%} (BERT's), at {wp_here['per_text'] / words['per_text']:.2f}x "
-      f"and {wp_bert['per_text'] / words['per_text']:.2f}x the words' length.")
+print(f"- WordPiece sits in between: OOV {wp_here['oov_rate']:.2%} (trained here) and "
+      f"{wp_bert['oov_rate']:.2%} (BERT's), at {L_here / L_words:.2f}x "
+      f"and {L_bert / L_words:.2f}x the words' length.")
 print(f"- A vocabulary of {trained.vocab_size:,} pieces learned from this text alone spells "
-      f"{'more' if wp_here['per_text'] > wp_bert['per_text'] else 'fewer'} tokens per "
-      f"text than BERT's {bert.vocab_size:,} ({wp_here['per_text']:.1f} vs "
-      f"{wp_bert['per_text']:.1f}).")
+      f"{'more' if L_here > L_bert else 'fewer'} tokens per "
+      f"text than BERT's {bert.vocab_size:,} ({L_here:.1f} vs {L_bert:.1f}).")
 
 banner("2. Words the training text never had: how each scheme spells them")
 unseen = sorted({w for line in test_lines for w in words_of(line)} - word_vocab)

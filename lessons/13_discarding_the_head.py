@@ -15,7 +15,7 @@ import numpy as np
 from _common import banner, out_dir
 
 import minibert
-from minibert.checkpoint import name_table
+from minibert.checkpoint import loading_info
 from minibert.config import BertConfig
 from minibert.data import read_labelled
 from minibert.datasets import support_tickets_dir
@@ -51,28 +51,32 @@ with warnings.catch_warnings(record=True) as caught:
 for w in caught:
     print("from_pretrained says:", str(w.message).replace(str(OUT.parent) + "/", "")[:150], "…")
 
-# Account for every tensor, by transformers' names without the "bert." prefix (the file of a
-# masked LM writes its encoder as "bert.embeddings...", the head as "cls.predictions...").
-on_disk = {name.removeprefix("bert."): array for name, array in saved.items()}
-wanted = {hf.removeprefix("bert."): ours for ours, hf, _ in name_table(clf)}
-kept = sorted(n for n in on_disk if n in wanted)
-discarded = sorted(n for n in on_disk if n not in wanted)
-fresh = sorted(ours for hf, ours in wanted.items() if hf not in on_disk)
+# Account for every tensor. loading_info (exercise 13.1, minibert/checkpoint.py) sorts the
+# file's names the way from_pretrained matched them: kept, discarded, tied (nothing of their
+# own), and the classifier's parameters that the file lacks: fresh. Printed here without the
+# "bert." prefix (the file of a masked LM writes its encoder as "bert.embeddings...", the head
+# as "cls.predictions...").
+info = loading_info(clf, OUT)
+short = lambda name: name.removeprefix("bert.")
 params = dict(clf.named_parameters())
 
 banner("3. Every tensor accounted for")
 print(f"discarded (the MLM head: in the file, but the classifier has no place for them): "
-      f"{len(discarded)}")
-for n in discarded:
-    print(f"  {n:<46} {on_disk[n].shape}")
-print(f"fresh (the classifier's new ω, and the pooler the MLM model never had): {len(fresh)}")
-for n in fresh:
-    print(f"  {n:<46} {params[n].shape}")
-print(f"kept (the encoder θ): {len(kept)} tensors")
-n_discarded = sum(on_disk[n].size for n in discarded)
-n_fresh = sum(params[n].data.size for n in fresh)
-n_kept = sum(on_disk[n].size for n in kept)
+      f"{len(info['discarded'])}")
+for n in info["discarded"]:
+    print(f"  {short(n):<46} {saved[n].shape}")
+print(f"fresh (the classifier's new ω, and the pooler the MLM model never had): "
+      f"{len(info['fresh'])}")
+for n in info["fresh"]:
+    print(f"  {short(n):<46} {params[n].shape}")
+print(f"kept (the encoder θ): {len(info['kept'])} tensors")
+print(f"tied (in the file, holding nothing of their own): {len(info['tied'])}")
+n_discarded = sum(saved[n].size for n in info["discarded"])
+n_fresh = sum(params[n].data.size for n in info["fresh"])
+n_kept = sum(saved[n].size for n in info["kept"])
 print(f"numbers: {n_kept:,} kept, {n_discarded:,} discarded, {n_fresh:,} fresh")
+print(f"every tensor of the file is in one list: "
+      f"{sorted(info['kept'] + info['discarded'] + info['tied']) == sorted(saved)}")
 V, H = mlm.config.vocab_size, mlm.config.hidden_size
 print(f"The MLM decoder scores all V = {V} words from each H = {H} vector; its weight (V, H) is")
 print("the word-embedding table itself (tied), so it is not discarded: it stays as the")
@@ -92,5 +96,5 @@ print(f"hidden states of 3 tickets {h_mlm.shape}: identical in both models: "
 print("What pre-training learned lives in θ and survives; the task head ω starts random and is")
 print("what fine-tuning must train (lesson 8), together with θ or alone (lesson 14).")
 
-print("\nRead next: load_hf_state_dict / match_weights in minibert/checkpoint.py (the warnings")
+print("\nRead next: loading_info and match_weights in minibert/checkpoint.py (the warnings")
 print("above), NAME_TABLE and HEAD_NAME_TABLE (which names belong to which head).")

@@ -34,6 +34,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -171,6 +172,74 @@ def _canonical(hf_name: str) -> str:
     return re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", hf_name)
 
 
+def _by_canonical_name(names: Iterable[str], source: str) -> dict[str, str]:
+    """{canonical name (_canonical): the name in the checkpoint} for every name of a checkpoint.
+
+    A name given twice in two spellings ("bert.x" and "x") is an error. An old checkpoint's
+    masked-LM bias "cls.predictions.decoder.bias", without "cls.predictions.bias", is read as
+    the latter (transformers ties the two).
+    """
+    state: dict[str, str] = {}
+    for name in names:
+        key = _canonical(name)
+        if key in state:
+            raise CheckpointError(f"{source}: {name!r} appears twice (with and without 'bert.')")
+        state[key] = name
+    if "cls.predictions.bias" not in state and "cls.predictions.decoder.bias" in state:
+        state["cls.predictions.bias"] = state.pop("cls.predictions.decoder.bias")
+    return state
+
+
+def loading_info(model: Model, checkpoint: str | os.PathLike[str] | Mapping[str, Any]
+                 ) -> dict[str, list[str]]:
+    """What loading `checkpoint` into `model` keeps, discards and starts fresh, from the names
+    alone, before anything is loaded (transformers' ``output_loading_info``: kept = the loaded
+    keys, discarded = ``unexpected_keys``, fresh = ``missing_keys``).
+
+    checkpoint: a checkpoint folder or shortcut name (only the weight files' headers are
+        read), or a state dict {Hugging Face name: array}, e.g. ``load_file(...)``.
+    Returns, each sorted:
+        "kept":      names in the checkpoint that feed a parameter of `model` (for a task
+                     model loaded from a pre-trained one: the encoder θ)
+        "discarded": names in the checkpoint that `model` has no place for (a pre-training
+                     head, a pooler or a classifier the model does not have)
+        "tied":      names in the checkpoint that hold nothing of their own (TIED_OR_BUFFERS:
+                     the masked-LM decoder's weight *is* the word-embedding table; position_ids
+                     are 0, 1, 2, ...)
+        "fresh":     minibert names of `model`'s parameters that the checkpoint lacks: they
+                     keep their random initial values and must be trained (the new head ω)
+    Names are matched in one spelling, with or without "bert.", LayerNorm gamma/beta as
+    weight/bias, as ``from_pretrained`` matches them. Shapes are not compared here:
+    ``from_pretrained`` checks them, and refuses to discard weights that are not a known head
+    (DISCARDABLE_HEADS) or to leave encoder parameters fresh.
+
+        info = loading_info(BertForSequenceClassification(config), "runs/mlm/final")
+        info["discarded"]  # ['cls.predictions.bias', 'cls.predictions.transform.LayerNorm.bias',
+                           #  ...]: the masked-LM head
+        info["fresh"]      # ['bert.pooler.W', 'bert.pooler.b', 'classifier.W', 'classifier.b']
+    """
+    if isinstance(checkpoint, Mapping):
+        names, source = list(checkpoint), "state dict"
+    else:
+        files, source = weight_files(resolve_model_dir(checkpoint))
+        names = list(files)
+    in_file = _by_canonical_name(names, source)  # canonical name -> the name in the checkpoint
+    # BEGIN EXERCISE 13.1: which tensors stay, go, or start fresh. wanted = {canonical name
+    #   (_canonical of the Hugging Face name): minibert name} for every row of name_table(model);
+    #   a name of in_file whose key is wanted is kept, else tied if its key is in
+    #   TIED_OR_BUFFERS, else discarded; a wanted key that in_file lacks is fresh (its
+    #   minibert name). Sort each list
+    wanted = {_canonical(hf): ours for ours, hf, _ in name_table(model)}
+    kept = sorted(name for key, name in in_file.items() if key in wanted)
+    tied = sorted(name for key, name in in_file.items()
+                  if key not in wanted and key in TIED_OR_BUFFERS)
+    discarded = sorted(name for key, name in in_file.items()
+                       if key not in wanted and key not in TIED_OR_BUFFERS)
+    fresh = sorted(ours for key, ours in wanted.items() if key not in in_file)
+    # END EXERCISE
+    return {"kept": kept, "discarded": discarded, "tied": tied, "fresh": fresh}
+
+
 # ----------------------------------------------------------------------------------------------
 # Hugging Face state dict <-> model
 
@@ -212,15 +281,7 @@ def match_weights(model: Model, info: dict, source: str, require_head: bool = Fa
     wrong shapes, weights that are not floating point, unused weights that are not a known
     head.
     """
-    state = {}  # canonical name -> the name in the file
-    for name in info:
-        key = _canonical(name)
-        if key in state:
-            raise CheckpointError(f"{source}: {name!r} appears twice (with and without 'bert.')")
-        state[key] = name
-    if "cls.predictions.bias" not in state and "cls.predictions.decoder.bias" in state:
-        state["cls.predictions.bias"] = state["cls.predictions.decoder.bias"]
-
+    state = _by_canonical_name(info, source)  # canonical name -> the name in the file
     is_head = lambda name: not name.startswith(("embeddings.", "layers.", "bert.embeddings.",
                                                 "bert.layers."))
     params = dict(model.named_parameters())

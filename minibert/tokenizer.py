@@ -18,6 +18,9 @@ Three layers, each usable on its own:
    ``tokenizer.json`` that transformers 5 writes instead). ``Tokenizer.train``
    learns a new WordPiece vocabulary (see ``wordpiece_trainer.py``).
 
+``vocabulary_coverage`` measures any of them on text: the out-of-vocabulary rate and the tokens
+per text (lesson 11 compares words, WordPiece and characters with it).
+
 Reference: with a real BERT ``vocab.txt`` the ids are identical to those of Hugging Face's
 pure-Python BERT tokenizer (``BertTokenizerLegacy`` in transformers 5, ``BertTokenizer`` in 4.x);
 tests/test_tokenizer_parity.py checks that on WikiText-2 and on a list of hard strings.
@@ -42,7 +45,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -924,3 +927,48 @@ def _iter_lines(lines_or_files: Iterable[str] | str | os.PathLike[str]
             yield item
         else:
             raise TypeError(f"expected a str line or a Path, got {type(item).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Measuring a vocabulary on text
+
+
+def vocabulary_coverage(tokenize: Callable[[str], Sequence[str]], texts: Sequence[str],
+                        unk_token: str = UNK) -> dict[str, int | float]:
+    """How well a way of cutting text covers `texts`: out-of-vocabulary rate and length.
+
+    tokenize: one text -> its tokens, with `unk_token` for each one the vocabulary cannot
+        represent. ``Tokenizer.tokenize`` is one (WordPiece gives [UNK] for a word it cannot
+        spell); for a vocabulary of whole words or characters, map every token outside it to
+        `unk_token` first.
+    texts: the text to measure, one text a string: text the vocabulary was *not* built from
+        says how it does on new text.
+    Returns {"tokens": all tokens of all texts, "oov": how many of them are `unk_token`,
+    "oov_rate": oov / tokens (the share of the text lost to [UNK]), "tokens_per_text":
+    tokens / len(texts) (the length the model must read; attention grows with its square),
+    "texts_with_oov": the texts holding at least one `unk_token`}.
+
+        known = {"the", "cat", "sat"}  # a vocabulary of whole words
+        words = lambda text: [w if w in known else "[UNK]" for w in text.split()]
+        vocabulary_coverage(words, ["the cat sat", "the dog sat down"])
+        # {'tokens': 7, 'oov': 2, 'oov_rate': 0.2857..., 'tokens_per_text': 3.5,
+        #  'texts_with_oov': 1}
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of texts, not one str (its characters would be "
+                        "measured one by one); wrap it: [text]")
+    if len(texts) == 0:
+        raise ValueError("vocabulary_coverage: no texts to measure")
+    # BEGIN EXERCISE 11.1: tokenize every text; `tokens` = how many tokens they give in all,
+    #   `oov` = how many of them are unk_token, `texts_with_oov` = how many texts hold at
+    #   least one unk_token
+    rows = [tokenize(text) for text in texts]
+    tokens = sum(len(row) for row in rows)
+    oov = sum(token == unk_token for row in rows for token in row)
+    texts_with_oov = sum(unk_token in row for row in rows)
+    # END EXERCISE
+    if tokens == 0:
+        raise ValueError(f"vocabulary_coverage: the {len(texts)} texts give no token at all "
+                         "(empty, or only spaces and control characters)")
+    return {"tokens": tokens, "oov": oov, "oov_rate": oov / tokens,
+            "tokens_per_text": tokens / len(texts), "texts_with_oov": texts_with_oov}

@@ -35,8 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import backend
+from . import functional as F
+from .autograd import tensor
 from .backend import Array
 from .console import note, progress_bar, result, warn
 from .data import (
@@ -55,6 +58,7 @@ from .data import (
     token_lengths,
 )
 from .evaluation import evaluate, evaluate_mlm, evaluate_pretraining, evaluate_tokens
+from .nn import Linear
 from .optim import AdamW, clip_grad_norm, global_grad_norm, linear_warmup_decay, weight_decay_groups
 from .run_state import (
     FINAL,
@@ -709,6 +713,63 @@ def _save_final(model, tokenizer, folder: Path) -> None:
     model.save_pretrained(folder)
     if hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(folder)
+
+
+# ----------------------------------------------------------------------------------------------
+# The yardstick for a frozen encoder: logistic regression on fixed features
+
+
+def fit_logistic_regression(features: npt.ArrayLike, labels: npt.ArrayLike,
+                            num_classes: int | None = None, C: float = 1.0, steps: int = 500,
+                            lr: float = 1e-2) -> Linear:
+    """Multinomial logistic regression on fixed features, e.g. sentence embeddings.
+
+    features (n, H): one row per example (``SentenceEncoder.encode``: the mean-pooled, unit-length
+    vectors a frozen encoder gives); labels (n,): class ids 0 … num_classes − 1 (default: the
+    largest id + 1). Returns a ``Linear`` H → num_classes: ``head(tensor(E))`` gives the logits,
+    their argmax the class. It minimises the textbook L2-penalised objective
+
+        J(W, b) = (1/n) Σᵢ CE(xᵢ W + b, yᵢ) + λ/2 ‖W‖²,    λ = 1 / (C n)
+
+    (scikit-learn's C: a smaller C is a stronger penalty; the bias is not penalised) with
+    full-batch AdamW (no decoupled weight decay: the penalty is in J) for `steps` steps at
+    learning rate `lr`. J is convex: every start leads to a minimum of the same value. The
+    start is a fresh ``Linear`` drawn from minibert's generator (``minibert.manual_seed``
+    first for a repeatable fit). The defaults, 500 steps at lr 1e-2, bring J close to its
+    minimum on features of length about 1, such as sentence embeddings (lesson 14).
+
+    It is the yardstick of lesson 14: a frozen encoder's mean-pooled head reads the same
+    features, and one that scores well below this fit has not been trained enough.
+    """
+    E = np.asarray(features, dtype=np.float32)
+    y = np.asarray(labels)
+    if E.ndim != 2 or len(E) == 0:
+        raise ValueError(f"features must be a non-empty (n, H) array, got shape {E.shape}")
+    if y.shape != (len(E),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be {len(E)} integer class ids (one per row of features), "
+                         f"got shape {y.shape} of {y.dtype}")
+    if not np.isfinite(E).all():
+        raise ValueError("features hold NaN or infinite values")
+    num_classes = int(y.max()) + 1 if num_classes is None else num_classes
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"labels must lie in 0 … {num_classes - 1}, got {y.min()} … {y.max()}")
+    if not (math.isfinite(C) and C > 0):
+        raise ValueError(f"C must be a positive number, got {C}")
+    if steps < 1 or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"steps must be >= 1 and lr > 0, got steps={steps}, lr={lr}")
+    head = Linear(E.shape[1], num_classes)
+    opt = AdamW(head.parameters(), lr=lr, weight_decay=0.0)
+    x, lam = tensor(E), 1.0 / (C * len(E))
+    # BEGIN EXERCISE 14.1: the logistic regression's fit. Each of `steps` steps: zero the
+    #   gradients; J = F.cross_entropy(head(x), y) + λ/2 · (the sum of head.W's squared entries:
+    #   the bias is not penalised), λ = lam; backward; one step of opt
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = F.cross_entropy(head(x), y) + (head.W * head.W).sum() * (lam / 2)
+        loss.backward()
+        opt.step()
+    # END EXERCISE
+    return head
 
 
 # ----------------------------------------------------------------------------------------------

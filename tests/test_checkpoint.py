@@ -13,6 +13,7 @@ from minibert.checkpoint import (
     CheckpointError,
     hf_state_dict,
     load_config,
+    loading_info,
     name_table,
     resolve_model_dir,
 )
@@ -124,6 +125,62 @@ def test_masked_lm_head_is_discarded_with_a_warning(tmp_path):
     assert "discarding" in messages and "cls.predictions" in messages
     assert "bert.pooler.dense.weight" in messages  # an MLM checkpoint has no pooler: fresh
     assert model.config.num_labels == 3
+
+
+@pytest.mark.exercise("13.1")
+def test_loading_info_accounts_for_every_tensor_of_a_masked_lm_loaded_as_a_classifier(tmp_path):
+    """Lesson 13: the MLM head is discarded, the encoder kept, pooler and classifier fresh."""
+    mlm = make(BertForMaskedLM)
+    mlm.save_pretrained(tmp_path)
+    names = set(load_file(tmp_path / "model.safetensors"))
+    clf = make(BertForSequenceClassification)
+    info = loading_info(clf, tmp_path)
+    assert info["discarded"] == sorted(n for n in names if n.startswith("cls."))
+    assert len(info["discarded"]) == 5  # the transform's dense + LayerNorm, the decoder's bias
+    assert info["kept"] == sorted(n for n in names if n.startswith("bert."))
+    assert info["fresh"] == ["bert.pooler.W", "bert.pooler.b", "classifier.W", "classifier.b"]
+    assert info["tied"] == []
+    assert loading_info(clf, load_file(tmp_path / "model.safetensors")) == info  # a state dict
+    # ... what from_pretrained does: its warnings name the same fresh and discarded tensors
+    with pytest.warns(UserWarning) as record:
+        BertForSequenceClassification.from_pretrained(tmp_path)
+    said = " ".join(str(w.message) for w in record)
+    assert all(hf in said for ours, hf, _ in name_table(clf) if ours in info["fresh"])
+    assert "discarding 5 weights" in said
+    # loaded as what it is, nothing is discarded and nothing is fresh
+    assert loading_info(make(BertForMaskedLM), tmp_path) == {
+        "kept": sorted(names), "discarded": [], "tied": [], "fresh": []}
+
+
+@pytest.mark.exercise("13.1")
+def test_loading_info_matches_names_in_any_spelling_and_sets_tied_tensors_apart():
+    """transformers' spellings: no "bert." prefix, LayerNorm gamma/beta, the tied decoder
+    weight and the position_ids buffer (in the file, holding nothing of their own)."""
+    model = make(BertModel)
+    old = {name.replace("LayerNorm.weight", "LayerNorm.gamma"): a
+           for name, a in hf_state_dict(model).items() if not name.startswith("pooler.")}
+    old["embeddings.position_ids"] = np.arange(16)[None]
+    old["cls.predictions.decoder.weight"] = old["embeddings.word_embeddings.weight"]
+    old["cls.predictions.decoder.bias"] = np.zeros(20, dtype=np.float32)  # the old name of
+    info = loading_info(make(BertForTokenClassification), old)  # cls.predictions.bias
+    assert "embeddings.LayerNorm.gamma" in info["kept"]
+    assert len(info["kept"]) == len(old) - 3
+    assert info["tied"] == ["cls.predictions.decoder.weight", "embeddings.position_ids"]
+    assert info["discarded"] == ["cls.predictions.decoder.bias"]
+    assert info["fresh"] == ["classifier.W", "classifier.b"]  # a token head reads no pooler
+    mlm = loading_info(make(BertForMaskedLM), old)  # here the old bias name is the head's bias
+    assert "cls.predictions.decoder.bias" in mlm["kept"] and mlm["discarded"] == []
+    assert mlm["fresh"] == ["transform.W", "transform.b", "transform_norm.beta",
+                            "transform_norm.gamma"]
+
+
+def test_loading_info_refuses_a_name_given_twice(tmp_path):
+    tensors = hf_state_dict(make(BertModel))
+    tensors["bert.pooler.dense.bias"] = tensors["pooler.dense.bias"]
+    with pytest.raises(CheckpointError, match="appears twice"):
+        loading_info(make(BertModel), tensors)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        loading_info(make(BertModel), tmp_path / "nowhere")
 
 
 def test_old_style_gamma_beta_names_and_bert_prefix(tmp_path):

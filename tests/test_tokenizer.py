@@ -22,6 +22,7 @@ from minibert.tokenizer import (
     split_on_punctuation,
     strip_accents,
     truncate_longest_first,
+    vocabulary_coverage,
     wordpiece,
 )
 from minibert.wordpiece_trainer import merge_pair, train_wordpiece
@@ -113,6 +114,35 @@ def test_wordpiece_unknown_and_too_long_words():
     assert wordpiece("€", vocab, unk_token="<?>") == ["<?>"]
     assert wordpiece("a" * 100, vocab) == ["a"] + ["##a"] * 99
     assert wordpiece("a" * 101, vocab) == ["[UNK]"]
+
+
+@pytest.mark.exercise("11.1")
+def test_vocabulary_coverage_counts_unknown_tokens_and_length():
+    """Lesson 11's measures: the docstring's example, a vocabulary of whole words."""
+    known = {"the", "cat", "sat"}
+    words = lambda text: [w if w in known else "[UNK]" for w in text.split()]
+    assert vocabulary_coverage(words, ["the cat sat", "the dog sat down"]) == {
+        "tokens": 7, "oov": 2, "oov_rate": 2 / 7, "tokens_per_text": 3.5, "texts_with_oov": 1}
+
+
+@pytest.mark.exercise("11.1")
+def test_vocabulary_coverage_of_wordpiece_and_of_characters(tok):
+    texts = ["the cat sat", "hello € world", "€ €"]  # € is no piece of VOCAB: [UNK]
+    assert vocabulary_coverage(tok.tokenize, texts) == {
+        "tokens": 8, "oov": 3, "oov_rate": 3 / 8, "tokens_per_text": 8 / 3, "texts_with_oov": 2}
+    chars = lambda text: [c if c in "the cat" else "<?>" for c in text if c != " "]
+    r = vocabulary_coverage(chars, ["the cat", "sat", "the"], unk_token="<?>")
+    assert (r["tokens"], r["oov"], r["texts_with_oov"]) == (12, 1, 1)  # only the s of "sat"
+    assert r["tokens_per_text"] == 4.0
+
+
+def test_vocabulary_coverage_refuses_what_it_cannot_measure(tok):
+    with pytest.raises(TypeError, match="not one str"):
+        vocabulary_coverage(tok.tokenize, "the cat")
+    with pytest.raises(ValueError, match="no texts"):
+        vocabulary_coverage(tok.tokenize, [])
+    with pytest.raises(ValueError, match="no token at all"):
+        vocabulary_coverage(tok.tokenize, ["", " \t"])
 
 
 # -- 3. the Tokenizer front ---------------------------------------------------------------------

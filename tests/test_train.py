@@ -13,7 +13,14 @@ from minibert.metrics import accuracy, confusion_matrix, macro_f1, per_class_f1
 from minibert.model import BertForMaskedLM, BertForSequenceClassification
 from minibert.run_state import latest_run_state
 from minibert.tokenizer import Tokenizer
-from minibert.train import TrainConfig, TrainingDivergedError, TrainingRun, finetune, pretrain_mlm
+from minibert.train import (
+    TrainConfig,
+    TrainingDivergedError,
+    TrainingRun,
+    finetune,
+    fit_logistic_regression,
+    pretrain_mlm,
+)
 
 TOPICS = {
     "fruit": "apple banana cherry grape lemon mango peach plum".split(),
@@ -138,6 +145,80 @@ def test_partial_unfreezing_is_checked_before_training(tokenizer):
     with pytest.raises(ValueError, match="only 2 layers"):
         finetune(tiny_classifier(tokenizer), tokenizer, make_task(8, seed=1), epochs=1,
                  freeze_encoder=True, unfreeze_last_layers=3, **FAST)
+
+
+def _embeddings(n: int = 90, H: int = 6, classes: int = 3, seed: int = 0):
+    """Unit-length rows (as SentenceEncoder.encode gives) and the class of a random linear
+    rule over them, with one row in ten relabelled: overlapping classes, as real ones are."""
+    rng = np.random.default_rng(seed)
+    E = rng.normal(size=(n, H)).astype(np.float32)
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    y = (E @ rng.normal(size=(H, classes))).argmax(axis=1)
+    y[::10] = (y[::10] + 1) % classes
+    return E, y
+
+
+def _objective(E, y, W, b, C):
+    """J = mean cross-entropy + λ/2 ‖W‖², λ = 1/(C n), and its gradient (dJ/dW, dJ/db), in
+    float64 NumPy: the logistic regression's textbook objective, written out by hand."""
+    n, lam = len(E), 1.0 / (C * len(E))
+    z = E.astype(np.float64) @ W + b
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    J = -np.log(p[np.arange(n), y]).mean() + lam / 2 * (W * W).sum()
+    p[np.arange(n), y] -= 1
+    return J, (E.T @ p / n + lam * W, p.mean(axis=0))
+
+
+@pytest.mark.exercise("14.1")
+@pytest.mark.parametrize("C", [0.1, 1.0])
+def test_logistic_regression_reaches_the_minimum_of_the_penalised_objective(C):
+    """At a minimum the gradient of J is zero. A fit without the penalty (or with it on the
+    bias too, or without the 1/2) stops where J's own gradient is far from zero: with C = 0.1
+    the largest entry of dJ/dW or dJ/db is then 0.02 to 0.3, against 1e-7 for the right fit."""
+    E, y = _embeddings()
+    minibert.manual_seed(0)
+    head = fit_logistic_regression(E, y, C=C)
+    W, b = head.W.numpy().astype(np.float64), head.b.numpy().astype(np.float64)
+    J, (dW, db) = _objective(E, y, W, b, C)
+    assert np.abs(dW).max() < 5e-3 and np.abs(db).max() < 5e-3, (np.abs(dW).max(), db)
+    # the minimum by plain gradient descent on the same J, from zero, run to convergence
+    W0, b0 = np.zeros_like(W), np.zeros_like(b)
+    for _ in range(4000):
+        _, (gW, gb) = _objective(E, y, W0, b0, C)
+        W0, b0 = W0 - 2.0 * gW, b0 - 2.0 * gb
+    assert J < _objective(E, y, W0, b0, C)[0] * (1 + 1e-3)  # within 0.1 % of the minimum
+
+
+@pytest.mark.exercise("14.1")
+def test_logistic_regression_penalty_shrinks_the_weights_and_the_fit_classifies():
+    E, y = _embeddings()
+    norms = []
+    for C in (0.01, 1.0, 100.0):
+        minibert.manual_seed(0)
+        head = fit_logistic_regression(E, y, num_classes=4, C=C)  # a 4th class never seen
+        assert head.W.shape == (6, 4)
+        norms.append(float(np.linalg.norm(head.W.numpy())))
+    assert norms[0] < norms[1] < norms[2]  # smaller C, stronger penalty, smaller weights
+    with minibert.no_grad():
+        predicted = head(minibert.tensor(E)).numpy().argmax(axis=1)
+    assert accuracy(y, predicted) >= 0.8  # 9 rows in 10 follow the rule; chance is 1/3
+
+
+def test_logistic_regression_checks_its_arguments_first():
+    E, y = _embeddings(n=10)
+    for kwargs, message in [
+        (dict(features=E[0], labels=y), "non-empty"),
+        (dict(features=E, labels=y[:5]), "10 integer class ids"),
+        (dict(features=E, labels=y.astype(float)), "integer class ids"),
+        (dict(features=E, labels=y, num_classes=2), "lie in 0"),
+        (dict(features=E, labels=y, C=0.0), "C must be"),
+        (dict(features=E, labels=y, C=float("inf")), "C must be"),
+        (dict(features=E, labels=y, steps=0), "steps must be"),
+        (dict(features=np.full_like(E, np.nan), labels=y), "NaN"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            fit_logistic_regression(**kwargs)
 
 
 def _kill_after(n):
