@@ -139,19 +139,23 @@ def normal_cdf(x: Array) -> Array:
                           * exp(-0.5 * x * x), x)
 
 
-def gelu(x: Tensor) -> Tensor:
+def gelu(x: Tensor, bias: Tensor | None = None) -> Tensor:
     """Exact GELU, as BERT uses: x·Φ(x), with Φ the standard normal CDF (normal_cdf).
 
-    Φ(x) is kept for the backward only when there will be one."""
+    With `bias` (n,) for x (..., n): GELU(x + bias), the bias of the linear map before it added
+    in the same pass over memory (BertLayer: GELU(x W₁ + b₁)). Φ is kept for the backward only
+    when there will be one."""
 
     @backend.elementwise
-    def forward(x):  # GELU(x) = x·Φ(x)
-        return x * normal_cdf(x)
+    def forward(x, b):  # GELU(u) = u·Φ(u),  u = x + b
+        u = x + b
+        return u * normal_cdf(u)
 
     @backend.elementwise
-    def forward_keeping_cdf(x):  # the same, and Φ(x) for the backward
-        cdf = normal_cdf(x)
-        return x * cdf, cdf
+    def forward_keeping_cdf(x, b):  # the same, and Φ(u) for the backward
+        u = x + b
+        cdf = normal_cdf(u)
+        return u * cdf, cdf
 
     @backend.elementwise
     def backward(x, cdf, dy):  # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ the normal density
@@ -161,11 +165,26 @@ def gelu(x: Tensor) -> Tensor:
         # END EXERCISE
         return dx
 
-    if not (x.requires_grad and is_grad_enabled()):
-        return op_result(forward(x.data), (x,), "gelu")
-    y, cdf = forward_keeping_cdf(x.data)
-    out = op_result(y, (x,), "gelu")
-    out._backward = lambda: accum_grad(x, backward(x.data, cdf, out.grad))
+    @backend.elementwise
+    def plus(x, b):  # u = x + b again for the backward (recomputed: not kept in memory)
+        return x + b
+
+    if bias is not None and bias.shape != x.shape[-1:]:
+        raise ShapeError(f"gelu: bias {bias.shape} must be ({x.shape[-1]},) for input {x.shape}")
+    b = 0.0 if bias is None else bias.data
+    parents = (x,) if bias is None else (x, bias)
+    if not (any(t.requires_grad for t in parents) and is_grad_enabled()):
+        return op_result(forward(x.data, b), parents, "gelu")
+    y, cdf = forward_keeping_cdf(x.data, b)
+    out = op_result(y, parents, "gelu")
+
+    def _backward():
+        dx = backward(x.data if bias is None else plus(x.data, b), cdf, out.grad)
+        accum_grad(x, dx)
+        if bias is not None and bias.requires_grad:
+            accum_grad(bias, dx.reshape(-1, dx.shape[-1]).sum(axis=0))
+
+    out._backward = _backward
     return out
 
 
@@ -225,46 +244,119 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
 # Normalisation and regularisation
 
 
+@backend.rows
+def layer_norm_rows(x: Array, gamma: Array, beta: Array, eps: float) -> tuple[Array, ...]:
+    """LayerNorm along the last axis: x̂ = (x − mean) / √(var + ε),  y = x̂·γ + β.
+    Returns y, and x̂ and var for the backward."""
+    mean = row_mean(x)
+    xc = x - mean  # centred
+    var = row_mean(xc * xc)
+    xhat = xc / sqrt(var + eps)
+    return xhat * gamma + beta, xhat, var
+
+
+@backend.rows
+def layer_norm_backward_rows(dy: Array, xhat: Array, var: Array, gamma: Array,
+                             eps: float) -> Array:
+    """dx of LayerNorm, given dy and what layer_norm_rows kept (x̂, var)."""
+    # BEGIN EXERCISE 4.1: with g = dy·gamma, dx = (g - mean(g) - x̂·mean(g·x̂)) / std, means
+    #   over the row (row_mean) and std = √(var + eps)
+    g = dy * gamma
+    dx = (g - row_mean(g) - xhat * row_mean(g * xhat)) / sqrt(var + eps)
+    # END EXERCISE
+    return dx
+
+
 def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-12) -> Tensor:
     """Normalise the last axis to mean 0, variance 1, then scale by gamma and shift by beta.
 
-    x: (..., d), gamma and beta: (d,). The backward is fused: with x̂ the normalised input and
-    g = dy·gamma,   dx = (g − mean(g) − x̂·mean(g·x̂)) / std.
+    x: (..., d), gamma and beta: (d,). The formulas are just above: forward
+    x̂ = (x − mean) / √(var + ε), y = x̂·γ + β; the backward is fused: with g = dy·gamma,
+    dx = (g − mean(g) − x̂·mean(g·x̂)) / std.
     """
-
-    @backend.rows
-    def forward(x, gamma, beta, eps):  # x̂ = (x − mean) / √(var + ε),  y = x̂·γ + β
-        mean = row_mean(x)
-        xc = x - mean  # centred
-        var = row_mean(xc * xc)
-        xhat = xc / sqrt(var + eps)
-        return xhat * gamma + beta, xhat, var
-
-    @backend.rows
-    def backward(dy, xhat, var, gamma, eps):
-        # BEGIN EXERCISE 4.1: with g = dy·gamma, dx = (g - mean(g) - x̂·mean(g·x̂)) / std, means
-        #   over the row (row_mean) and std = √(var + eps)
-        g = dy * gamma
-        dx = (g - row_mean(g) - xhat * row_mean(g * xhat)) / sqrt(var + eps)
-        # END EXERCISE
-        return dx
-
-    if gamma.shape != x.shape[-1:] or beta.shape != x.shape[-1:]:
-        raise ShapeError(
-            f"layer_norm: gamma {gamma.shape} and beta {beta.shape} must both be ({x.shape[-1]},) "
-            f"for input {x.shape}"
-        )
-    y, xhat, var = forward(x.data, gamma.data, beta.data, eps)
+    _check_norm_shapes("layer_norm", x, gamma, beta)
+    y, xhat, var = layer_norm_rows(x.data, gamma.data, beta.data, eps)
     out = op_result(y, (x, gamma, beta), "layer_norm")
 
     def _backward():
         dy = out.grad
         if x.requires_grad:
-            accum_grad(x, backward(dy, xhat, var, gamma.data, eps))
-        rows = (-1, x.shape[-1])  # dgamma = Σ dy·x̂ and dbeta = Σ dy, over all rows
-        xp = backend.get_array_module(dy)
-        accum_grad(gamma, xp.einsum("ij,ij->j", dy.reshape(rows), xhat.reshape(rows)))
-        accum_grad(beta, dy.reshape(rows).sum(axis=0))
+            accum_grad(x, layer_norm_backward_rows(dy, xhat, var, gamma.data, eps))
+        _norm_parameter_grads(dy, xhat, gamma, beta)
+
+    out._backward = _backward
+    return out
+
+
+def _check_norm_shapes(op: str, x: Tensor, gamma: Tensor, beta: Tensor) -> None:
+    if gamma.shape != x.shape[-1:] or beta.shape != x.shape[-1:]:
+        raise ShapeError(
+            f"{op}: gamma {gamma.shape} and beta {beta.shape} must both be ({x.shape[-1]},) "
+            f"for input {x.shape}"
+        )
+
+
+def _norm_parameter_grads(dy: Array, xhat: Array, gamma: Tensor, beta: Tensor) -> None:
+    rows = (-1, dy.shape[-1])  # dgamma = Σ dy·x̂ and dbeta = Σ dy, over all rows
+    xp = backend.get_array_module(dy)
+    accum_grad(gamma, xp.einsum("ij,ij->j", dy.reshape(rows), xhat.reshape(rows)))
+    accum_grad(beta, dy.reshape(rows).sum(axis=0))
+
+
+@backend.rows
+def _add_norm_rows(x, a, b, gamma, beta, eps):  # LayerNorm(x + (a + b))
+    return layer_norm_rows.formula(x + (a + b), gamma, beta, eps)
+
+
+@backend.rows
+def _add_dropout_norm_rows(x, a, b, keep, scale, gamma, beta, eps):  # LayerNorm(x + Dropout(a + b))
+    return layer_norm_rows.formula(x + (a + b) * keep * scale, gamma, beta, eps)
+
+
+def add_layer_norm(x: Tensor, a: Tensor, b: Tensor, gamma: Tensor, beta: Tensor,
+                   eps: float = 1e-12, p: float = 0.0, training: bool = False,
+                   rng: Any = None) -> Tensor:
+    """LayerNorm(x + Dropout(a + b)): BERT's "add & norm" after a sub-layer whose output `a`
+    comes without its bias `b` (a linear map's x W).  x, a: (..., d); b, gamma, beta: (d,).
+
+    The same numbers as layer_norm(x + dropout(a + b), gamma, beta) (tests/test_functional.py
+    checks it), as one formula: the bias, the dropout mask and the residual are added where
+    the norm reads its input, one pass over memory instead of four (on the GPU: no kernels of
+    their own). The dropout mask is drawn as `dropout` draws it. Backward: dz as layer_norm's,
+    then dx = dz, da = dz·keep/(1 − p), db = Σ da over the rows.
+    """
+
+    @backend.elementwise
+    def masked(a, keep, scale):  # the dropout's backward: a·keep/(1 − p)
+        return a * keep * scale
+
+    _check_norm_shapes("add_layer_norm", x, gamma, beta)
+    if a.shape != x.shape or b.shape != x.shape[-1:]:
+        raise ShapeError(f"add_layer_norm: a {a.shape} must have the shape of x {x.shape} and "
+                         f"b {b.shape} must be ({x.shape[-1]},)")
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"add_layer_norm: p must be in [0, 1), got {p}")
+    keep = scale = None
+    if training and p > 0.0:
+        rng = backend.rng() if rng is None else rng
+        keep = rng.random(a.shape, dtype=_random_dtype(a.dtype)) >= p
+        scale = 1.0 / (1.0 - p)
+        y, xhat, var = _add_dropout_norm_rows(x.data, a.data, b.data, keep, scale, gamma.data,
+                                              beta.data, eps)
+    else:
+        y, xhat, var = _add_norm_rows(x.data, a.data, b.data, gamma.data, beta.data, eps)
+    out = op_result(y, (x, a, b, gamma, beta), "add_layer_norm")
+
+    def _backward():
+        dy = out.grad
+        if x.requires_grad or a.requires_grad or b.requires_grad:
+            dz = layer_norm_backward_rows(dy, xhat, var, gamma.data, eps)
+            accum_grad(x, dz)
+            da = dz if keep is None else masked(dz, keep, scale)
+            accum_grad(a, da)
+            if b.requires_grad:
+                accum_grad(b, da.reshape(-1, da.shape[-1]).sum(axis=0))
+        _norm_parameter_grads(dy, xhat, gamma, beta)
 
     out._backward = _backward
     return out

@@ -65,14 +65,15 @@ class BertEmbeddings(Module):
         self.layer_norm = LayerNorm(config.hidden_size, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: Array, token_type_ids: Array | None) -> Tensor:
+    def forward(self, input_ids: Array, token_type_ids: Array | None = None) -> Tensor:
+        """input_ids (B, T); token_type_ids (B, T), or None: every token in segment 0."""
         T = input_ids.shape[1]
-        xp = get_array_module(self.word_embeddings.weight.data)
-        positions = xp.arange(T)  # 0, 1, ..., T-1 for every sequence (broadcast over B)
+        segment = (self.token_type_embeddings.weight[0] if token_type_ids is None  # (H,)
+                   else self.token_type_embeddings(token_type_ids))  # (B, T, H)
         e = (
             self.word_embeddings(input_ids)  # (B, T, H)
-            + self.position_embeddings(positions)  # (T, H)
-            + self.token_type_embeddings(token_type_ids)  # (B, T, H)
+            + self.position_embeddings.weight[:T]  # (T, H): the rows of positions 0, ..., T-1
+            + segment  # broadcast over the tokens: the same vector for each, as rows of ids 0
         )
         return self.dropout(self.layer_norm(e))
 
@@ -123,7 +124,10 @@ class MultiHeadSelfAttention(Module):
         self.output = Linear(H, H, std=std)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def forward(self, x: Tensor, mask_bias: Array | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mask_bias: Array | None = None,
+                output_bias: bool = True) -> tuple[Tensor, Tensor]:
+        """(output, probs); output_bias=False leaves out the output projection's bias b_o, for
+        the fused add & norm after it that adds it (BertLayer.forward)."""
         B, T, H = x.shape
 
         def split_heads(t):  # (B, T, H) -> (B, h, T, d)
@@ -134,11 +138,16 @@ class MultiHeadSelfAttention(Module):
             q, k, v, mask_bias, self.dropout_p, self.training
         )
         context = context.transpose(0, 2, 1, 3).reshape(B, T, H)  # concatenate the heads
-        return self.output(context), probs
+        return self.output(context, bias=output_bias), probs
 
 
 # ----------------------------------------------------------------------------------------------
 # One encoder layer
+
+# Which lines BertLayer.forward runs: False, the formulas line by line; True (the default),
+# the same math with each add & norm as one fused op. tests/test_model.py checks that both
+# give the same numbers.
+FUSED = True
 
 
 class BertLayer(Module):
@@ -161,11 +170,25 @@ class BertLayer(Module):
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: Tensor, mask_bias: Array | None = None) -> tuple[Tensor, Tensor]:
-        a, probs = self.attention(x, mask_bias)
-        x = self.attention_norm(x + self.dropout(a))
-        f = self.ffn_out(F.gelu(self.ffn_in(x)))
-        x = self.ffn_norm(x + self.dropout(f))
+        if not FUSED:  # the formulas above, line by line
+            a, probs = self.attention(x, mask_bias)
+            x = self.attention_norm(x + self.dropout(a))
+            f = self.ffn_out(F.gelu(self.ffn_in(x)))
+            x = self.ffn_norm(x + self.dropout(f))
+        else:  # the same, each bias added inside the formula after it: GELU(u + b₁), and the
+            # add & norm as one op, LayerNorm(x + Dropout(a + b)) (F.add_layer_norm): the
+            # bias, dropout and residual cost no passes over memory (GPU kernels) of their own
+            a, probs = self.attention(x, mask_bias, output_bias=False)  # context W_o
+            x = self._add_norm(x, a, self.attention.output.b, self.attention_norm)
+            u = self.ffn_in(x, bias=False)  # x W₁
+            f = self.ffn_out(F.gelu(u, bias=self.ffn_in.b), bias=False)  # GELU(u + b₁) W₂
+            x = self._add_norm(x, f, self.ffn_out.b, self.ffn_norm)
         return x, probs
+
+    def _add_norm(self, x: Tensor, a: Tensor, b: Tensor, norm: LayerNorm) -> Tensor:
+        # LayerNorm(x + Dropout(a + b))
+        return F.add_layer_norm(x, a, b, norm.gamma, norm.beta, norm.eps, self.dropout.p,
+                                self.training)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,14 +261,13 @@ class BertModel(BertPreTrainedModel):
                 f"{self.config.max_position_embeddings} positions (max_position_embeddings); "
                 "truncate the input (e.g. the tokenizer's max_length)"
             )
+        mask = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
         if attention_mask is not None:
             _check_mask_values(attention_mask)
-        mask = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
-        attention_mask = (xp.ones((B, T), dtype=np.int64) if attention_mask is None
-                          else _as_ids(xp, attention_mask, "attention_mask", (B, T)))
-        token_type_ids = (xp.zeros((B, T), dtype=np.int64) if token_type_ids is None
-                          else _as_ids(xp, token_type_ids, "token_type_ids", (B, T),
-                                       size=self.config.type_vocab_size))
+            attention_mask = _as_ids(xp, attention_mask, "attention_mask", (B, T))
+        if token_type_ids is not None:  # missing: the embeddings use segment 0's vector
+            token_type_ids = _as_ids(xp, token_type_ids, "token_type_ids", (B, T),
+                                     size=self.config.type_vocab_size)
 
         # Padding mask as an additive bias on the attention scores: 0 where key j is a real
         # token, the most negative float where it is padding (exp of it is exactly 0).

@@ -212,8 +212,10 @@ class Linear(Module):
         self.W = init_normal((in_features, out_features), std)
         self.b = Parameter(backend.xp().zeros(out_features, dtype=np.float32)) if bias else None
 
-    def forward(self, x: Tensor) -> Tensor:  # (..., in) -> (..., out)
-        return F.linear(x, self.W, self.b)
+    def forward(self, x: Tensor, bias: bool = True) -> Tensor:  # (..., in) -> (..., out)
+        """x W + b; with bias=False x W alone, for an op that adds b in its own formula
+        (F.add_layer_norm)."""
+        return F.linear(x, self.W, self.b if bias else None)
 
     def __repr__(self) -> str:
         return f"Linear({self.W.shape[0]} -> {self.W.shape[1]})"

@@ -14,8 +14,9 @@ which is what breaks first when NumPy code moves to a GPU:
 
 It also counts, for `benchmarks/bench_gpu.py --count` and the tests: ``counts.launches``, the
 kernels a real CuPy would start (every computation on device arrays: an operator, a ufunc, a
-reduction, a matmul, a copy, a fill; views and ``empty`` start none; a function made by ``fuse``
-counts once, as CuPy compiles it into one kernel), and ``counts.syncs``, the device->host
+reduction, a matmul (plus the copies CuPy makes of operands that cuBLAS cannot read as they
+are: ``_matmul_copies``), a copy, a fill; views and ``empty`` start none; a function made by
+``fuse`` counts once, as CuPy compiles it into one kernel), and ``counts.syncs``, the device->host
 copies that make the host wait for the GPU (``.get()``, ``asnumpy``, ``bool``/``int``/``float``
 of an array, ``.item()``, ``.tolist()``). ``fuse`` runs the Python function itself, so the very
 lines a fused kernel is compiled from are what the simulation tests; inside it, what
@@ -245,9 +246,13 @@ def _call(fn, args, kwargs, name=None, self=None):
     inputs = _arrays(operands) + _arrays(kwargs)
     if name in _DATA_SIZED:
         _sync(f"{name}()")  # the size of the result: CuPy reads it back before allocating
+    if name == "matmul" and not _fuse.depth:
+        _matmul_copies(*_unwrap(args)[:2])
     result = fn(*_unwrap(args), **_unwrap(kwargs))
     if name in _NO_KERNEL:  # allocations, shape queries
         return _wrap(result)
+    if _is_ufunc_name(name) and kwargs.get("out") is None:
+        result = _c_order(result)
     return _computed(result, inputs, kwargs)
 
 
@@ -267,10 +272,50 @@ def _computed(result, inputs, kwargs):
 
 
 def _operator(fn, a, b, *data):
-    """An arithmetic or comparison operator on device data: always one kernel."""
+    """An arithmetic or comparison operator on device data: always one kernel (a matrix product
+    may need more: _matmul_copies)."""
     if _fuse.depth:
         _fuse_step(getattr(fn, "__name__", "operator"), (a, b), {})
-    return _computed(fn(*data), (), {})
+    elif fn is np.matmul:
+        _matmul_copies(*data)
+    return _computed(_c_order(fn(*data)), (), {})
+
+
+def _c_order(result):
+    """A new array as CuPy lays it out: an elementwise kernel writes its result in C order
+    (NumPy keeps the order of its input, e.g. a transposed one), which decides whether a later
+    matrix product must copy it (_matmul_copies)."""
+    if isinstance(result, tuple):
+        return tuple(_c_order(r) for r in result)
+    if isinstance(result, np.ndarray) and not result.flags.c_contiguous:
+        return np.ascontiguousarray(result)
+    return result
+
+
+def _matmul_copies(a, b) -> None:
+    """The kernels CuPy's matmul starts besides the product (cupy/_core/_routines_linalg.pyx):
+    cuBLAS reads each matrix in row- or column-major order, so
+    - two matrices (`dot`): an operand in neither order (e.g. a strided slice x[:, 0]) is
+      copied first (`_mat_to_cublas_contiguous`); a transposed one is read as it is;
+    - stacks of matrices: each operand not in C order (a transposed view such as kᵀ, the heads
+      of a (B, T, h, d) array seen as (B, h, T, d)) is copied (`ascontiguousarray`), and when
+      one side is broadcast over the other's batch axes, pointer arrays are built for the
+      batched call: one kernel per operand and result, and one more per batch axis past the
+      first (`_mat_ptrs`)."""
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+        return
+    ndim = max(a.ndim, b.ndim)
+    if ndim <= 2:
+        copies = sum(x.ndim == 2 and not (x.flags.c_contiguous or x.flags.f_contiguous)
+                     for x in (a, b))
+    else:
+        copies = sum(not x.flags.c_contiguous for x in (a, b))
+        lead_a = (1,) * (ndim - a.ndim) + a.shape[:-2]
+        lead_b = (1,) * (ndim - b.ndim) + b.shape[:-2]
+        if any(m != n and 1 in (m, n) for m, n in zip(lead_a, lead_b, strict=True)):
+            copies += 3 * (ndim - 2)
+    for _ in range(copies):
+        _launch()
 
 
 # -- counting launches and syncs -----------------------------------------------------------------

@@ -101,6 +101,25 @@ def test_each_computation_is_one_launch_and_views_are_none():
     assert counted(lambda: cp.random.default_rng(0).random(4))[1] == (1, 0)
 
 
+def test_a_matrix_product_also_counts_the_copies_cupy_makes_of_its_operands():
+    # cupy/_core/_routines_linalg.pyx: two matrices go to cuBLAS in row- or column-major order
+    # as they are, anything else is copied first; stacks of matrices must be in C order
+    a = cp.asarray(np.arange(24.0).reshape(4, 6))
+    assert counted(lambda: a @ a.T)[1] == (1, 0)  # a transposed matrix is read as it is
+    assert counted(lambda: a[:, :3] @ a[:3])[1] == (2, 0)  # a strided slice is copied
+    s = cp.asarray(np.arange(48.0).reshape(2, 4, 6))
+    assert counted(lambda: s @ s.swapaxes(-1, -2))[1] == (2, 0)  # kᵀ of a stack: copied
+    heads = s.reshape(2, 4, 2, 3).transpose(0, 2, 1, 3)  # (B, T, h, d) seen as (B, h, T, d)
+    assert counted(lambda: cp.matmul(heads, heads.swapaxes(-1, -2)))[1] == (3, 0)
+    # an elementwise result is written in C order, as CuPy does: no copy for it
+    ones = cp.ones((2, 2, 3, 1))
+    assert counted(lambda: (heads * 2.0) @ ones)[1] == (2, 0)
+    # a matrix broadcast over a stack: pointer arrays for the batched call (3 kernels)
+    w = cp.asarray(np.ones((6, 5)))
+    assert counted(lambda: s @ w)[1] == (4, 0)
+    assert counted(lambda: s @ a.T)[1] == (5, 0)  # and a transposed one is copied there
+
+
 def test_reading_values_on_the_host_counts_a_sync():
     a = cp.asarray(np.arange(4.0))
     for read in (a.get, lambda: cp.asnumpy(a), lambda: float(a.sum()), lambda: bool(a.any()),

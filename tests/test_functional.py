@@ -55,6 +55,15 @@ def test_activations(name, rng, backend_name):
     assert gradcheck(op, T(rng, 3, 5, scale=2.0))
 
 
+@pytest.mark.exercise("4.2")
+def test_gelu_with_a_bias_is_gelu_of_the_sum(rng, backend_name):
+    x, b = T(rng, 3, 5, scale=2.0), T(rng, 5)
+    assert gradcheck(lambda x, b: F.gelu(x, bias=b), x, b)
+    np.testing.assert_allclose(F.gelu(x, bias=b).numpy(), F.gelu(x + b).numpy(), rtol=1e-12)
+    with pytest.raises(minibert.ShapeError, match="gelu: bias"):
+        F.gelu(x, bias=x)
+
+
 @pytest.mark.parametrize(  # another axis is a swap to the last one and back: the engine (6.5)
     "axis", [pytest.param(-1, marks=pytest.mark.exercise("3.1")), 0, 1])
 def test_softmax(axis, rng, backend_name):
@@ -70,6 +79,26 @@ def test_log_softmax(axis, rng, backend_name):
 def test_layer_norm(rng, backend_name):
     assert gradcheck(lambda x, g, b: F.layer_norm(x, g, b, eps=1e-5),
                      T(rng, 2, 3, 6), T(rng, 6), T(rng, 6))
+
+
+@pytest.mark.exercise("4.1")
+def test_add_layer_norm_is_layer_norm_of_the_residual_sum(rng, backend_name):
+    x, a, b, g, beta = T(rng, 2, 3, 6), T(rng, 2, 3, 6), T(rng, 6), T(rng, 6), T(rng, 6)
+    assert gradcheck(lambda *t: F.add_layer_norm(*t, eps=1e-5), x, a, b, g, beta)
+    np.testing.assert_allclose(F.add_layer_norm(x, a, b, g, beta, eps=1e-5).numpy(),
+                               F.layer_norm(x + (a + b), g, beta, eps=1e-5).numpy(), rtol=1e-12)
+
+    def with_dropout(*t):  # the same mask on every call: gradcheck runs it many times
+        minibert.manual_seed(4)
+        return F.add_layer_norm(*t, eps=1e-5, p=0.4, training=True)
+
+    assert gradcheck(with_dropout, x, a, b, g, beta)
+    minibert.manual_seed(4)  # the mask is the one dropout draws
+    expected = F.layer_norm(x + F.dropout(a + b, 0.4), g, beta, eps=1e-5)
+    np.testing.assert_allclose(with_dropout(x, a, b, g, beta).numpy(), expected.numpy(),
+                               rtol=1e-12)
+    with pytest.raises(minibert.ShapeError, match="add_layer_norm"):
+        F.add_layer_norm(x, b, b, g, beta)
 
 
 @pytest.mark.exercise("6.6")

@@ -255,6 +255,29 @@ def test_gradcheck_one_layer():
     assert gradcheck(lambda *p: layer(x, bias)[0], x, *layer.parameters())
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_the_fused_layers_compute_what_the_plain_lines_compute(training, monkeypatch):
+    """model.FUSED chooses BertLayer's fused add & norm; the plain lines must give the same
+    outputs and gradients (with dropout: the same masks, drawn in the same order)."""
+    import minibert.model as model_module
+
+    assert model_module.FUSED  # the default
+    minibert.manual_seed(0)
+    model = BertModel(tiny_config(hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2))
+    model.to(np.float64).train(training)
+    results = []
+    for fused in (False, True):
+        monkeypatch.setattr(model_module, "FUSED", fused)
+        model.zero_grad()
+        minibert.manual_seed(1)
+        out = model(IDS, MASK, TYPES)
+        h = out.last_hidden_state
+        ((h * h).sum() + out.pooler_output.sum()).backward()
+        results.append([h.numpy()] + [minibert.to_numpy(p.grad) for p in model.parameters()])
+    for plain, fused in zip(*results, strict=True):
+        np.testing.assert_allclose(fused, plain, rtol=1e-10, atol=1e-12)
+
+
 def test_gradcheck_pooler():
     model = float64_model(BertModel, num_hidden_layers=1)
     assert gradcheck(lambda *p: model(IDS, MASK, TYPES).pooler_output, *model.parameters())
