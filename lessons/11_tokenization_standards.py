@@ -18,6 +18,7 @@ the card's "neuroplasticity".
 """
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from _common import banner, minilm_dir
@@ -137,5 +138,47 @@ print("The pieces still let the model see a rare word as a sequence of known, tr
 print("vectors (no [UNK]), and attention can combine them; but the split follows frequency")
 print("statistics of the training text, and a piece like '##pl' means nothing by itself.")
 
-print("\nRead next: Tokenizer.train and minibert/wordpiece_trainer.py (how the merges are")
-print("chosen); lesson 1 for the mechanics of one sentence.")
+banner("4. The trainer's choice: merge the most frequent pair, or the likeliest")
+print("Tokenizer.train starts from characters and merges one pair of pieces (a, b) at a time.")
+print("Which pair? 'frequency' (the default, as Hugging Face's trainer and BPE): the most")
+print("frequent. 'likelihood' (the classic WordPiece criterion, exercise 11.2 in")
+print("minibert/wordpiece_trainer.py): the largest count(a b) / (count(a) count(b)), a pair whose")
+print("parts rarely occur apart. The same training text and --vocab-size (a trainer stops")
+print("early when no pair is left that occurs twice):")
+likeliest = Tokenizer.train(train_lines, vocab_size=args.vocab_size, criterion="likelihood")
+criteria = {"frequency": trained, "likelihood": likeliest}
+coverage = {name: vocabulary_coverage(t.tokenize, test_lines) for name, t in criteria.items()}
+
+
+def learned(tokenizer: Tokenizer, n: int) -> list[str]:
+    """The first n pieces the trainer learned (in merge order, after the single characters)."""
+    return [t for t in tokenizer.ids_to_tokens[5:] if len(t.removeprefix("##")) > 1][:n]
+
+
+print(f"  {'criterion':<12} {'vocabulary':>10} {'OOV rate':>9} {'tokens/text':>11}  "
+      "the first 8 pieces it learned")
+for name, t in criteria.items():
+    r = coverage[name]
+    print(f"  {name:<12} {t.vocab_size:>10,} {r['oov_rate']:>9.2%} {r['tokens_per_text']:>11.1f}  "
+          f"{' '.join(learned(t, 8))}")
+digits = {name: sum(any(c.isdigit() for c in p) for p in learned(t, 100))
+          for name, t in criteria.items()}
+print(f"pieces with a digit among the first 100 learned: frequency {digits['frequency']}, "
+      f"likelihood {digits['likelihood']}")
+counts = Counter(w for line in test_lines for w in words_of(line))
+differ = [w for w, _ in counts.most_common() if trained.tokenize(w) != likeliest.tokenize(w)]
+print(f"the most frequent words of the unseen text that the two spell differently "
+      f"({len(differ)} in all):")
+for w in differ[:6]:
+    print(f"  {w:<12} ({counts[w]:>3} times)  frequency: {' '.join(trained.tokenize(w)):<16} "
+          f"likelihood: {' '.join(likeliest.tokenize(w))}")
+ratio = coverage["likelihood"]["tokens_per_text"] / coverage["frequency"]["tokens_per_text"]
+print(f"-> with {likeliest.vocab_size:,} pieces against {trained.vocab_size:,}, 'likelihood' "
+      f"spells {ratio:.2f}x as many tokens per text ({'more' if ratio > 1 else 'fewer'}).")
+print("   Dividing by the parts' counts favours pairs of rare parts: the merges go to rare")
+print("   strings, and a frequent word whose letters are frequent everywhere stays in pieces.")
+print("   'frequency' spends the vocabulary where the text is: on what it holds most often.")
+
+print("\nRead next: vocabulary_coverage in minibert/tokenizer.py (the measures), Tokenizer.train")
+print("and minibert/wordpiece_trainer.py (how the merges are chosen); lesson 1 for the mechanics")
+print("of one sentence.")

@@ -105,12 +105,20 @@ def train_wordpiece(
         pairs_of[a].add((a, b))
         pairs_of[b].add((a, b))
 
-    def entry(pair):
+    def entry(pair: tuple[int, int]) -> tuple:
         """Heap entry; heapq pops the smallest, so negate to get the best score first."""
         a, b = pair
         n = pair_count[pair]
-        score = n if criterion == "frequency" else n / (piece_count[a] * piece_count[b])
-        return (-score, -n, pair)
+        if criterion == "frequency":
+            return (-n, -n, pair)
+        # BEGIN EXERCISE 11.2: the likelihood criterion. score = count(a b) / (count(a) · count(b))
+        #   with n = count(a b) and piece_count[a], piece_count[b] (each weighted by word
+        #   frequency); heapq pops the smallest entry, so the entry is (−score, −n, pair): the
+        #   best score first, ties to the more frequent pair, then to the pair of older pieces
+        score = n / (piece_count[a] * piece_count[b])
+        key = (-score, -n, pair)
+        # END EXERCISE
+        return key
 
     heap = [entry(p) for p, n in pair_count.items() if n >= min_frequency]
     heapq.heapify(heap)

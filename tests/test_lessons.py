@@ -58,7 +58,8 @@ LESSONS = [
                                "one is the transpose of the other: True"]),
     ("11_tokenization_standards", True, [
         "neuroplasticity  BERT: ne ##uro ##pl ##astic ##ity",
-        "-> the pieces are the morphemes for 1 of 4 words"]),
+        "-> the pieces are the morphemes for 1 of 4 words",
+        "'likelihood' spells 1.35x as many tokens per text (more)"]),
     ("12_token_classification", True, [
         "14 words became 18 pieces; 14 positions carry a label (one per word), 6 are -100",
         "token head:    logits (B, T, C)        shape (2, 20, 9)"]),

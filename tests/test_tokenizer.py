@@ -6,6 +6,7 @@ Parity with the real BERT tokenizer is in test_tokenizer_parity.py.
 import ast
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -368,6 +369,7 @@ def test_train_frequency_merges_the_frequent_word_first():
     assert "lot" in vocab and "newer" in vocab
 
 
+@pytest.mark.exercise("11.2")
 def test_train_likelihood_prefers_parts_that_never_appear_apart():
     # "q" is always followed by "##u" (score 4 / (4*4)); "##a" "##b" are frequent but also
     # appear apart (score 10 / (20*20)).
@@ -377,6 +379,44 @@ def test_train_likelihood_prefers_parts_that_never_appear_apart():
     alphabet_end = 5 + 8  # specials, then q u x a b ##u ##a ##b
     assert vocab[alphabet_end] == "qu"
     assert freq_vocab[alphabet_end] != "qu"
+
+
+def _likelihood_vocabulary_by_hand(counts: dict[str, int], vocab_size: int) -> list[str]:
+    """The classic WordPiece trainer written the slow way: before every merge, count every
+    pair and every piece again and take the best count(a b) / (count(a) count(b)); ties to the
+    more frequent pair, then to the pair of older pieces (smaller ids)."""
+    words = sorted(counts)
+    alphabet = {c for w in words for c in w} | {"##" + c for w in words for c in w[1:]}
+    pieces = SPECIALS + sorted(alphabet)
+    spelled = [[pieces.index(w[0])] + [pieces.index("##" + c) for c in w[1:]] for w in words]
+    while len(pieces) < vocab_size:
+        piece_count, pair_count = Counter(), Counter()
+        for symbols, w in zip(spelled, words, strict=True):
+            for s in symbols:
+                piece_count[s] += counts[w]
+            for pair in zip(symbols, symbols[1:], strict=False):
+                pair_count[pair] += counts[w]
+        candidates = [(-n / (piece_count[a] * piece_count[b]), -n, (a, b))
+                      for (a, b), n in pair_count.items() if n >= 2]
+        if not candidates:
+            break
+        a, b = min(candidates)[2]
+        merged = pieces[a] + pieces[b][2:]
+        if merged not in pieces:
+            pieces.append(merged)
+        spelled = [merge_pair(symbols, a, b, pieces.index(merged)) for symbols in spelled]
+    return pieces
+
+
+@pytest.mark.exercise("11.2")
+@pytest.mark.parametrize("vocab_size", [40, 60])
+def test_train_likelihood_merges_as_the_criterion_says(vocab_size):
+    """Every merge of the fast trainer (a heap, counts updated in place) is the one the
+    criterion picks when everything is counted again from scratch."""
+    counts = {"hugging": 10, "hug": 8, "pug": 6, "pun": 12, "bun": 4, "hugs": 5, "quiz": 3,
+              "queue": 2, "gun": 7, "unhug": 2}
+    assert train_wordpiece(counts, vocab_size, criterion="likelihood") == \
+        _likelihood_vocabulary_by_hand(counts, vocab_size)
 
 
 def test_train_min_frequency_and_too_small_vocab():
