@@ -219,6 +219,10 @@ def absolute(x: Array) -> Array:
     return get_array_module(x).absolute(x)
 
 
+def tanh(x: Array) -> Array:
+    return get_array_module(x).tanh(x)
+
+
 def copysign(x: Array, sign: Array) -> Array:
     """|x| with the sign of `sign`."""
     return get_array_module(x, sign).copysign(x, sign)

@@ -192,6 +192,33 @@ def relu(x: Tensor) -> Tensor:
     return x.relu()
 
 
+def tanh(x: Tensor, bias: Tensor | None = None) -> Tensor:
+    """tanh(x), or with `bias` (n,) for x (..., n) tanh(x + bias): the bias of the linear map
+    before it added in the same pass (BERT's pooler: tanh(h W_p + b_p)). dx = dy·(1 − y²)."""
+
+    @backend.elementwise
+    def forward(x, b):  # tanh(u),  u = x + b
+        return backend.tanh(x + b)
+
+    @backend.elementwise
+    def backward(y, dy):  # d/du tanh(u) = 1 − tanh(u)²
+        return dy * (1 - y * y)
+
+    if bias is not None and bias.shape != x.shape[-1:]:
+        raise ShapeError(f"tanh: bias {bias.shape} must be ({x.shape[-1]},) for input {x.shape}")
+    parents = (x,) if bias is None else (x, bias)
+    out = op_result(forward(x.data, 0.0 if bias is None else bias.data), parents, "tanh")
+
+    def _backward():
+        du = backward(out.data, out.grad)
+        accum_grad(x, du)
+        if bias is not None and bias.requires_grad:
+            accum_grad(bias, du.reshape(-1, du.shape[-1]).sum(axis=0))
+
+    out._backward = _backward
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Softmax family
 

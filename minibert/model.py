@@ -291,7 +291,11 @@ class BertModel(BertPreTrainedModel):
             if output_attentions:
                 attentions.append(probs)
 
-        pooled = self.pooler(x[:, 0]).tanh() if self.pooler is not None else None  # [CLS]
+        pooled = None
+        if self.pooler is not None:  # tanh(h_[CLS] W_p + b_p); fused: the bias inside tanh
+            h_cls = x[:, 0]  # (B, H)
+            pooled = (self.pooler(h_cls).tanh() if not FUSED
+                      else F.tanh(self.pooler(h_cls, bias=False), bias=self.pooler.b))
         return BertOutput(
             last_hidden_state=x,
             pooler_output=pooled,

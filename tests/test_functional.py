@@ -64,6 +64,14 @@ def test_gelu_with_a_bias_is_gelu_of_the_sum(rng, backend_name):
         F.gelu(x, bias=x)
 
 
+def test_tanh_with_a_bias_is_tanh_of_the_sum(rng, backend_name):
+    x, b = T(rng, 3, 5), T(rng, 5)
+    assert gradcheck(lambda x, b: F.tanh(x, bias=b), x, b)
+    np.testing.assert_allclose(F.tanh(x, bias=b).numpy(), np.tanh((x + b).numpy()), rtol=1e-12)
+    with pytest.raises(minibert.ShapeError, match="tanh: bias"):
+        F.tanh(x, bias=x)
+
+
 @pytest.mark.parametrize(  # another axis is a swap to the last one and back: the engine (6.5)
     "axis", [pytest.param(-1, marks=pytest.mark.exercise("3.1")), 0, 1])
 def test_softmax(axis, rng, backend_name):
