@@ -95,6 +95,13 @@ def test_add_layer_norm_is_layer_norm_of_the_residual_sum(rng, backend_name):
     assert gradcheck(lambda *t: F.add_layer_norm(*t, eps=1e-5), x, a, b, g, beta)
     np.testing.assert_allclose(F.add_layer_norm(x, a, b, g, beta, eps=1e-5).numpy(),
                                F.layer_norm(x + (a + b), g, beta, eps=1e-5).numpy(), rtol=1e-12)
+    with pytest.raises(minibert.ShapeError, match="add_layer_norm"):
+        F.add_layer_norm(x, b, b, g, beta)
+
+
+@pytest.mark.exercise("4.3")  # compared with dropout, exercise 4.3 (4.1 comes before it)
+def test_add_layer_norm_with_dropout_is_layer_norm_of_the_dropped_sum(rng, backend_name):
+    x, a, b, g, beta = T(rng, 2, 3, 6), T(rng, 2, 3, 6), T(rng, 6), T(rng, 6), T(rng, 6)
 
     def with_dropout(*t):  # the same mask on every call: gradcheck runs it many times
         minibert.manual_seed(4)
@@ -105,8 +112,6 @@ def test_add_layer_norm_is_layer_norm_of_the_residual_sum(rng, backend_name):
     expected = F.layer_norm(x + F.dropout(a + b, 0.4), g, beta, eps=1e-5)
     np.testing.assert_allclose(with_dropout(x, a, b, g, beta).numpy(), expected.numpy(),
                                rtol=1e-12)
-    with pytest.raises(minibert.ShapeError, match="add_layer_norm"):
-        F.add_layer_norm(x, b, b, g, beta)
 
 
 @pytest.mark.exercise("6.6")
