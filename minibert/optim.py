@@ -347,13 +347,14 @@ class AdamW(Optimizer):
     def step(self) -> None:
         """`adamw_update` on every parameter that has a gradient, its results written back.
 
-        How that runs is `_run`'s choice: on the CPU in cache-sized blocks on all cores; on
-        the GPU once per parameter group (`_buffers` lays a group's parameters, gradients and
-        moments out as one flat array each), not once per tensor.
+        How that runs is backend.elementwise's choice: on the CPU in cache-sized blocks on all
+        cores, in place; on the GPU once per parameter group (`_buffers` lays a group's
+        parameters, gradients and moments out as one flat array each), not once per tensor.
         """
         beta1, beta2 = self.betas
+        update = backend.elementwise(adamw_update)
         for b in self._buffers(("m", "v")):
-            _run(adamw_update, (b.theta, b.state["m"], b.state["v"]), b.theta, b.g,
+            _run(update, (b.theta, b.state["m"], b.state["v"]), b.theta, b.g,
                  b.state["m"], b.state["v"], self.lr, beta1, beta2, self.eps, b.weight_decay,
                  b.t)
 
@@ -471,146 +472,21 @@ def _fused(formula, like):
 
 
 def _run(formula, out: tuple, *args) -> None:
-    """``out = formula(*args)``, elementwise: the results written into the arrays `out`.
+    """``out = formula(*args)`` for a formula made by backend.elementwise: the results written
+    into the arrays `out`.
 
-    On the CPU in cache-sized blocks of rows on the thread pool (parallel.py): every
-    temporary of the formula is then a block, not a whole parameter. On the GPU as one fused
-    kernel (cupy.fuse compiles the Python lines); its numbers come as 0-d arrays of the
-    parameters' dtype (one upload), as a fused kernel would compute a Python float in float64.
+    On the CPU in cache-sized blocks of rows on the thread pool, each block's steps with
+    `out=` into a few block-sized buffers and its results straight into `out`: no array the
+    size of a parameter is made. On the GPU as one fused kernel; its numbers then come as 0-d
+    arrays of the parameters' dtype (one upload), as a fused kernel would compute a Python
+    float in float64.
     """
     if backend.is_device_array(out[0]):
         xp = backend.get_array_module(out[0])
         numbers = [a for a in args if not hasattr(a, "shape")]
         uploaded = iter(xp.asarray(numbers, dtype=out[0].dtype))
-        args = [a if hasattr(a, "shape") else next(uploaded) for a in args]
-        for target, result in zip(out, _fused(formula, out[0])(*args), strict=True):
-            target[...] = result
-        return
-
-    program = _programs.get(formula)
-    if program is None:
-        program = _programs[formula] = _Program(formula, args, out)
-    numbers = program.numbers(args)
-
-    def block(rows):
-        program.run([a[rows] if hasattr(a, "shape") else a for a in args], numbers,
-                    [target[rows] for target in out])
-
-    parallel.for_blocks(block, out[0])
+        args = tuple(a if hasattr(a, "shape") else next(uploaded) for a in args)
+    formula(*args, out=out)
 
 
-class _Program:
-    """An elementwise formula, recorded once, then run on the CPU without new arrays.
-
-    Written as whole-array math, each line of a formula makes a new array: for AdamW's five
-    lines, sixteen arrays per block of numbers, and the time goes into making and filling
-    them (twice the time of the same steps done in place). So `_run` records the formula's
-    steps once (calling it on stand-ins, `_Recorded`) and then runs the same ufuncs on each
-    block with ``out=``: into a few scratch arrays, each reused once its value has been read
-    for the last time, and each result straight into its target. The numbers (lr, β, t, ...)
-    may change from call to call: what is computed from numbers alone, once per call.
-    """
-
-    def __init__(self, formula, args, out):
-        self.steps = []  # (ufunc, refs); a ref: ("arg", i), ("step", j) or ("const", value)
-        self.scalar = []  # per step: computed from numbers alone
-        self.is_number = [not hasattr(a, "shape") for a in args]
-        results = formula(*(_Recorded(self, ("arg", i)) for i in range(len(args))))
-        self.outputs = [r.ref if isinstance(r, _Recorded) else ("const", r) for r in results]
-        inputs = [next((i for i, a in enumerate(args) if a is t), None) for t in out]
-        last = {}  # the step that reads each value for the last time
-        for j, (_, refs) in enumerate(self.steps):
-            for ref in refs:
-                last[ref] = j
-        # Where each array step writes: a "place" is ("out", k), the k-th result's array, or
-        # ("slot", i), a scratch array. Writing where a value that dies here was read (in
-        # place, as `m *= β1` would) is the cheapest; a result's array serves as scratch once
-        # its old value is read for the last time, until the result itself is written there.
-        done_with = [last.get(("arg", i), -1) if i is not None else -1 for i in inputs]
-        result_step = [ref[1] if ref[0] == "step" else len(self.steps) for ref in self.outputs]
-        self.place, holds, self.slots = {}, {}, 0  # holds: place -> the step whose value it has
-
-        def usable(place, j):
-            if place in holds and last.get(("step", holds[place]), -1) > j:
-                return False  # still holds a value read later
-            if place[0] == "slot":
-                return True
-            k = place[1]  # the k-th result's array: free from its old value's last reading
-            # on, and then either for the result itself or for a value read before it comes
-            return done_with[k] <= j and (result_step[k] == j or (
-                j < result_step[k] and last.get(("step", j), j) <= result_step[k]))
-
-        for j, (_, refs) in enumerate(self.steps):
-            if self.scalar[j]:
-                continue
-            dying = [self.place[r[1]] for r in dict.fromkeys(refs)
-                     if r[0] == "step" and r[1] in self.place and last[r] == j]
-            k = self.outputs.index(("step", j)) if ("step", j) in self.outputs else None
-            candidates = ([("out", k)] if k is not None else []) + dying + [
-                ("out", i) for i in range(len(self.outputs))] + [
-                ("slot", i) for i in range(self.slots)]
-            place = next((c for c in candidates if usable(c, j)), None)
-            if place is None:
-                place, self.slots = ("slot", self.slots), self.slots + 1
-            self.place[j], holds[place] = place, j
-
-    def record(self, ufunc, inputs) -> _Recorded:
-        refs = tuple(x.ref if isinstance(x, _Recorded) else ("const", x) for x in inputs)
-        self.scalar.append(all(r[0] == "const" or (r[0] == "arg" and self.is_number[r[1]])
-                               or (r[0] == "step" and self.scalar[r[1]]) for r in refs))
-        self.steps.append((ufunc, refs))
-        return _Recorded(self, ("step", len(self.steps) - 1))
-
-    def numbers(self, args) -> dict:
-        """The steps computed from numbers alone, for these arguments, as Python floats."""
-        values = {}
-        for j, (ufunc, refs) in enumerate(self.steps):
-            if self.scalar[j]:
-                values[j] = ufunc(*(self._value(r, args, values) for r in refs)).item()
-        return values
-
-    @staticmethod
-    def _value(ref, args, values):
-        kind, v = ref
-        return v if kind == "const" else args[v] if kind == "arg" else values[v]
-
-    def run(self, args, numbers: dict, out: list) -> None:
-        """The formula on one block: `args` cut to it, the results into the arrays `out`."""
-        slots = [np.empty_like(out[0]) for _ in range(self.slots)]
-        values = dict(numbers)
-        for j, (ufunc, refs) in enumerate(self.steps):
-            if j not in values:
-                kind, i = self.place[j]
-                values[j] = ufunc(*(self._value(r, args, values) for r in refs),
-                                  out=out[i] if kind == "out" else slots[i])
-        for k, ref in enumerate(self.outputs):
-            if ref[0] != "step" or self.place.get(ref[1]) != ("out", k):
-                out[k][...] = self._value(ref, args, values)
-
-
-class _Recorded:
-    """A value of a formula being recorded (`_Program`): every ufunc or operator applied to it
-    becomes a step of the program instead of a computation."""
-
-    __slots__ = ("program", "ref")
-
-    def __init__(self, program: _Program, ref: tuple):
-        self.program, self.ref = program, ref
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):  # np.sqrt(x) & co.
-        if method != "__call__" or kwargs:
-            return NotImplemented
-        return self.program.record(ufunc, inputs)
-
-
-for _name, _ufunc in {"add": np.add, "sub": np.subtract, "mul": np.multiply,
-                      "truediv": np.true_divide, "pow": np.power}.items():
-    setattr(_Recorded, f"__{_name}__", lambda a, b, _u=_ufunc: a.program.record(_u, (a, b)))
-    setattr(_Recorded, f"__r{_name}__", lambda a, b, _u=_ufunc: a.program.record(_u, (b, a)))
-_Recorded.__neg__ = lambda a: a.program.record(np.negative, (a,))
-# x**2 as NumPy's own operator does it: a square, not the general (far slower) power
-_Recorded.__pow__ = lambda a, b: a.program.record(np.square, (a,)) if isinstance(
-    b, int | float) and b == 2 else a.program.record(np.power, (a, b))
-
-_programs: dict = {}  # recorded formulas (CPU), by formula
 _KERNELS: dict = {}  # fused GPU kernels, by (array module, formula)

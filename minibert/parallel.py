@@ -3,7 +3,7 @@
 NumPy runs one ufunc call on one core, and streams a large array through memory once per call:
 a formula of ten passes (erf, softmax, layer norm, AdamW) reads and writes the array ten times.
 Two cheap fixes, which backend.elementwise / backend.rows apply to the formulas of
-functional.py (and optim.py uses directly):
+functional.py and to AdamW's update (optim.py; its gradient norm uses for_blocks directly):
 
 - Work block by block. A block of ~128k floats (512 KB) stays in the CPU cache while every pass
   of the formula runs over it, so the array crosses memory once, not once per pass.

@@ -232,3 +232,50 @@ def test_running_a_formula_leaves_no_reference_cycle(rng, on_gpu, request):
         gc.garbage.clear()
         gc.enable()
     assert cycles == [], f"{len(cycles)} objects in reference cycles"
+
+
+def test_on_the_cpu_a_formula_is_recorded_once_for_all_its_numbers(rng, monkeypatch):
+    """The numbers are inputs of the plan, like the arrays: another eps (or AdamW's next step
+    t and learning rate) runs the plan made at the first call, with this call's numbers, and
+    records nothing."""
+    x, _, _ = _args(rng)
+    gamma, beta = (rng.standard_normal(x.shape[-1]).astype(np.float32) for _ in range(2))
+    layer_norm_rows(x, gamma, beta, 1e-12)
+    plans, recorded = len(backend._PLANS), len(backend._RECORDED)
+    calls = []
+    monkeypatch.setattr(backend, "_record", lambda *a: calls.append(a))
+    for eps in (1e-5, 0.5, 3.0):
+        for a, b in zip(layer_norm_rows(x, gamma, beta, eps),
+                        layer_norm_rows.formula(x, gamma, beta, eps), strict=True):
+            assert a.dtype == b.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+    assert calls == [] and (len(backend._PLANS), len(backend._RECORDED)) == (plans, recorded)
+
+
+@backend.elementwise
+def crossed(a, b):  # each result goes where the other argument was
+    return b * 2, a + 1
+
+
+@backend.elementwise
+def scaled_by_root(x, t):  # a number used by plain Python: recorded as its value
+    return x * math.sqrt(t)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_on_the_cpu_out_takes_the_results_even_where_they_are_the_arguments(rng, threads, n):
+    threads(n)
+    x, y, _ = _args(rng)
+    a, b = x.copy(), y.copy()
+    assert crossed(a, b, out=(a, b)) == (a, b)  # a is read after b * 2 is computed
+    np.testing.assert_array_equal(a, y * 2)
+    np.testing.assert_array_equal(b, x + 1)
+    a, b = x.copy(), y.copy()
+    c = np.empty_like(a)
+    crossed(a[::-1], b, out=(c, a))  # an input overlapping an output: through new arrays
+    np.testing.assert_array_equal(c, y * 2)
+    np.testing.assert_array_equal(a, x[::-1] + 1)
+    for t in (2.0, 9.0):  # math.sqrt(t) cannot take a stand-in: each t is its own plan
+        np.testing.assert_array_equal(scaled_by_root(x, t), x * math.sqrt(t))
+    with pytest.raises(ValueError, match="one array per result"):
+        crossed(x, y, out=(np.empty_like(x),))

@@ -329,24 +329,29 @@ def test_clipping_on_the_gpu_reads_nothing_back_and_is_a_few_kernels(gpu):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_adamw_update_runs_on_the_cpu_exactly_as_its_formula(threads):
-    """The CPU runs the recorded formula in blocks, in place (optim._run): the same numbers,
-    bit for bit, as the plain whole-array lines, and the gradient is left as it was."""
+@pytest.mark.parametrize("shape", [(700, 500), (64, 48), (300,)])
+def test_adamw_update_runs_on_the_cpu_exactly_as_its_formula(threads, shape):
+    """The CPU runs the recorded formula in blocks, in place (backend.elementwise with out=,
+    as AdamW.step does): the same numbers, bit for bit, as the plain whole-array lines, for
+    a parameter of several blocks (350,000 numbers: 3), one block, or one row; the gradient
+    is left as it was. A second call, with other numbers, runs the same plan."""
     import minibert
-    from minibert.optim import _run, adamw_update
+    from minibert.optim import adamw_update
 
     rng = np.random.default_rng(3)
-    theta, g, m, v = (rng.standard_normal((700, 500)).astype(np.float32) for _ in range(4))
+    theta, g, m, v = (rng.standard_normal(shape).astype(np.float32) for _ in range(4))
     v = np.abs(v)
-    args = (0.01, 0.9, 0.999, 1e-8, 0.1, 3)
-    expected = adamw_update(theta, g, m, v, *args)
     g_before = g.copy()
     previous = minibert.get_num_threads()
     minibert.set_num_threads(threads)
     try:
-        _run(adamw_update, (theta, m, v), theta, g, m, v, *args)  # 350,000 numbers: 3 blocks
+        for args in [(0.01, 0.9, 0.999, 1e-8, 0.1, 3), (0.003, 0.8, 0.99, 1e-6, 0.0, 4)]:
+            expected = adamw_update(theta, g, m, v, *args)
+            out = backend.elementwise(adamw_update)(theta, g, m, v, *args, out=(theta, m, v))
+            assert out[0] is theta and out[1] is m and out[2] is v
+            for got, want in zip((theta, m, v), expected, strict=True):
+                assert got.dtype == np.float32
+                np.testing.assert_array_equal(got, want)
     finally:
         minibert.set_num_threads(previous)
-    for got, want in zip((theta, m, v), expected, strict=True):
-        np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(g, g_before)
