@@ -5,7 +5,9 @@ layer normalisation, dropout and the cross-entropy loss. Each op starts with its
 formula on whole arrays, forward and backward side by side, in plain lines such as
 `x * 0.5 * (1 + erf(x / sqrt(2)))`. Several are *fused*: one forward and one backward for the
 whole formula instead of a chain of small ops, which is both faster and numerically safer
-(softmax, layer_norm, cross_entropy).
+(softmax, layer_norm, cross_entropy). Some take in what comes before them: add_layer_norm is
+LayerNorm(x + Dropout(a + b)), BERT's add & norm, and gelu and tanh take the bias of the linear
+map before them; then a bias, a dropout or a residual costs no pass over memory of its own.
 
 How the lines run is the backend's business, decided in one visible place: the decorator on
 each formula. `@backend.elementwise` (every number on its own) and `@backend.rows` (each row on

@@ -51,7 +51,7 @@ def test_embedding_rejects_out_of_range_and_float_ids():
     "name", [pytest.param("gelu", marks=pytest.mark.exercise("4.2")), "relu", "tanh"]
 )
 def test_activations(name, rng, backend_name):
-    op = getattr(F, name, None) or getattr(Tensor, name)  # the pooler's tanh: Tensor.tanh
+    op = getattr(F, name, None) or getattr(Tensor, name)  # relu: Tensor.relu
     assert gradcheck(op, T(rng, 3, 5, scale=2.0))
 
 
@@ -67,6 +67,7 @@ def test_gelu_with_a_bias_is_gelu_of_the_sum(rng, backend_name):
 def test_tanh_with_a_bias_is_tanh_of_the_sum(rng, backend_name):
     x, b = T(rng, 3, 5), T(rng, 5)
     assert gradcheck(lambda x, b: F.tanh(x, bias=b), x, b)
+    assert gradcheck(Tensor.tanh, x)  # the plain pooler's (model.FUSED = False)
     np.testing.assert_allclose(F.tanh(x, bias=b).numpy(), np.tanh((x + b).numpy()), rtol=1e-12)
     with pytest.raises(minibert.ShapeError, match="tanh: bias"):
         F.tanh(x, bias=x)
@@ -108,8 +109,9 @@ def test_add_layer_norm_with_dropout_is_layer_norm_of_the_dropped_sum(rng, backe
         return F.add_layer_norm(*t, eps=1e-5, p=0.4, training=True)
 
     assert gradcheck(with_dropout, x, a, b, g, beta)
-    minibert.manual_seed(4)  # the mask is the one dropout draws
-    expected = F.layer_norm(x + F.dropout(a + b, 0.4), g, beta, eps=1e-5)
+    minibert.manual_seed(4)  # the mask is the one dropout draws: rng.random(shape) >= p
+    keep = minibert.backend.rng().random(a.shape, dtype=np.float64) >= 0.4
+    expected = F.layer_norm(x + (a + b) * Tensor(keep / 0.6), g, beta, eps=1e-5)
     np.testing.assert_allclose(with_dropout(x, a, b, g, beta).numpy(), expected.numpy(),
                                rtol=1e-12)
 
