@@ -100,7 +100,7 @@ def test_add_layer_norm_is_layer_norm_of_the_residual_sum(rng, backend_name):
         F.add_layer_norm(x, b, b, g, beta)
 
 
-@pytest.mark.exercise("4.3")  # compared with dropout, exercise 4.3 (4.1 comes before it)
+@pytest.mark.exercise("4.1")  # its expected mask drawn here: dropout (4.3) comes after 4.1
 def test_add_layer_norm_with_dropout_is_layer_norm_of_the_dropped_sum(rng, backend_name):
     x, a, b, g, beta = T(rng, 2, 3, 6), T(rng, 2, 3, 6), T(rng, 6), T(rng, 6), T(rng, 6)
 
