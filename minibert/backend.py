@@ -15,11 +15,12 @@ lines in cache-sized blocks on all CPU cores under NumPy, or as fused GPU kernel
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, TypeAlias
 
@@ -325,6 +326,46 @@ def rows(formula: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+@contextlib.contextmanager
+def together() -> Iterator[None]:
+    """Within ``with backend.together():`` the formulas that write into arrays given by `out=`
+    (on NumPy) are made ready but not run; at its end, all their blocks run at once on the
+    thread pool, shared out by size. Many small arrays (an optimizer's parameters, each less
+    than a block) then share the cores, where one at a time each would run on one. Their
+    results are there once the `with` ends; calls that return new arrays run at once."""
+    if getattr(_together, "tasks", None) is not None:  # inside another: that one runs them
+        yield
+        return
+    _together.tasks, _together.read, _together.written = [], set(), set()
+    try:
+        yield
+        _run_collected()
+    finally:
+        _together.tasks = None
+
+
+def _collect(args: tuple, out: tuple, tasks: list) -> None:
+    """Add a formula's blocks to those together() runs at its end; if it reads an array that
+    an earlier one writes, or writes one that an earlier one reads (the same parameter given
+    twice), those run first."""
+    read = {id(a) for a in args if isinstance(a, np.ndarray)}
+    written = {id(t) for t in out}
+    if read & _together.written or written & _together.read:
+        _run_collected()
+    _together.tasks += tasks
+    _together.read |= read | written
+    _together.written |= written
+
+
+def _run_collected() -> None:
+    tasks = _together.tasks
+    _together.tasks, _together.read, _together.written = [], set(), set()
+    parallel.for_tasks([task for task, _ in tasks], [size for _, size in tasks])
+
+
+_together = threading.local()  # what together() collects, on the thread that called it
+
+
 def row_sum(a: Array) -> Array:
     """Σ over the last axis, keeping it (size 1): (..., n) -> (..., 1).
 
@@ -371,17 +412,25 @@ def _on_blocks(formula, args, out=None):
         return result if out is None else _write(out, result)
     lead, count = first.shape[:-1], first.size // first.shape[-1]
     # the arguments with one value (or a row) per row of `first` are cut up: as (rows, n)
-    cuts = [isinstance(a, np.ndarray) and a.ndim == first.ndim and a.shape[:-1] == lead
-            for a in args]
-    blocks = [a.reshape(count, a.shape[-1]) if c else a for a, c in zip(args, cuts, strict=True)]
+    blocks, cuts, kinds = [], [], []
+    for a in args:
+        cut = isinstance(a, np.ndarray) and a.ndim == first.ndim and a.shape[:-1] == lead
+        if cut:
+            a = a.reshape(count, a.shape[-1])
+        blocks.append(a)
+        cuts.append(cut)
+        kinds.append((cut, a.shape[1:] if cut else a.shape, a.dtype)
+                     if isinstance(a, np.ndarray) else type(a) if isinstance(a, _NUMBERS)
+                     else (None, a))
     aliases = () if out is None else tuple(
         next((i for i, a in enumerate(args) if a is target), None) for target in out)
-    key = (formula.__code__, aliases, count > 1) + tuple(
-        (c, a.shape[1:] if c else a.shape, a.dtype) if isinstance(a, np.ndarray)
-        else type(a) if isinstance(a, _NUMBERS) else (None, a)
-        for a, c in zip(blocks, cuts, strict=True))
-    reusable = not formula.__closure__ and _hashable(key)  # else: what it reads may change
-    entry = _RECORDED.get(key) if reusable else None
+    key = (formula.__code__, aliases, count > 1, *kinds)
+    entry, reusable = None, not formula.__closure__  # (else what it reads may change)
+    if reusable:
+        try:
+            entry = _RECORDED.get(key)
+        except TypeError:  # an argument that is not hashable
+            reusable = False
     if entry is None:
         entry = _record(formula, blocks, cuts, aliases)
         if reusable and entry.reusable:
@@ -397,6 +446,10 @@ def _on_blocks(formula, args, out=None):
     fresh = outputs is None
     if fresh:
         outputs = [np.empty((count,) + shape, dtype=dtype) for shape, dtype in plan.out_shapes]
+    if getattr(_together, "tasks", None) is not None and not fresh:  # inside together():
+        _collect(args, out, [(functools.partial(plan.run, inputs, outputs, block),  # run at
+                              rows[block].size) for block in parallel.blocks(rows)])  # its end
+        return out
     parallel.for_blocks(lambda block: plan.run(inputs, outputs, block), rows)
     if out is not None:
         return out if not fresh else _write(out, tuple(o.reshape(lead + o.shape[1:])
@@ -406,14 +459,6 @@ def _on_blocks(formula, args, out=None):
 
 
 _NUMBERS = (int, float, complex, np.number, np.bool_)  # numbers: inputs of a plan, as arrays
-
-
-def _hashable(key: Any) -> bool:
-    try:
-        hash(key)
-    except TypeError:
-        return False
-    return True
 
 
 def _write(out, result):
@@ -435,17 +480,20 @@ def _targets(out, plan, lead, count, args):
         raise ValueError(f"out= has {len(out)} arrays for a formula with "
                          f"{len(plan.out_shapes)} results; give one array per result")
     arrays = [a for a in args if isinstance(a, np.ndarray)]
-    arrays += [t for t in out if not any(t is a for a in arrays)]
+    arrays += [t for t in out if all(t is not a for a in arrays)]
     if len({id(t) for t in out}) < len(out):  # one array for two results
         return None
     views = []
     for target, (shape, dtype) in zip(out, plan.out_shapes, strict=True):
-        if not (isinstance(target, np.ndarray) and target.shape == lead + shape
-                and target.dtype == dtype and target.flags.c_contiguous
-                and target.flags.writeable):
+        if not isinstance(target, np.ndarray) or target.shape != lead + shape \
+                or target.dtype != dtype:
             return None
-        if any(a is not target and np.may_share_memory(target, a) for a in arrays):
+        flags = target.flags
+        if not (flags.c_contiguous and flags.writeable):
             return None
+        for a in arrays:
+            if a is not target and np.may_share_memory(target, a):
+                return None
         views.append(target.reshape((count,) + shape))
     return views
 

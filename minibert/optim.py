@@ -353,10 +353,11 @@ class AdamW(Optimizer):
         """
         beta1, beta2 = self.betas
         update = backend.elementwise(adamw_update)
-        for b in self._buffers(("m", "v")):
-            _run(update, (b.theta, b.state["m"], b.state["v"]), b.theta, b.g,
-                 b.state["m"], b.state["v"], self.lr, beta1, beta2, self.eps, b.weight_decay,
-                 b.t)
+        with backend.together():  # on the CPU: all parameters' blocks on the threads at once
+            for b in self._buffers(("m", "v")):
+                _run(update, (b.theta, b.state["m"], b.state["v"]), b.theta, b.g,
+                     b.state["m"], b.state["v"], self.lr, beta1, beta2, self.eps,
+                     b.weight_decay, b.t)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ as OpenBLAS's thread timeout, are in process_settings.py.)
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -86,24 +87,45 @@ def for_blocks(work: Callable, a: Any, block: int = BLOCK) -> list:
     own rows, so the slices may run at the same time on different threads. Returns what each
     call returned, in the order of the rows (partial sums add up the same way every time).
     """
+    slices = blocks(a, block)
+    if len(slices) == 1 or get_num_threads() == 1:
+        return [work(s) for s in slices]
+    return for_tasks([functools.partial(work, s) for s in slices])
+
+
+def blocks(a: Any, block: int = BLOCK) -> list:
+    """The slices of rows that `for_blocks` cuts `a` into: [...] (all of it) when it is small,
+    or on the GPU."""
     n = a.shape[0] if a.ndim else 1
     row = max(1, a.size // max(n, 1))
     step = max(1, block // row)
     if not isinstance(a, np.ndarray) or n <= step:
-        return [work(...)]  # on the GPU, or small: one call over everything (a[...] is all)
-    slices = [slice(i, i + step) for i in range(0, n, step)]
-    threads = min(get_num_threads(), len(slices))
-    if threads == 1:
-        return [work(s) for s in slices]
+        return [...]  # on the GPU, or small: one call over everything (a[...] is all)
+    return [slice(i, i + step) for i in range(0, n, step)]
 
-    def run(share):  # one thread's share: a run of consecutive blocks
-        return [work(s) for s in share]
 
-    # One share per thread, not one task per block: each hand-over between threads costs a
+def for_tasks(tasks: list[Callable[[], Any]], sizes: list[int] | None = None) -> list:
+    """Call each of `tasks` (functions of no argument, independent of each other) on the
+    threads; what they returned, in their order. `sizes`, the work of each (e.g. numbers
+    processed; equal by default), splits them into shares of about equal work."""
+    threads = min(get_num_threads(), len(tasks))
+    if threads <= 1:
+        return [task() for task in tasks]
+    sizes = sizes or [1] * len(tasks)
+    total, done, cuts = sum(sizes), 0, [0]
+    for i, size in enumerate(sizes):  # a share ends once it holds its part of the work
+        done += size
+        if len(cuts) < threads and done * threads >= total * len(cuts):
+            cuts.append(i + 1)
+    cuts.append(len(tasks))
+    shares = [tasks[i:j] for i, j in zip(cuts, cuts[1:], strict=False) if i < j]
+
+    def run(share):  # one thread's share: a run of consecutive tasks
+        return [task() for task in share]
+
+    # One share per thread, not one hand-over per task: each hand-over between threads costs a
     # wake-up (tens of µs on a virtual machine), as much as a block's work. The calling thread
     # takes the first share itself instead of waiting idle.
-    size = -(-len(slices) // threads)
-    shares = [slices[i:i + size] for i in range(0, len(slices), size)]
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(get_num_threads() - 1, thread_name_prefix="minibert")
@@ -111,8 +133,8 @@ def for_blocks(work: Callable, a: Any, block: int = BLOCK) -> list:
     try:
         first = run(shares[0])
     finally:
-        wait(others)  # every block has finished before we return, or raise
-    return first + [r for f in others for r in f.result()]  # in the order of the rows
+        wait(others)  # every task has finished before we return, or raise
+    return first + [r for f in others for r in f.result()]  # in the order of the tasks
 
 
 # ----------------------------------------------------------------------------------------------

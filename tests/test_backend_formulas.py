@@ -279,3 +279,29 @@ def test_on_the_cpu_out_takes_the_results_even_where_they_are_the_arguments(rng,
         np.testing.assert_array_equal(scaled_by_root(x, t), x * math.sqrt(t))
     with pytest.raises(ValueError, match="one array per result"):
         crossed(x, y, out=(np.empty_like(x),))
+
+
+@backend.elementwise
+def halved_plus(x, c):
+    return x * 0.5 + c
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_together_runs_the_collected_formulas_at_its_end_as_one_after_another(rng, threads, n):
+    """Inside backend.together() the formulas written into `out=` arrays wait for its end and
+    then run on the threads together: the same numbers as one after another, and an array
+    that a formula writes is read by a later one only after it was written (the same
+    parameter given twice to an optimizer updates it twice)."""
+    threads(n)
+    arrays = [rng.standard_normal(shape).astype(np.float32)
+              for shape in [(300, 700), (50, 40), (64,), (3, 5)]]
+    expected = [halved_plus.formula(halved_plus.formula(a, 1.0), 2.0) for a in arrays]
+    with backend.together():
+        for a in arrays:
+            halved_plus(a, 1.0, out=(a,))
+        first = arrays[0].copy()
+        for a in arrays:
+            halved_plus(a, 2.0, out=(a,))  # reads what the first round writes
+    for a, want in zip(arrays, expected, strict=True):
+        np.testing.assert_array_equal(a, want)
+    assert not np.array_equal(first, expected[0])  # it waited for the end of the block
