@@ -425,16 +425,15 @@ def _on_blocks(formula, args, out=None):
     aliases = () if out is None else tuple(
         next((i for i, a in enumerate(args) if a is target), None) for target in out)
     key = (formula.__code__, aliases, count > 1, *kinds)
-    entry, reusable = None, not formula.__closure__  # (else what it reads may change)
-    if reusable:
-        try:
-            entry = _RECORDED.get(key)
-        except TypeError:  # an argument that is not hashable
-            reusable = False
+    try:  # (a formula that reads values of the function around it: they may change)
+        entry = _PLAIN if formula.__closure__ else _RECORDED.get(key)
+    except TypeError:  # an argument that is not hashable
+        entry = _PLAIN
     if entry is None:
-        entry = _record(formula, blocks, cuts, aliases)
-        if reusable and entry.reusable:
-            _RECORDED[key] = entry
+        entry = _RECORDED[key] = _record(formula, blocks, cuts, aliases)
+    if entry is _PLAIN:  # no plan: its lines as they are, on the whole arrays
+        result = formula(*args)
+        return result if out is None else _write(out, result)
     rows = blocks[cuts.index(True)]  # for_blocks cuts the rows of this one (as of the others)
     if entry.plan is None:  # it works in place: run it as it is on each block
         parallel.for_blocks(lambda block: formula(*(
@@ -500,34 +499,32 @@ def _targets(out, plan, lead, count, args):
 
 class _Recording:
     """What `_on_blocks` keeps of a formula for arguments of one kind: its plan (None: the
-    formula works in place), which argument each of the plan's inputs is, whether it returns a
-    tuple, and whether the record holds for other numbers too (not when a number had to be
-    recorded as its value)."""
+    formula works in place), which argument each of the plan's inputs is, and whether it
+    returns a tuple."""
 
-    __slots__ = ("plan", "order", "returns_tuple", "reusable")
+    __slots__ = ("plan", "order", "returns_tuple")
 
-    def __init__(self, plan, order, returns_tuple, reusable):
-        self.plan, self.order = plan, order
-        self.returns_tuple, self.reusable = returns_tuple, reusable
+    def __init__(self, plan, order=(), returns_tuple=False):
+        self.plan, self.order, self.returns_tuple = plan, order, returns_tuple
+
+
+_PLAIN = _Recording(None)  # no plan: the formula runs as it is, on the whole arrays
 
 
 def _record(formula: Callable[..., Any], blocks: list, cuts: list, aliases: tuple
             ) -> _Recording:
     """Run `formula` on stand-ins for its arguments (arrays and numbers), and make the plan of
     what it recorded (or find it: equal records share one plan). `aliases`: for each array of
-    `out=`, the argument it is (or None)."""
+    `out=`, the argument it is (or None). A formula that computes with a number in plain
+    Python (math.sqrt(t), `if t > 1`) cannot be recorded for all numbers: `_PLAIN`."""
     wrapped = [_Lazy(None, (a,)) if isinstance(a, (np.ndarray, *_NUMBERS)) else a
                for a in blocks]
-    reusable = True
     try:
         recorded = formula(*wrapped)
-    except TypeError:  # it computes with a number in plain Python (math.sqrt(t), if t > 1):
-        # record it with the numbers as they are, for these values only
-        wrapped = [_Lazy(None, (a,)) if isinstance(a, np.ndarray) else a for a in blocks]
-        recorded = formula(*wrapped)
-        reusable = False
+    except TypeError:
+        return _PLAIN
     if recorded is None:
-        return _Recording(None, (), False, reusable)
+        return _Recording(None)  # it works in place
     nodes: list = []
     program, inputs = _program(recorded if isinstance(recorded, tuple) else (recorded,), nodes)
     index = {id(w): i for i, w in enumerate(wrapped)}
@@ -537,10 +534,13 @@ def _record(formula: Callable[..., Any], blocks: list, cuts: list, aliases: tupl
     key = (program, is_cut, slots, tuple(
         (x.shape[1:] if c else x.shape, x.dtype.str) if isinstance(x, np.ndarray) else type(x)
         for x, c in zip(inputs, is_cut, strict=True)))
-    plan = _PLANS.get(key)
+    try:
+        plan = _PLANS.get(key)
+    except TypeError:  # it computes with an array of its own (recorded as a constant)
+        return _PLAIN
     if plan is None:
         plan = _PLANS[key] = _BlockPlan(program, inputs, is_cut, slots)
-    return _Recording(plan, order, isinstance(recorded, tuple), reusable)
+    return _Recording(plan, order, isinstance(recorded, tuple))
 
 
 _RECORDED: dict = {}  # _Recording by (formula's code, outputs that are inputs, argument kinds)
