@@ -332,7 +332,8 @@ def together() -> Iterator[None]:
     (on NumPy) are made ready but not run; at its end, all their blocks run at once on the
     thread pool, shared out by size. Many small arrays (an optimizer's parameters, each less
     than a block) then share the cores, where one at a time each would run on one. Their
-    results are there once the `with` ends; calls that return new arrays run at once."""
+    results are there once the `with` ends; calls that return new arrays run at once (and
+    on one thread, everything does)."""
     if getattr(_together, "tasks", None) is not None:  # inside another: that one runs them
         yield
         return
@@ -445,9 +446,10 @@ def _on_blocks(formula, args, out=None):
     fresh = outputs is None
     if fresh:
         outputs = [np.empty((count,) + shape, dtype=dtype) for shape, dtype in plan.out_shapes]
-    if getattr(_together, "tasks", None) is not None and not fresh:  # inside together():
-        _collect(args, out, [(functools.partial(plan.run, inputs, outputs, block),  # run at
-                              rows[block].size) for block in parallel.blocks(rows)])  # its end
+    if getattr(_together, "tasks", None) is not None and not fresh \
+            and parallel.get_num_threads() > 1:  # inside together(): run at its end
+        _collect(args, out, [(functools.partial(plan.run, inputs, outputs, block),
+                              rows[block].size) for block in parallel.blocks(rows)])
         return out
     parallel.for_blocks(lambda block: plan.run(inputs, outputs, block), rows)
     if out is not None:
@@ -478,20 +480,22 @@ def _targets(out, plan, lead, count, args):
     if len(out) != len(plan.out_shapes):
         raise ValueError(f"out= has {len(out)} arrays for a formula with "
                          f"{len(plan.out_shapes)} results; give one array per result")
-    arrays = [a for a in args if isinstance(a, np.ndarray)]
-    arrays += [t for t in out if all(t is not a for a in arrays)]
-    if len({id(t) for t in out}) < len(out):  # one array for two results
+    others = {id(a): a for a in args if isinstance(a, np.ndarray)}
+    targets = {id(t): t for t in out}
+    if len(targets) < len(out):  # one array for two results
         return None
+    for i in targets:
+        others.pop(i, None)
     views = []
-    for target, (shape, dtype) in zip(out, plan.out_shapes, strict=True):
+    for k, (target, (shape, dtype)) in enumerate(zip(out, plan.out_shapes, strict=True)):
         if not isinstance(target, np.ndarray) or target.shape != lead + shape \
                 or target.dtype != dtype:
             return None
         flags = target.flags
         if not (flags.c_contiguous and flags.writeable):
             return None
-        for a in arrays:
-            if a is not target and np.may_share_memory(target, a):
+        for a in (*others.values(), *out[k + 1:]):  # each pair once
+            if np.may_share_memory(target, a):
                 return None
         views.append(target.reshape((count,) + shape))
     return views
