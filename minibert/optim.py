@@ -402,7 +402,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float | Arra
     norm = _norm(grads)
     if backend.is_device_array(norm):  # the GPU decides, and scales by 1 if not clipping
         (flat,) = grads
-        _rebind_grads(params, _fused(clipped, flat)(flat, norm, max_norm))
+        _rebind_grads(params, backend.elementwise(clipped)(flat, norm, max_norm))
     elif math.isfinite(norm) and norm > max_norm:
         for p in params:  # new arrays: a gradient array may be shared by two parameters
             p.grad = clipped(p.grad, norm, max_norm)
@@ -457,19 +457,9 @@ def _norm(grads: list):
         return 0.0
     if backend.is_device_array(grads[0]):
         (flat,) = grads
-        return _fused(_norm_of, flat)(flat)
+        return backend.elementwise(_norm_of)(flat)
     return math.sqrt(sum(sum(parallel.for_blocks(
         lambda rows, g=g: float(sum_of_squares(g[rows])), g)) for g in grads))
-
-
-def _fused(formula, like):
-    """`formula` as one GPU kernel (cupy.fuse compiles its Python lines) for arrays `like`
-    this one, made once."""
-    xp = backend.get_array_module(like)
-    kernel = _KERNELS.get((xp, formula))
-    if kernel is None:
-        kernel = _KERNELS[(xp, formula)] = xp.fuse(formula)
-    return kernel
 
 
 def _run(formula, out: tuple, *args) -> None:
@@ -489,5 +479,3 @@ def _run(formula, out: tuple, *args) -> None:
         args = tuple(a if hasattr(a, "shape") else next(uploaded) for a in args)
     formula(*args, out=out)
 
-
-_KERNELS: dict = {}  # fused GPU kernels, by (array module, formula)
