@@ -355,10 +355,6 @@ def add_layer_norm(x: Tensor, a: Tensor, b: Tensor, gamma: Tensor, beta: Tensor,
     then dx = dz, da = dz·keep/(1 − p), db = Σ da over the rows.
     """
 
-    @backend.elementwise
-    def masked(a, keep, scale):  # the dropout's backward: a·keep/(1 − p)
-        return a * keep * scale
-
     _check_norm_shapes("add_layer_norm", x, gamma, beta)
     if a.shape != x.shape or b.shape != x.shape[-1:]:
         raise ShapeError(f"add_layer_norm: a {a.shape} must have the shape of x {x.shape} and "
@@ -391,16 +387,19 @@ def add_layer_norm(x: Tensor, a: Tensor, b: Tensor, gamma: Tensor, beta: Tensor,
     return out
 
 
+@backend.elementwise
+def masked(a: Array, keep: Array, scale: float) -> Array:
+    """Inverted dropout's mask on `a`, forward and backward alike: a·keep/(1 − p), with
+    keep (bool, the shape of a) and scale = 1/(1 − p)."""
+    return a * keep * scale
+
+
 def dropout(x: Tensor, p: float, training: bool = True, rng: Any = None) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout).
 
     Off in evaluation (`training=False`) and for p=0. The mask comes from `rng` (default: the
     global generator seeded by `minibert.manual_seed`), so runs are reproducible.
     """
-
-    @backend.elementwise
-    def masked(a, keep, scale):  # forward and backward alike: a·keep/(1 − p)
-        return a * keep * scale
 
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
