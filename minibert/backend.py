@@ -465,21 +465,23 @@ _NUMBERS = (int, float, complex, np.number, np.bool_)  # numbers: inputs of a pl
 def _write(out, result):
     """Each result into its array of `out`; returns `out`."""
     results = result if isinstance(result, tuple) else (result,)
-    if len(out) != len(results):
-        raise ValueError(f"out= has {len(out)} arrays for a formula with {len(results)} "
-                         "results; give one array per result")
+    _check_out_count(out, len(results))
     for target, r in zip(out, results, strict=True):
         target[...] = r
     return out
+
+
+def _check_out_count(out: tuple, results: int) -> None:
+    if len(out) != results:
+        raise ValueError(f"out= has {len(out)} arrays for a formula with {results} results; "
+                         "give one array per result")
 
 
 def _targets(out, plan, lead, count, args):
     """The arrays of `out` as (rows, ...) views for a plan to write into, or None when one
     cannot take its result block by block (shape, dtype, layout), or overlaps an argument
     other than itself: then the results go to new arrays first, and are copied."""
-    if len(out) != len(plan.out_shapes):
-        raise ValueError(f"out= has {len(out)} arrays for a formula with "
-                         f"{len(plan.out_shapes)} results; give one array per result")
+    _check_out_count(out, len(plan.out_shapes))
     others = {id(a): a for a in args if isinstance(a, np.ndarray)}
     targets = {id(t): t for t in out}
     if len(targets) < len(out):  # one array for two results

@@ -279,6 +279,10 @@ def test_on_the_cpu_out_takes_the_results_even_where_they_are_the_arguments(rng,
         np.testing.assert_array_equal(scaled_by_root(x, t), x * math.sqrt(t))
     with pytest.raises(ValueError, match="one array per result"):
         crossed(x, y, out=(np.empty_like(x),))
+    kept = x.copy()
+    with pytest.raises(ValueError, match="one array per result"):  # no plan: its plain lines
+        scaled_by_root(x, 2.0, out=(kept, np.empty_like(x)))
+    np.testing.assert_array_equal(kept, x)  # nothing written
 
 
 @backend.elementwise
