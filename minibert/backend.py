@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import operator
 import os
 import threading
@@ -578,14 +579,23 @@ def _reciprocal(a):
     return 1.0 / a
 
 
+def _number_reciprocal(c):  # 1/c in Python's arithmetic (a float stays one); 1/0 as NumPy's
+    try:
+        return 1.0 / c
+    except ZeroDivisionError:
+        return math.copysign(math.inf, c)
+
+
 class _BlockPlan:
     """A recorded formula (`_program`), compiled to run on NumPy blocks of rows with no new
     arrays but its row values: every step writes (`out=`) into a slot — a thread's scratch
     buffer that no later step still reads (`_buffer`), or the block of an output — worked out
     once here from the shapes the steps give on two rows. Two rewrites spare passes over a
     block, as hand-written NumPy would: a row sum of a product, `row_sum(a * b)`, is one
-    `einsum` (no product array), and a division by a row value is a multiplication by its
-    reciprocal (one division per row, not one per number; the last bit may differ). And
+    `einsum` (no product array), and a division by a row value or by a number (AdamW's
+    m / (1 − β1^t)) is a multiplication by its reciprocal (one division per row or per block,
+    not one per number, which takes 2-3 times as long as a multiplication; the last bit may
+    differ). And
     `x ** 2` is `square(x)`, as NumPy's own `**` makes it (the same numbers; `power` takes
     3.5 times as long).
 
@@ -619,6 +629,12 @@ class _BlockPlan:
                 return None
             return x.shape[1:], x.dtype
 
+        def is_number(ref):  # a real number: a constant, a number argument, a step on numbers
+            kind, v = ref
+            x = v if kind == "num" else inputs[v] if kind == "in" else None
+            return (v in scalar) if kind == "step" else (
+                isinstance(x, _NUMBERS) and not isinstance(x, complex | np.complexfloating))
+
         readers: dict = {}
         for j, (_, refs, _) in enumerate(steps):
             for kind, v in refs:
@@ -644,6 +660,12 @@ class _BlockPlan:
                 if (a is not None and b is not None and b[0] == (1,) and a[0] != (1,)
                         and b[1].kind == "f"):
                     rewritten.append((j, _reciprocal, (refs[1],), {}, False))
+                    fn, refs = np.multiply, (refs[0], ("new", len(rewritten) - 1))
+                elif a is not None and a[1].kind == "f" and j not in scalar and is_number(refs[1]):
+                    # an array over a number (AdamW's m / (1 − β1^t)): the number's
+                    # reciprocal once per block, in Python, then a multiplication (a
+                    # division takes 2-3 times as long per number)
+                    rewritten.append((j, _number_reciprocal, (refs[1],), {}, False))
                     fn, refs = np.multiply, (refs[0], ("new", len(rewritten) - 1))
             elif op == "power" and refs[1] == ("num", 2) and j not in scalar:
                 fn, refs = np.square, refs[:1]  # as NumPy's x**2 does: 3.5x faster than power

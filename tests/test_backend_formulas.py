@@ -60,7 +60,10 @@ def test_on_the_cpu_blocks_give_the_plain_formula(rng, threads, n):
     threads(n)
     x, cdf, dy = _args(rng)
     gamma = rng.standard_normal(x.shape[-1]).astype(np.float32)
-    np.testing.assert_array_equal(gelu_like(x, cdf, dy), gelu_like.formula(x, cdf, dy))
+    # the plan multiplies by 1/√(2π) where the formula divides by √(2π): that term's last bit
+    # may differ (a division by a number, below)
+    np.testing.assert_allclose(gelu_like(x, cdf, dy), gelu_like.formula(x, cdf, dy),
+                               rtol=1e-6, atol=1e-6)
     for a, b in zip(two_outputs(x, gamma), two_outputs.formula(x, gamma), strict=True):
         np.testing.assert_array_equal(a, b)
     # row sums are BLAS matrix-vector products (backend.row_sum), whose rounding depends on how
@@ -250,6 +253,39 @@ def test_on_the_cpu_a_formula_is_recorded_once_for_all_its_numbers(rng, monkeypa
             assert a.dtype == b.dtype == np.float32
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
     assert calls == [] and (len(backend._PLANS), len(backend._RECORDED)) == (plans, recorded)
+
+
+@backend.elementwise
+def over_numbers(x, c, t):  # an array over a number argument, numbers alone, a constant
+    return x / c, x / (1 - 0.9**t) / 4
+
+
+@pytest.mark.parametrize("shape", [(300, 7, 96), (5, 3)], ids=["blocks", "one block"])
+def test_on_the_cpu_a_division_by_a_number_is_a_multiplication_by_its_reciprocal(rng, shape):
+    """x / c runs as x · (1/c), the reciprocal taken once per block (a division costs 2-3
+    multiplications per number): the plain formula's numbers to within the last bit, in the
+    array's dtype; c = 0 gives ±inf and nan where NumPy's division does. An integer array is
+    divided as it is."""
+    x, _, _ = _args(rng, shape)
+    for c in (3.0, 7, -0.25):
+        for got, want in zip(over_numbers(x, c, 5), over_numbers.formula(x, c, 5), strict=True):
+            assert got.dtype == want.dtype == np.float32
+            np.testing.assert_array_max_ulp(got, want, maxulp=2)
+    plans = [entry.plan for key, entry in backend._RECORDED.items()
+             if key[0] is over_numbers.formula.__code__ and entry.plan is not None]
+    if x.size > minibert.parallel.BLOCK:  # (one block of new arrays runs the plain lines)
+        assert plans and all(fn is not np.divide for plan in plans for fn, *_ in plan.steps)
+        assert sum(fn is np.multiply for fn, *_ in plans[0].steps) == 3
+    first = (0,) * x.ndim
+    x[first] = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for c in (0.0, -0.0):
+            got, want = over_numbers(x, c, 5)[0], over_numbers.formula(x, c, 5)[0]
+            assert np.isinf(got).sum() == x.size - 1 and np.isnan(got[first])
+            np.testing.assert_array_equal(got, want)  # the same infinities (and nan)
+    ints = rng.integers(-50, 50, shape)
+    for got, want in zip(over_numbers(ints, 3, 5), over_numbers.formula(ints, 3, 5), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 @backend.elementwise
