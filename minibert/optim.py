@@ -311,12 +311,12 @@ def adamw_update(theta: Array, g: Array, m: Array, v: Array, lr: float, beta1: f
     xp = backend.get_array_module(theta)
     # BEGIN EXERCISE 8.1: AdamW's five lines (see the AdamW class): m = β1·m + (1 − β1)·g;
     #   v = β2·v + (1 − β2)·g²; m̂ = m/(1 − β1^t); v̂ = v/(1 − β2^t);
-    #   θ = θ − lr·(m̂/(√v̂ + eps) + weight_decay·θ)  (xp.sqrt for the square root)
+    #   θ = θ·(1 − lr·weight_decay) − lr·m̂/(√v̂ + eps)  (xp.sqrt for the square root)
     m = beta1 * m + (1 - beta1) * g
     v = beta2 * v + (1 - beta2) * g**2
     m_hat = m / (1 - beta1**t)
     v_hat = v / (1 - beta2**t)
-    theta = theta - lr * (m_hat / (xp.sqrt(v_hat) + eps) + weight_decay * theta)
+    theta = theta * (1 - lr * weight_decay) - lr * m_hat / (xp.sqrt(v_hat) + eps)
     # END EXERCISE
     return theta, m, v
 
@@ -330,8 +330,8 @@ class AdamW(Optimizer):
         v ← β2·v + (1 − β2)·g²         running mean of its square         (second moment)
         m̂ = m / (1 − β1^t)             bias correction: m and v start at 0, so early
         v̂ = v / (1 − β2^t)             averages are too small by exactly these factors
-        θ ← θ − lr·(m̂ / (√v̂ + ε) + λ·θ)   the Adam step, and decoupled weight decay λ
-                                       (applied to θ directly, not through m and v)
+        θ ← θ·(1 − lr·λ) − lr·m̂ / (√v̂ + ε)   decoupled weight decay λ (applied to θ
+                                       directly, not through m and v), and the Adam step
 
     Each coordinate gets its own step size lr/(√v̂ + ε): large for rarely-moving weights,
     small for noisy ones.
