@@ -160,16 +160,13 @@ def gelu(x: Tensor, bias: Tensor | None = None) -> Tensor:
         return u * cdf, cdf
 
     @backend.elementwise
-    def backward(x, cdf, dy):  # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ the normal density
+    def backward(x, b, cdf, dy):  # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ the normal density
+        x = x + b  # GELU's input u = x + b again, in the same pass (not kept since the forward)
         # BEGIN EXERCISE 4.2: the derivative of x·Φ(x) is Φ(x) + x·φ(x), with φ(x) =
         #   exp(-x²/2)/√(2π); multiply by dy (the gradient of the output) to get dx
         dx = dy * (cdf + x * exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
         # END EXERCISE
         return dx
-
-    @backend.elementwise
-    def plus(x, b):  # u = x + b again for the backward (recomputed: not kept in memory)
-        return x + b
 
     if bias is not None and bias.shape != x.shape[-1:]:
         raise ShapeError(f"gelu: bias {bias.shape} must be ({x.shape[-1]},) for input {x.shape}")
@@ -181,7 +178,7 @@ def gelu(x: Tensor, bias: Tensor | None = None) -> Tensor:
     out = op_result(y, parents, "gelu")
 
     def _backward():
-        dx = backward(x.data if bias is None else plus(x.data, b), cdf, out.grad)
+        dx = backward(x.data, b, cdf, out.grad)
         accum_grad(x, dx)
         if bias is not None and bias.requires_grad:
             accum_grad(bias, dx.reshape(-1, dx.shape[-1]).sum(axis=0))

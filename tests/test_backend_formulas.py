@@ -144,6 +144,8 @@ def test_a_formula_may_not_read_values_of_the_function_around_it():
 
 @pytest.mark.parametrize("op,launches", [
     (lambda x: F.gelu(x), (1, 1)),  # forward x·Φ(x) and Φ(x); backward
+    # GELU(x + b): u = x + b inside both kernels (not a kernel of its own); + b's gradient
+    (lambda x: F.gelu(x, bias=minibert.tensor(np.ones(6), requires_grad=True)), (1, 2)),
     (lambda x: F.softmax(x), (3, 2)),
     (lambda x: F.log_softmax(x), (3, 2)),
     (lambda x: F.layer_norm(x, minibert.tensor(np.ones(6)), minibert.tensor(np.zeros(6))),
