@@ -110,8 +110,8 @@ def _timed(fn) -> float:
 # minibert's ops that are matrix products; every other op in functional.py and autograd.py is
 # elementwise or a reduction (memory-bound NumPy work).
 MATMUL_OPS = {"linear", "matmul"}
-FORWARD_OPS = ["linear", "embedding", "gelu", "softmax", "log_softmax", "layer_norm", "dropout",
-               "cross_entropy"]
+FORWARD_OPS = ["linear", "embedding", "gelu", "tanh", "softmax", "log_softmax", "layer_norm",
+               "add_layer_norm", "dropout", "cross_entropy"]
 TENSOR_OPS = {"__matmul__": "matmul", "__add__": "add", "__sub__": "sub", "__mul__": "mul",
               "__truediv__": "div", "reshape": "reshape", "transpose": "transpose",
               "__getitem__": "getitem", "tanh": "tanh", "sum": "sum"}
