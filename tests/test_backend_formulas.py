@@ -277,7 +277,8 @@ def test_on_the_cpu_a_division_by_a_number_is_a_multiplication_by_its_reciprocal
              if key[0] is over_numbers.formula.__code__ and entry.plan is not None]
     if x.size > minibert.parallel.BLOCK:  # (one block of new arrays runs the plain lines)
         assert plans and all(fn is not np.divide for plan in plans for fn, *_ in plan.steps)
-        assert sum(fn is np.multiply for fn, *_ in plans[0].steps) == 3
+        # x·(1/c), and x·(1/(1 − 0.9^t))·¼ as x times one number: 2 passes over the block
+        assert sum(fn is np.multiply for fn, *_ in plans[0].steps) == 2
     first = (0,) * x.ndim
     x[first] = 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -288,6 +289,27 @@ def test_on_the_cpu_a_division_by_a_number_is_a_multiplication_by_its_reciprocal
     ints = rng.integers(-50, 50, shape)
     for got, want in zip(over_numbers(ints, 3, 5), over_numbers.formula(ints, 3, 5), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@backend.elementwise
+def scaled_twice(x, c):  # x·c is a result itself; then a number times (x times a number)
+    y = x * c
+    return y, 2 * y, 3 * (x * c)
+
+
+def test_on_the_cpu_a_number_times_an_array_times_a_number_is_one_multiplication(rng):
+    """3·(x·c) runs as x·(3c), one pass over the block instead of two (AdamW's lr·m̂ with
+    m̂ = m/(1 − β1^t)), to within the last bits (3·c is rounded once, in float32, not c and
+    then the product). A product that is a result itself, or that another step reads too, is
+    kept: 2·y is then the plain lines' number, bit for bit."""
+    x, _, _ = _args(rng)
+    got, want = scaled_twice(x, 0.7), scaled_twice.formula(x, 0.7)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_max_ulp(got[2], want[2], maxulp=2)
+    (plan,) = {entry.plan for key, entry in backend._RECORDED.items()
+               if key[0] is scaled_twice.formula.__code__}
+    assert sum(fn is np.multiply for fn, *_ in plan.steps) == 3  # x·c, 2·y, x·(3c)
 
 
 @backend.elementwise
