@@ -82,6 +82,9 @@ class _Buffer:
     weight_decay: float
 
 
+SMALL = 8192  # on the CPU, parameters with fewer numbers than this are updated as one array
+
+
 class _FlatGroup:
     """A group's parameters and their state arrays, each kind as views of one flat array.
 
@@ -155,7 +158,7 @@ class Optimizer:
         # state[i] holds the buffers of the i-th parameter (counting through all groups);
         # an index (not the object) so that state_dict() can be saved and loaded elsewhere.
         self.state: dict[int, dict] = {}
-        self._flat: dict[int, _FlatGroup] = {}  # on the GPU: group k laid out flat
+        self._flat: dict[int, _FlatGroup] = {}  # group k (on the CPU: its small ones) laid flat
 
     def _indexed_params(self):
         """(index, parameter, group) for every parameter, trainable or not, in fixed order."""
@@ -174,11 +177,13 @@ class Optimizer:
     def _buffers(self, names: tuple[str, ...]):
         """What the update formula runs on, one `_Buffer` at a time, its step count t advanced.
 
-        On the CPU: each parameter that takes a step, with its state arrays `names` (zeros at
-        first). On the GPU, where every call starts a kernel: each group's parameters at
-        once, as one flat array of parameters, of gradients and of each state (`_FlatGroup`),
-        when they can move together (all have a gradient, one dtype, the same step count);
-        otherwise one parameter at a time there too.
+        On the GPU, where every call starts a kernel: each group's parameters at once, as one
+        flat array of parameters, of gradients and of each state (`_FlatGroup`), when they can
+        move together (all have a gradient, one dtype, the same step count). On the CPU the
+        same for a group's small parameters (under SMALL numbers each: biases, LayerNorm's γ
+        and β), whose update costs less than a call's ~30 µs of Python; each larger parameter
+        on its own, with its state arrays `names` (zeros at first), as is every parameter that
+        cannot move with the others.
         """
         for k, group in enumerate(self.param_groups):
             start = sum(len(g["params"]) for g in self.param_groups[:k])
@@ -186,13 +191,19 @@ class Optimizer:
             moving = [(i, p) for i, p in trainable if p.grad is not None]
             if not moving:
                 continue
-            if len(moving) > 1 and backend.is_device_array(moving[0][1].data) \
-                    and len(moving) == len(trainable) and self._same_steps(moving):
+            if backend.is_device_array(moving[0][1].data):
+                together, others = moving, trainable
+            else:
+                together = [(i, p) for i, p in moving if p.data.size < SMALL]
+                others = [(i, p) for i, p in trainable if p.data.size < SMALL]
+            if len(together) > 1 and len(together) == len(others) \
+                    and self._same_steps(together):
                 flat = self._flat.get(k)
-                if flat is None or not flat.holds(moving, self.state):
-                    flat = self._flat[k] = _FlatGroup(moving, self.state, names)
+                if flat is None or not flat.holds(together, self.state):
+                    flat = self._flat[k] = _FlatGroup(together, self.state, names)
                 yield flat.buffer(self.state, group["weight_decay"])
-                continue
+                moving = [(i, p) for i, p in moving if p.data.size >= SMALL] \
+                    if together is not moving else []
             for i, p in moving:
                 state = self.state.setdefault(i, {})
                 if not state:

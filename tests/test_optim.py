@@ -364,3 +364,39 @@ def test_adamw_update_runs_on_the_cpu_exactly_as_its_formula(threads, shape):
     finally:
         minibert.set_num_threads(previous)
     np.testing.assert_array_equal(g, g_before)
+
+
+def test_on_the_cpu_adamw_moves_small_parameters_as_one_array(monkeypatch):
+    """On the CPU a group's small parameters (biases, LayerNorm's γ and β: fewer than
+    optim.SMALL numbers each) are updated as one flat array, in one call of the update formula
+    where each would cost ~30 µs of Python; a large one on its own. The numbers are those of
+    updating each on its own, bit for bit, step after step."""
+    import minibert
+    from minibert import optim
+
+    rng = np.random.default_rng(0)
+    shapes = [(300, 40), (40,), (7,), (3, 5)]  # 12,000 numbers, then three small ones
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
+
+    def trained(small):
+        monkeypatch.setattr(optim, "SMALL", small)
+        params = [Parameter(v.copy()) for v in values]
+        opt = minibert.AdamW(params, lr=0.01, weight_decay=0.1)
+        calls = []
+        real = backend._on_blocks
+        monkeypatch.setattr(backend, "_on_blocks", lambda *a: calls.append(1) or real(*a))
+        for g in grads:
+            for p, gi in zip(params, g, strict=True):
+                p.grad = gi.copy()
+            opt.step()
+        monkeypatch.setattr(backend, "_on_blocks", real)
+        return params, len(calls)
+
+    flat, calls = trained(8192)
+    alone, calls_alone = trained(0)
+    assert (calls, calls_alone) == (2 * 3, 4 * 3)  # per step: the small ones, the large one
+    for p, q in zip(flat, alone, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    small_bases = {id(p.data.base) for p in flat[1:]}
+    assert len(small_bases) == 1 and flat[0].data.base is None  # one flat array; its own
