@@ -575,15 +575,11 @@ def _row_dot_mean(a, b):
     return np.einsum("ij,ij->i", a, b)[:, None] / a.shape[-1]
 
 
-def _reciprocal(a):
-    return 1.0 / a
-
-
-def _number_reciprocal(c):  # 1/c in Python's arithmetic (a float stays one); 1/0 as NumPy's
+def _reciprocal(a):  # of row values, or of a number in Python's arithmetic (a float stays one)
     try:
-        return 1.0 / c
-    except ZeroDivisionError:
-        return math.copysign(math.inf, c)
+        return 1.0 / a
+    except ZeroDivisionError:  # a Python number 0: ±inf, as NumPy's division gives
+        return math.copysign(math.inf, a)
 
 
 class _BlockPlan:
@@ -675,16 +671,16 @@ class _BlockPlan:
                     fn, refs = (_row_dot if op == "row_sum" else _row_dot_mean), refs_m
             elif op == "divide" and not kwargs:
                 a, b = per_row(refs[0]), per_row(refs[1])
-                if (a is not None and b is not None and b[0] == (1,) and a[0] != (1,)
-                        and b[1].kind == "f"):
+                by_row = (a is not None and b is not None and b[0] == (1,) and a[0] != (1,)
+                          and b[1].kind == "f")
+                # an array over a number (AdamW's m / (1 − β1^t)): the number's reciprocal
+                # once per block, in Python (a division takes 2-3 times as long per number)
+                by_number = (a is not None and a[1].kind == "f" and j not in scalar
+                             and is_number(refs[1]))
+                if by_row or by_number:
                     rewritten.append((j, _reciprocal, (refs[1],), {}, False))
-                    fn, refs = np.multiply, (refs[0], ("new", len(rewritten) - 1))
-                elif a is not None and a[1].kind == "f" and j not in scalar and is_number(refs[1]):
-                    # an array over a number (AdamW's m / (1 − β1^t)): the number's
-                    # reciprocal once per block, in Python, then a multiplication (a
-                    # division takes 2-3 times as long per number)
-                    rewritten.append((j, _number_reciprocal, (refs[1],), {}, False))
-                    numbers_new.add(len(rewritten) - 1)
+                    if by_number:
+                        numbers_new.add(len(rewritten) - 1)
                     fn, refs = np.multiply, (refs[0], ("new", len(rewritten) - 1))
             elif op == "power" and refs[1] == ("num", 2) and j not in scalar:
                 fn, refs = np.square, refs[:1]  # as NumPy's x**2 does: 3.5x faster than power

@@ -191,19 +191,21 @@ class Optimizer:
             moving = [(i, p) for i, p in trainable if p.grad is not None]
             if not moving:
                 continue
+            # together: those that may move as one flat array, if all of `candidates` move;
+            # rest: those that then still move one at a time
             if backend.is_device_array(moving[0][1].data):
-                together, others = moving, trainable
+                together, candidates, rest = moving, trainable, []
             else:
                 together = [(i, p) for i, p in moving if p.data.size < SMALL]
-                others = [(i, p) for i, p in trainable if p.data.size < SMALL]
-            if len(together) > 1 and len(together) == len(others) \
+                candidates = [(i, p) for i, p in trainable if p.data.size < SMALL]
+                rest = [(i, p) for i, p in moving if p.data.size >= SMALL]
+            if len(together) > 1 and len(together) == len(candidates) \
                     and self._same_steps(together):
                 flat = self._flat.get(k)
                 if flat is None or not flat.holds(together, self.state):
                     flat = self._flat[k] = _FlatGroup(together, self.state, names)
                 yield flat.buffer(self.state, group["weight_decay"])
-                moving = [(i, p) for i, p in moving if p.data.size >= SMALL] \
-                    if together is not moving else []
+                moving = rest
             for i, p in moving:
                 state = self.state.setdefault(i, {})
                 if not state:
