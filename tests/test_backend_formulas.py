@@ -142,6 +142,77 @@ def test_a_formula_may_not_read_values_of_the_function_around_it():
             return x * scale
 
 
+_SEEN: list = []  # the kinds of x that gelu_like_seen's lines ran on
+
+
+@backend.elementwise
+def gelu_like_seen(x, cdf, dy):
+    _SEEN.append(type(x))
+    return gelu_like.formula(x, cdf, dy)
+
+
+def _scale_runner():  # as an op makes its formula: a new function object on every call
+    @backend.elementwise
+    def scale(x, c):
+        return x * c
+
+    return scale
+
+
+def _runner_with_default(k):
+    @backend.elementwise
+    def times_k(x, k=k):  # k is a default value of this function object
+        return x * k
+
+    return times_k
+
+
+def _row_runner(k):
+    @backend.rows
+    def times_k(x):  # reads k from the function around it (rows allows it on the CPU)
+        return x * k
+
+    return times_k
+
+
+def test_a_formula_made_again_by_its_op_reuses_the_runner_made_the_first_time(rng):
+    """An op that defines its formula inside itself decorates a new function object on every
+    call; one with the same code, defaults and module gets the runner made for the first, and
+    computes the same. One that reads values of the function around it, or has other defaults,
+    gets its own: those values may differ."""
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    first, again = _scale_runner(), _scale_runner()
+    assert again is first
+    np.testing.assert_array_equal(again(x, 3.0), x * 3.0)
+    two, three = _runner_with_default(2.0), _runner_with_default(3.0)
+    assert two is not three and _runner_with_default(3.0) is three
+    np.testing.assert_array_equal(three(x), x * 3.0)
+    np.testing.assert_array_equal(two(x), x * 2.0)
+    two, three = _row_runner(2.0), _row_runner(3.0)
+    assert two is not three
+    np.testing.assert_array_equal(three(x), x * 3.0)
+    np.testing.assert_array_equal(two(x), x * 2.0)
+
+
+@pytest.mark.parametrize("rows,planned", [(8, False), (40, True)],
+                         ids=["a few rows: plain lines", "one block of many numbers: plan"])
+def test_on_the_cpu_a_block_of_at_least_plan_from_numbers_runs_by_plan(rng, rows, planned):
+    """A formula on fewer than backend.PLAN_FROM numbers runs as its plain lines (a plan's
+    fixed cost is more than it saves there); from PLAN_FROM numbers on, a single block runs by
+    its plan too, in place in a few buffers (GELU over one sentence of MiniLM's feed-forward,
+    32 x 1536). Both give the formula's numbers."""
+    n = 1024
+    assert (rows * n >= backend.PLAN_FROM) == planned and rows * n <= minibert.parallel.BLOCK
+    x = rng.standard_normal((rows, n)).astype(np.float32)
+    cdf, dy = rng.random((rows, n)).astype(np.float32), rng.standard_normal((rows, n))
+    dy = dy.astype(np.float32)
+    _SEEN.clear()
+    got = gelu_like_seen(x, cdf, dy)
+    np.testing.assert_allclose(got, gelu_like.formula(x, cdf, dy), rtol=1e-6, atol=1e-7)
+    ran_its_lines = np.ndarray in _SEEN  # (a plan runs them once, on stand-ins, to record)
+    assert ran_its_lines != planned
+
+
 @pytest.mark.parametrize("op,launches", [
     (lambda x: F.gelu(x), (1, 1)),  # forward x·Φ(x) and Φ(x); backward
     # GELU(x + b): u = x + b inside both kernels (not a kernel of its own); + b's gradient
@@ -275,7 +346,7 @@ def test_on_the_cpu_a_division_by_a_number_is_a_multiplication_by_its_reciprocal
             np.testing.assert_array_max_ulp(got, want, maxulp=2)
     plans = [entry.plan for key, entry in backend._RECORDED.items()
              if key[0] is over_numbers.formula.__code__ and entry.plan is not None]
-    if x.size > minibert.parallel.BLOCK:  # (one block of new arrays runs the plain lines)
+    if x.size >= backend.PLAN_FROM:  # (a few rows of new arrays run the plain lines)
         assert plans and all(fn is not np.divide for plan in plans for fn, *_ in plan.steps)
         # x·(1/c), and x·(1/(1 − 0.9^t))·¼ as x times one number: 2 passes over the block
         assert sum(fn is np.multiply for fn, *_ in plans[0].steps) == 2
