@@ -268,8 +268,10 @@ def elementwise(formula: Callable[..., Any]) -> Callable[..., Any]:
     """Run `formula(*arrays_and_numbers)`, an elementwise formula, as fast as the device allows.
 
     Every array argument has the shape of the first one, or broadcasts against it along the
-    last axis (a bias, gamma), or is a per-row value with a last axis of 1. The formula returns
-    an array, several (a tuple), or nothing when it works in place (`y += b`, on contiguous
+    last axis (a bias, gamma), or is a per-row value with a last axis of 1. (One that
+    broadcasts otherwise, such as each attention head's bias (h, 1, d) against (B, h, T, d),
+    works too: on NumPy the plain lines then run on the whole arrays.) The formula returns an
+    array, several (a tuple), or nothing when it works in place (`y += b`, on contiguous
     arrays). On NumPy it runs on blocks of rows (parallel.for_blocks); on CuPy it is one fused
     kernel (cupy.fuse). It may be defined inside the op that uses it: the kernel is compiled
     once per formula (its code), so values must come in as arguments, not from the enclosing
@@ -367,6 +369,29 @@ def _keep(decorator, formula, run):
     return run
 
 
+def into_heads(formula: Callable[..., Any], arrays: list, vectors: list,
+               num_heads: int) -> tuple:
+    """formula(*arrays, *vectors), an elementwise formula (`elementwise`) on arrays (B, T, H)
+    and a vector (H,) for each, with each result cut into attention's heads: (B, h, T, d),
+    d = H/h.
+
+    Where the heads' numbers lie is the device's business. On NumPy the formula runs on the
+    (B, T, H) arrays (blocks of rows on the threads), and each head is a view of its result,
+    which BLAS reads as it is. On CuPy it runs on the heads themselves (views of the arrays,
+    each vector as (h, 1, d)), so that its one kernel writes each head's rows one after
+    another, as cuBLAS reads them: a head that is a view of (B, T, H) it would copy first."""
+    B, T, H = arrays[0].shape
+    d = H // num_heads
+
+    def split(y):  # (B, T, H) -> (B, h, T, d), a view
+        return y.reshape(B, T, num_heads, d).transpose(0, 2, 1, 3)
+
+    if isinstance(arrays[0], np.ndarray):
+        return tuple(split(r) for r in formula(*arrays, *vectors))
+    return tuple(formula(*(split(a) for a in arrays),
+                         *(v.reshape(num_heads, 1, d) for v in vectors)))
+
+
 @contextlib.contextmanager
 def together() -> Iterator[None]:
     """Within ``with backend.together():`` the formulas that write into arrays given by `out=`
@@ -457,6 +482,11 @@ def _on_blocks(formula, args, out=None):
     blocks, cuts, kinds = [], [], []
     for a in args:
         cut = isinstance(a, np.ndarray) and a.ndim == first.ndim and a.shape[:-1] == lead
+        if not cut and isinstance(a, np.ndarray) and a.ndim > 1 and (a.ndim > 2 or len(a) > 1):
+            # it broadcasts other than as one row for all (each head's bias (h, 1, d), rows
+            # (T, n) for (B, T, n)): no block of rows takes it, the plain lines run on it all
+            result = formula(*args)
+            return result if out is None else _write(out, result)
         if cut:
             a = a.reshape(count, a.shape[-1])
         blocks.append(a)

@@ -106,6 +106,58 @@ def check_ids(ids: Array, size: int, what: str) -> Array:
 
 
 # ----------------------------------------------------------------------------------------------
+# Attention's heads
+
+
+def attention_heads(x: Tensor, W_q: Tensor, W_k: Tensor, W_v: Tensor, b_q: Tensor,
+                    b_k: Tensor, b_v: Tensor, num_heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Attention's queries, keys and values, cut into heads: split(x W + b) for the three linear
+    maps (W_q, b_q), (W_k, b_k), (W_v, b_v), where split cuts the last axis of (B, T, H) into
+    h = num_heads heads of size d = H/h: (B, T, H) -> (B, h, T, d).
+
+    x: (B, T, H_in); W: (H_in, H); b: (H,). The same numbers as split(linear(x, W, b)) for
+    each, with the three biases added in one formula. On the GPU that is one kernel instead of
+    three, and it writes each head's rows one after another, as the products q kᵀ and probs·v
+    read them (cuBLAS would first copy a head that is a view of (B, T, H)); on the CPU the
+    heads are views of the (B, T, H) results, which BLAS reads as they are (backend.into_heads).
+    Backward, for each: dy = the heads of the gradient joined again, (B, T, H); then linear's:
+    dx = dy Wᵀ, dW = xᵀ dy, db = Σ dy over the rows.
+    """
+
+    @backend.elementwise
+    def add_biases(q, k, v, b_q, b_k, b_v):  # x W + b for each (as heads on the GPU: into_heads)
+        return q + b_q, k + b_k, v + b_v
+
+    B, T, H_in = x.shape
+    H = W_q.shape[-1]
+    if H % num_heads or any(W.shape != (H_in, H) for W in (W_k, W_v)) or \
+            W_q.shape[0] != H_in or any(b.shape != (H,) for b in (b_q, b_k, b_v)):
+        raise ShapeError(f"attention_heads: x {x.shape} needs weights (H_in, H) = ({H_in}, H) "
+                         f"alike with H a multiple of num_heads = {num_heads} and biases (H,); "
+                         f"got W {W_q.shape}, {W_k.shape}, {W_v.shape} and b {b_q.shape}, "
+                         f"{b_k.shape}, {b_v.shape}")
+    x2 = x.data.reshape(-1, H_in)  # (rows, in)
+    ys = [backend.linear_map(x2, W.data).reshape(B, T, H) for W in (W_q, W_k, W_v)]  # x W
+    heads = backend.into_heads(add_biases, ys, [b.data for b in (b_q, b_k, b_v)], num_heads)
+    outs = []
+    for W, b, head in zip((W_q, W_k, W_v), (b_q, b_k, b_v), heads, strict=True):
+        out = op_result(head, (x, W, b), "attention_heads")
+
+        def _backward(W=W, b=b, out=out):
+            dy = out.grad.transpose(0, 2, 1, 3).reshape(-1, H)  # the heads joined again
+            if x.requires_grad:
+                accum_grad(x, (dy @ W.data.T).reshape(x.shape))
+            if W.requires_grad:
+                accum_grad(W, x2.T @ dy)
+            if b.requires_grad:
+                accum_grad(b, dy.sum(axis=0))
+
+        out._backward = _backward
+        outs.append(out)
+    return outs[0], outs[1], outs[2]
+
+
+# ----------------------------------------------------------------------------------------------
 # Activations
 
 # Abramowitz & Stegun 7.1.26: erf(x) ≈ 1 − (a1·t + a2·t² + a3·t³ + a4·t⁴ + a5·t⁵)·exp(−x²) with

@@ -133,7 +133,12 @@ class MultiHeadSelfAttention(Module):
         def split_heads(t):  # (B, T, H) -> (B, h, T, d)
             return t.reshape(B, T, self.num_heads, self.head_size).transpose(0, 2, 1, 3)
 
-        q, k, v = split_heads(self.query(x)), split_heads(self.key(x)), split_heads(self.value(x))
+        if not FUSED:  # each projection with its bias, then cut into heads
+            q, k, v = (split_heads(self.query(x)), split_heads(self.key(x)),
+                       split_heads(self.value(x)))
+        else:  # the same, with the biases added as the heads are cut (GPU: one kernel)
+            q, k, v = F.attention_heads(x, self.query.W, self.key.W, self.value.W, self.query.b,
+                                        self.key.b, self.value.b, self.num_heads)
         context, probs = scaled_dot_product_attention(
             q, k, v, mask_bias, self.dropout_p, self.training
         )
@@ -144,9 +149,10 @@ class MultiHeadSelfAttention(Module):
 # ----------------------------------------------------------------------------------------------
 # One encoder layer
 
-# Which lines BertLayer.forward runs: False, the formulas line by line; True (the default),
-# the same math with each add & norm as one fused op. tests/test_model.py checks that both
-# give the same numbers.
+# Which lines BertLayer.forward and MultiHeadSelfAttention.forward run: False, the formulas
+# line by line; True (the default), the same math with each add & norm as one fused op, and
+# the query, key and value biases added as the heads are cut (F.attention_heads).
+# tests/test_model.py checks that both give the same numbers.
 FUSED = True
 
 

@@ -151,6 +151,23 @@ def gelu_like_seen(x, cdf, dy):
     return gelu_like.formula(x, cdf, dy)
 
 
+@pytest.mark.parametrize("shape,other_shape", [((3, 200, 96), (200, 96)),
+                                               ((3, 2, 200, 96), (2, 1, 96))],
+                         ids=["rows", "heads"])
+def test_on_the_cpu_an_argument_that_broadcasts_other_than_along_rows_gets_the_plain_lines(
+        rng, shape, other_shape):
+    """An argument that no block of rows can take, such as rows (T, n) for (B, T, n) or each
+    attention head's bias (h, 1, d) for (B, h, T, d), broadcasts as NumPy broadcasts it: the
+    plain lines run on the whole arrays (here more than PLAN_FROM numbers, which would
+    otherwise run by plan)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    other = rng.standard_normal(other_shape).astype(np.float32)
+    assert x.size >= backend.PLAN_FROM
+    got = two_outputs(x, other)
+    np.testing.assert_array_equal(got[0], x * other)
+    np.testing.assert_array_equal(got[1], x + 1)
+
+
 def _scale_runner():  # as an op makes its formula: a new function object on every call
     @backend.elementwise
     def scale(x, c):
@@ -222,6 +239,12 @@ def test_on_the_cpu_a_block_of_at_least_plan_from_numbers_runs_by_plan(rng, rows
     (lambda x: F.layer_norm(x, minibert.tensor(np.ones(6)), minibert.tensor(np.zeros(6))),
      (3, 3)),
     (lambda x: F.dropout(x, 0.3), (3, 1)),  # random numbers, >= p, the mask; the mask again
+    # three products and their biases as the heads are cut; backward (of one head): joined
+    # again, then dx, dW (products) and db (a sum)
+    (lambda x: F.attention_heads(
+        x, *(minibert.tensor(np.eye(6), requires_grad=True) for _ in range(3)),
+        *(minibert.tensor(np.ones(6), requires_grad=True) for _ in range(3)),
+        num_heads=2)[2], (3 + 1, 1 + 3)),
 ])
 def test_each_op_launches_what_its_fused_formulas_say_and_never_syncs(rng, sim, op, launches):
     x = minibert.tensor(rng.standard_normal((4, 5, 6)), requires_grad=True)

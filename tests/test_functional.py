@@ -47,6 +47,38 @@ def test_embedding_rejects_out_of_range_and_float_ids():
         F.embedding(W, np.array([0.0, 1.0]))
 
 
+def test_attention_heads_are_each_linear_map_cut_into_heads(rng, backend_name):
+    """split(x W + b) for queries, keys and values at once: (B, T, H) -> (B, h, T, d)."""
+    x = T(rng, 2, 3, 4)
+    Ws, bs = [T(rng, 4, 6) for _ in range(3)], [T(rng, 6) for _ in range(3)]
+
+    def split(t):  # the plain lines: (B, T, H) -> (B, h, T, d) with h = 2 heads of d = 3
+        return t.reshape(2, 3, 2, 3).transpose(0, 2, 1, 3)
+
+    heads = F.attention_heads(x, *Ws, *bs, num_heads=2)
+    for head, W, b in zip(heads, Ws, bs, strict=True):
+        assert head.shape == (2, 2, 3, 3)
+        np.testing.assert_allclose(head.numpy(), split(F.linear(x, W, b)).numpy(), rtol=1e-12)
+    assert gradcheck(lambda *t: sum(((i + 1) * h * h).sum() for i, h in enumerate(
+        F.attention_heads(*t, num_heads=2))), x, *Ws, *bs)
+    with pytest.raises(minibert.ShapeError, match="multiple of num_heads = 4"):
+        F.attention_heads(x, *Ws, *bs, num_heads=4)
+    with pytest.raises(minibert.ShapeError, match="biases \\(H,\\)"):
+        F.attention_heads(x, *Ws, bs[0], bs[1], Ws[0], num_heads=2)
+    with pytest.raises(minibert.ShapeError, match="weights \\(H_in, H\\) = \\(4, H\\)"):
+        F.attention_heads(x, Ws[0], Ws[1], T(rng, 5, 6), *bs, num_heads=2)
+
+
+def test_on_the_cpu_the_heads_are_laid_out_as_token_rows(rng):
+    """On NumPy each head is laid out as the (B, T, H) rows it comes from, which BLAS reads in
+    place (a copy per head would be a pass over memory of its own)."""
+    x = minibert.tensor(rng.standard_normal((2, 5, 8)), dtype=np.float32)
+    Ws = [minibert.tensor(rng.standard_normal((8, 8)), dtype=np.float32) for _ in range(3)]
+    bs = [minibert.tensor(rng.standard_normal(8), dtype=np.float32) for _ in range(3)]
+    for head in F.attention_heads(x, *Ws, *bs, num_heads=4):
+        assert head.data.transpose(0, 2, 1, 3).flags.c_contiguous
+
+
 @pytest.mark.parametrize(
     "name", [pytest.param("gelu", marks=pytest.mark.exercise("4.2")), "relu", "tanh"]
 )
