@@ -168,6 +168,30 @@ def test_on_the_cpu_an_argument_that_broadcasts_other_than_along_rows_gets_the_p
     np.testing.assert_array_equal(got[1], x + 1)
 
 
+@backend.elementwise
+def add_two(a, b, u, v):
+    return a + u, b + v
+
+
+def test_into_heads_lays_the_heads_out_as_the_device_reads_them(rng, sim):
+    """backend.into_heads: the same numbers on both devices. On NumPy each head is a view of
+    the (B, T, H) rows the formula wrote, which BLAS reads as it is; on the (simulated) GPU
+    the one fused kernel writes each head in C order, which cuBLAS reads without a copy."""
+    arrays = [rng.standard_normal((2, 5, 8)) for _ in range(2)]
+    vectors = [rng.standard_normal(8) for _ in range(2)]
+    on_cpu = backend.into_heads(add_two, arrays, vectors, num_heads=4)
+    before = cupy_sim.counts.launches
+    on_gpu = backend.into_heads(add_two, [sim.asarray(a) for a in arrays],
+                                [sim.asarray(v) for v in vectors], num_heads=4)
+    assert cupy_sim.counts.launches == before + 1
+    for cpu, gpu, a, v in zip(on_cpu, on_gpu, arrays, vectors, strict=True):
+        want = (a + v).reshape(2, 5, 4, 2).transpose(0, 2, 1, 3)  # (B, h, T, d)
+        np.testing.assert_array_equal(cpu, want)
+        np.testing.assert_array_equal(gpu.get(), want)
+        assert cpu.transpose(0, 2, 1, 3).flags.c_contiguous  # laid out as the token rows
+        assert gpu.flags.c_contiguous  # each head's rows one after another
+
+
 def _scale_runner():  # as an op makes its formula: a new function object on every call
     @backend.elementwise
     def scale(x, c):
