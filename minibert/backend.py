@@ -371,15 +371,17 @@ def _keep(decorator, formula, run):
 
 def into_heads(formula: Callable[..., Any], arrays: list, vectors: list,
                num_heads: int) -> tuple:
-    """formula(*arrays, *vectors), an elementwise formula (`elementwise`) on arrays (B, T, H)
-    and a vector (H,) for each, with each result cut into attention's heads: (B, h, T, d),
-    d = H/h.
+    """formula(*arrays, *vectors), an elementwise formula (`elementwise`) with one result per
+    array, on arrays (B, T, H) and a vector (H,) for each, with each result cut into
+    attention's heads: (B, h, T, d), d = H/h. The arrays are the caller's to give up (such as
+    attention_heads' x W): the results may be written into them.
 
     Where the heads' numbers lie is the device's business. On NumPy the formula runs on the
-    (B, T, H) arrays (blocks of rows on the threads), and each head is a view of its result,
-    which BLAS reads as it is. On CuPy it runs on the heads themselves (views of the arrays,
-    each vector as (h, 1, d)), so that its one kernel writes each head's rows one after
-    another, as cuBLAS reads them: a head that is a view of (B, T, H) it would copy first."""
+    (B, T, H) arrays, in place (blocks of rows on the threads), and each head is a view of
+    its result, which BLAS reads as it is. On CuPy it runs on the heads themselves (views of
+    the arrays, each vector as (h, 1, d)), so that its one kernel writes each head's rows one
+    after another, as cuBLAS reads them: a head that is a view of (B, T, H) it would copy
+    first."""
     B, T, H = arrays[0].shape
     d = H // num_heads
 
@@ -387,7 +389,7 @@ def into_heads(formula: Callable[..., Any], arrays: list, vectors: list,
         return y.reshape(B, T, num_heads, d).transpose(0, 2, 1, 3)
 
     if isinstance(arrays[0], np.ndarray):
-        return tuple(split(r) for r in formula(*arrays, *vectors))
+        return tuple(split(r) for r in formula(*arrays, *vectors, out=tuple(arrays)))
     return tuple(formula(*(split(a) for a in arrays),
                          *(v.reshape(num_heads, 1, d) for v in vectors)))
 

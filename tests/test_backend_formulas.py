@@ -174,21 +174,23 @@ def add_two(a, b, u, v):
 
 
 def test_into_heads_lays_the_heads_out_as_the_device_reads_them(rng, sim):
-    """backend.into_heads: the same numbers on both devices. On NumPy each head is a view of
-    the (B, T, H) rows the formula wrote, which BLAS reads as it is; on the (simulated) GPU
-    the one fused kernel writes each head in C order, which cuBLAS reads without a copy."""
+    """backend.into_heads: the same numbers on both devices. On NumPy the formula writes into
+    the (B, T, H) arrays given up to it and each head is a view of them, which BLAS reads as
+    it is; on the (simulated) GPU its one fused kernel writes each head in C order, which
+    cuBLAS reads without a copy."""
     arrays = [rng.standard_normal((2, 5, 8)) for _ in range(2)]
     vectors = [rng.standard_normal(8) for _ in range(2)]
-    on_cpu = backend.into_heads(add_two, arrays, vectors, num_heads=4)
+    wants = [(a + v).reshape(2, 5, 4, 2).transpose(0, 2, 1, 3) for a, v in  # (B, h, T, d)
+             zip(arrays, vectors, strict=True)]
     before = cupy_sim.counts.launches
     on_gpu = backend.into_heads(add_two, [sim.asarray(a) for a in arrays],
                                 [sim.asarray(v) for v in vectors], num_heads=4)
     assert cupy_sim.counts.launches == before + 1
-    for cpu, gpu, a, v in zip(on_cpu, on_gpu, arrays, vectors, strict=True):
-        want = (a + v).reshape(2, 5, 4, 2).transpose(0, 2, 1, 3)  # (B, h, T, d)
+    on_cpu = backend.into_heads(add_two, arrays, vectors, num_heads=4)
+    for cpu, gpu, a, want in zip(on_cpu, on_gpu, arrays, wants, strict=True):
         np.testing.assert_array_equal(cpu, want)
         np.testing.assert_array_equal(gpu.get(), want)
-        assert cpu.transpose(0, 2, 1, 3).flags.c_contiguous  # laid out as the token rows
+        assert cpu.base is a or cpu.base is a.base  # in place, in the array given up
         assert gpu.flags.c_contiguous  # each head's rows one after another
 
 
