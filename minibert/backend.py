@@ -374,7 +374,8 @@ def into_heads(formula: Callable[..., Any], arrays: list, vectors: list,
     """formula(*arrays, *vectors), an elementwise formula (`elementwise`) with one result per
     array, on arrays (B, T, H) and a vector (H,) for each, with each result cut into
     attention's heads: (B, h, T, d), d = H/h. The arrays are the caller's to give up (such as
-    attention_heads' x W): the results may be written into them.
+    attention_heads' x W): the results may be written into them (on NumPy, from PLAN_FROM
+    numbers on).
 
     Where the heads' numbers lie is the device's business. On NumPy the formula runs on the
     (B, T, H) arrays, in place (blocks of rows on the threads), and each head is a view of
@@ -389,7 +390,9 @@ def into_heads(formula: Callable[..., Any], arrays: list, vectors: list,
         return y.reshape(B, T, num_heads, d).transpose(0, 2, 1, 3)
 
     if isinstance(arrays[0], np.ndarray):
-        return tuple(split(r) for r in formula(*arrays, *vectors, out=tuple(arrays)))
+        # in place from PLAN_FROM numbers on; below, the plain lines' new arrays are faster
+        out = tuple(arrays) if arrays[0].size >= PLAN_FROM else None
+        return tuple(split(r) for r in formula(*arrays, *vectors, out=out))
     return tuple(formula(*(split(a) for a in arrays),
                          *(v.reshape(num_heads, 1, d) for v in vectors)))
 

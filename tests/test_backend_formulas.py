@@ -174,10 +174,9 @@ def add_two(a, b, u, v):
 
 
 def test_into_heads_lays_the_heads_out_as_the_device_reads_them(rng, sim):
-    """backend.into_heads: the same numbers on both devices. On NumPy the formula writes into
-    the (B, T, H) arrays given up to it and each head is a view of them, which BLAS reads as
-    it is; on the (simulated) GPU its one fused kernel writes each head in C order, which
-    cuBLAS reads without a copy."""
+    """backend.into_heads: the same numbers on both devices. On NumPy each head is a view of
+    (B, T, H) rows, which BLAS reads as it is; on the (simulated) GPU the one fused kernel
+    writes each head in C order, which cuBLAS reads without a copy."""
     arrays = [rng.standard_normal((2, 5, 8)) for _ in range(2)]
     vectors = [rng.standard_normal(8) for _ in range(2)]
     wants = [(a + v).reshape(2, 5, 4, 2).transpose(0, 2, 1, 3) for a, v in  # (B, h, T, d)
@@ -187,11 +186,25 @@ def test_into_heads_lays_the_heads_out_as_the_device_reads_them(rng, sim):
                                 [sim.asarray(v) for v in vectors], num_heads=4)
     assert cupy_sim.counts.launches == before + 1
     on_cpu = backend.into_heads(add_two, arrays, vectors, num_heads=4)
-    for cpu, gpu, a, want in zip(on_cpu, on_gpu, arrays, wants, strict=True):
+    for cpu, gpu, want in zip(on_cpu, on_gpu, wants, strict=True):
         np.testing.assert_array_equal(cpu, want)
         np.testing.assert_array_equal(gpu.get(), want)
-        assert cpu.base is a or cpu.base is a.base  # in place, in the array given up
+        assert cpu.transpose(0, 2, 1, 3).flags.c_contiguous  # laid out as the token rows
         assert gpu.flags.c_contiguous  # each head's rows one after another
+
+
+@pytest.mark.parametrize("T,in_place", [(5, False), (1024, True)])
+def test_on_the_cpu_into_heads_writes_into_the_arrays_from_plan_from_numbers(rng, T, in_place):
+    """From PLAN_FROM numbers on, the formula writes into the (B, T, H) arrays given up to
+    it (no new activation-sized arrays); below, its plain lines' new arrays are faster."""
+    arrays = [rng.standard_normal((2, T, 16)).astype(np.float32) for _ in range(2)]
+    assert (arrays[0].size >= backend.PLAN_FROM) == in_place
+    vectors = [rng.standard_normal(16).astype(np.float32) for _ in range(2)]
+    wants = [a + v for a, v in zip(arrays, vectors, strict=True)]
+    heads = backend.into_heads(add_two, arrays, vectors, num_heads=4)
+    for head, a, want in zip(heads, arrays, wants, strict=True):
+        np.testing.assert_array_equal(head.transpose(0, 2, 1, 3).reshape(want.shape), want)
+        assert (head.base is a) == in_place
 
 
 def _scale_runner():  # as an op makes its formula: a new function object on every call
