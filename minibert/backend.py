@@ -288,7 +288,7 @@ def elementwise(formula: Callable[..., Any]) -> Callable[..., Any]:
         raise TypeError(f"backend.elementwise: {formula.__name__} reads {names} from the "
                         "function around it; pass them as arguments (a compiled kernel would "
                         "keep the first values)")
-    made = _made_before(elementwise, formula)
+    made, key = _made_before(elementwise, formula)
     if made is not None:
         return made
 
@@ -304,7 +304,7 @@ def elementwise(formula: Callable[..., Any]) -> Callable[..., Any]:
         return result if out is None else _write(out, result)
 
     run.formula = formula  # type: ignore[attr-defined]  # the plain lines, for tests
-    return _keep(elementwise, formula, run)
+    return _keep(key, run)
 
 
 def rows(formula: Callable[..., Any]) -> Callable[..., Any]:
@@ -319,7 +319,7 @@ def rows(formula: Callable[..., Any]) -> Callable[..., Any]:
     costs three launches instead of one per step. A row value the formula returns (a reduction's
     result, shape (..., 1)) comes back as it is.
     """
-    made = _made_before(rows, formula)
+    made, key = _made_before(rows, formula)
     if made is not None:
         return made
 
@@ -332,7 +332,7 @@ def rows(formula: Callable[..., Any]) -> Callable[..., Any]:
         return _compute(xp, result)
 
     run.formula = formula  # type: ignore[attr-defined]  # the plain lines, for tests
-    return _keep(rows, formula, run)
+    return _keep(key, run)
 
 
 # An op that defines its formulas inside itself (GELU's forward and backward, side by side)
@@ -343,29 +343,22 @@ def rows(formula: Callable[..., Any]) -> Callable[..., Any]:
 _MADE: dict = {}
 
 
-def _made_key(decorator, formula):
-    if formula.__closure__:  # it reads values of the function around it: they may change
-        return None
-    return (decorator, formula.__code__, formula.__defaults__, formula.__module__)
-
-
 def _made_before(decorator, formula):
-    """The runner `decorator` made for a formula like this one before, or None."""
-    key = _made_key(decorator, formula)
+    """(the runner `decorator` made for a formula like this one before, or None; the key to
+    keep a new one under, or None when it must not be kept)."""
+    if formula.__closure__:  # it reads values of the function around it: they may change
+        return None, None
+    key = (decorator, formula.__code__, formula.__defaults__, formula.__module__)
     try:
-        return None if key is None else _MADE.get(key)
+        return _MADE.get(key), key
     except TypeError:  # a default value that cannot be a key
-        return None
+        return None, None
 
 
-def _keep(decorator, formula, run):
-    """Keep `run`, the runner made for `formula`, for the next formula like it; returns it."""
-    key = _made_key(decorator, formula)
-    try:
-        if key is not None:
-            _MADE[key] = run
-    except TypeError:
-        pass
+def _keep(key, run):
+    """Keep `run` under `key` (from _made_before) for the next formula like it; returns it."""
+    if key is not None:
+        _MADE[key] = run
     return run
 
 
@@ -480,8 +473,7 @@ def _on_blocks(formula, args, out=None):
     first = next((a for a in args if isinstance(a, np.ndarray) and a.ndim), None)
     if first is None or first.size == 0 or (
             out is None and first.size <= max(first.shape[-1], PLAN_FROM - 1)):
-        result = formula(*args)  # a few rows of new arrays: the plain lines are faster
-        return result if out is None else _write(out, result)
+        return _plain(formula, args, out)  # a few rows of new arrays: the plain lines are faster
     lead, count = first.shape[:-1], first.size // first.shape[-1]
     # the arguments with one value (or a row) per row of `first` are cut up: as (rows, n)
     blocks, cuts, kinds = [], [], []
@@ -490,8 +482,7 @@ def _on_blocks(formula, args, out=None):
         if not cut and isinstance(a, np.ndarray) and a.ndim > 1 and (a.ndim > 2 or len(a) > 1):
             # it broadcasts other than as one row for all (each head's bias (h, 1, d), rows
             # (T, n) for (B, T, n)): no block of rows takes it, the plain lines run on it all
-            result = formula(*args)
-            return result if out is None else _write(out, result)
+            return _plain(formula, args, out)
         if cut:
             a = a.reshape(count, a.shape[-1])
         blocks.append(a)
@@ -509,8 +500,7 @@ def _on_blocks(formula, args, out=None):
     if entry is None:
         entry = _RECORDED[key] = _record(formula, blocks, cuts, aliases)
     if entry is _PLAIN:  # no plan: its lines as they are, on the whole arrays
-        result = formula(*args)
-        return result if out is None else _write(out, result)
+        return _plain(formula, args, out)
     rows = blocks[cuts.index(True)]  # for_blocks cuts the rows of this one (as of the others)
     if entry.plan is None:  # it works in place: run it as it is on each block
         parallel.for_blocks(lambda block: formula(*(
@@ -542,6 +532,12 @@ _NUMBERS = (int, float, complex, np.number, np.bool_)  # numbers: inputs of a pl
 # thread: GELU on 32 x 1536 (one sentence through MiniLM's feed-forward, 22 steps) 171 µs
 # plain, 154 µs by plan; add & norm on 32 x 384 34 µs plain, 42 µs by plan.
 PLAN_FROM = 1 << 15
+
+
+def _plain(formula, args, out):
+    """The formula's plain lines on the whole arrays; its results into `out`, if given."""
+    result = formula(*args)
+    return result if out is None else _write(out, result)
 
 
 def _write(out, result):
